@@ -1,0 +1,502 @@
+//! The room logic as a pure state machine: events in, commands out.
+//!
+//! No locks, no async, no clock: time arrives inside the events. One task owns
+//! the [`Lobby`] and every connection talks to it over channels, so the whole
+//! matchmaking logic is tested without sockets (see the property tests below).
+//!
+//! ```
+//! use std::time::Instant;
+//! use volley_server::lobby::{Command, Event, Lobby, LobbyConfig, RoomRequest, ServerMessage};
+//! use matchbox_protocol::PeerId;
+//!
+//! let mut lobby = Lobby::new(LobbyConfig::default());
+//! let (a, b) = (PeerId(uuid::Uuid::from_u128(1)), PeerId(uuid::Uuid::from_u128(2)));
+//! let now = Instant::now();
+//! let mut out = Vec::new();
+//! let room = RoomRequest::parse("arena", Some("2"), 16).unwrap();
+//! lobby.handle(Event::Joined { peer: a, room: room.clone(), at: now }, &mut out);
+//! out.clear();
+//! lobby.handle(Event::Joined { peer: b, room, at: now }, &mut out);
+//! // b learns its id, a learns about b, and the pair forms a match.
+//! assert!(out.contains(&Command::Send { to: vec![b], message: ServerMessage::IdAssigned(b) }));
+//! assert!(out.contains(&Command::Send { to: vec![a], message: ServerMessage::NewPeer(b) }));
+//! assert!(out.iter().any(|c| matches!(c, Command::MatchFormed { size: 2, .. })));
+//! ```
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+pub use matchbox_protocol::PeerId;
+
+use crate::close::CloseReason;
+
+/// Longest room name accepted, in bytes.
+pub const MAX_ROOM_NAME: usize = 64;
+
+/// What a connecting peer asked for: a room name and, optionally, matchmaking.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RoomRequest {
+    /// The room name (the URL path without its `/`; may be empty).
+    pub name: String,
+    /// `None` joins the named room; `Some(n)` joins the next group of `n`.
+    pub next: Option<usize>,
+}
+
+impl RoomRequest {
+    /// Validates a room name and the raw `next` query value (a whole number
+    /// from 2 to `max_room_size`).
+    pub fn parse(
+        name: &str,
+        next: Option<&str>,
+        max_room_size: usize,
+    ) -> Result<Self, CloseReason> {
+        let valid_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.');
+        if name.len() > MAX_ROOM_NAME || !name.chars().all(valid_char) {
+            return Err(CloseReason::InvalidRoomName {
+                len: name.len(),
+                max: MAX_ROOM_NAME,
+            });
+        }
+        let next = match next {
+            None => None,
+            Some(raw) => match raw.parse::<usize>() {
+                Ok(n) if (2..=max_room_size).contains(&n) => Some(n),
+                _ => {
+                    return Err(CloseReason::InvalidNext {
+                        value: raw.chars().take(32).collect(),
+                        max: max_room_size,
+                    });
+                }
+            },
+        };
+        Ok(RoomRequest {
+            name: name.to_owned(),
+            next,
+        })
+    }
+}
+
+/// Limits and timings of the lobby.
+#[derive(Debug, Clone)]
+pub struct LobbyConfig {
+    /// Largest room, and largest `?next=N` group.
+    pub max_room_size: usize,
+    /// How long a private room code stays reserved while its room is empty.
+    pub private_room_ttl: Duration,
+    /// How many private room codes may be reserved at once.
+    pub max_private_rooms: usize,
+}
+
+impl Default for LobbyConfig {
+    fn default() -> Self {
+        LobbyConfig {
+            max_room_size: 16,
+            private_room_ttl: Duration::from_secs(3600),
+            max_private_rooms: 10_000,
+        }
+    }
+}
+
+/// An input to the lobby.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A peer's WebSocket was accepted; it asks for `room`.
+    Joined {
+        /// The id the server assigned.
+        peer: PeerId,
+        /// The room it asked for.
+        room: RoomRequest,
+        /// When it connected.
+        at: Instant,
+    },
+    /// A peer relays signaling `data` (opaque JSON text) to another peer.
+    Signal {
+        /// The sender.
+        from: PeerId,
+        /// The receiver named by the sender.
+        to: PeerId,
+        /// The raw JSON value to forward.
+        data: String,
+    },
+    /// A peer's connection ended, for whatever reason.
+    Left {
+        /// The peer that left.
+        peer: PeerId,
+    },
+    /// Time passes: expires unused private room codes.
+    Tick {
+        /// The current time.
+        now: Instant,
+    },
+}
+
+/// A message to a peer, in matchbox's wire protocol (`PeerEvent`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServerMessage {
+    /// The receiver's own id; always the first message.
+    IdAssigned(PeerId),
+    /// Another peer joined the receiver's room: the receiver should connect to it.
+    NewPeer(PeerId),
+    /// A peer of the receiver's room left.
+    PeerLeft(PeerId),
+    /// Signaling data relayed from `sender`.
+    Signal {
+        /// The peer that sent it.
+        sender: PeerId,
+        /// Raw JSON value.
+        data: String,
+    },
+}
+
+/// An output of the lobby, for the I/O layer to carry out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// Send `message` to each of `to`.
+    Send {
+        /// Recipients.
+        to: Vec<PeerId>,
+        /// The message.
+        message: ServerMessage,
+    },
+    /// Close the peer's connection with a reason; the lobby has already
+    /// forgotten it (or never admitted it).
+    Close {
+        /// The peer.
+        peer: PeerId,
+        /// Why.
+        reason: CloseReason,
+    },
+    /// A `?next=N` group filled up (for metrics).
+    MatchFormed {
+        /// Group size.
+        size: usize,
+        /// How long each member waited from connecting to the match.
+        waited: Vec<Duration>,
+    },
+    /// A signal was not relayed: the receiver is unknown or in another room.
+    SignalDropped {
+        /// The sender.
+        from: PeerId,
+        /// The receiver it named.
+        to: PeerId,
+    },
+}
+
+/// A public room as listed by `GET /api/rooms`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct RoomInfo {
+    /// What to put in the URL: `name`, or `name?next=N` for a filling group.
+    pub id: String,
+    /// Peers in it now.
+    pub players: usize,
+    /// How many it takes.
+    pub capacity: usize,
+    /// Seconds since it was created.
+    pub age_secs: u64,
+}
+
+/// Why a private room could not be reserved.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PrivateRoomError {
+    /// The code is already reserved (the caller should draw another).
+    #[error("room code already in use")]
+    CodeTaken,
+    /// Too many codes are reserved.
+    #[error("too many private rooms ({0})")]
+    TooMany(usize),
+}
+
+type RoomKey = u64;
+
+#[derive(Debug)]
+struct Room {
+    name: String,
+    /// `None` for a named room, `Some(n)` for a matchmaking group of `n`.
+    next: Option<usize>,
+    capacity: usize,
+    members: Vec<PeerId>,
+    created: Instant,
+    /// A full matchmaking group: it takes nobody else, even after a leave.
+    sealed: bool,
+}
+
+#[derive(Debug)]
+struct PeerEntry {
+    room: RoomKey,
+    joined: Instant,
+}
+
+#[derive(Debug)]
+struct PrivateCode {
+    /// When the code was reserved or its room last seen occupied.
+    idle_since: Instant,
+}
+
+/// The rooms, their members and the matchmaking queues.
+#[derive(Debug)]
+pub struct Lobby {
+    config: LobbyConfig,
+    rooms: HashMap<RoomKey, Room>,
+    /// Named rooms (`/<name>`) by name.
+    named: HashMap<String, RoomKey>,
+    /// The group currently filling for `(name, n)`.
+    filling: HashMap<(String, usize), RoomKey>,
+    peers: HashMap<PeerId, PeerEntry>,
+    private: HashMap<String, PrivateCode>,
+    next_key: RoomKey,
+}
+
+impl Lobby {
+    /// An empty lobby.
+    pub fn new(config: LobbyConfig) -> Self {
+        Lobby {
+            config,
+            rooms: HashMap::new(),
+            named: HashMap::new(),
+            filling: HashMap::new(),
+            peers: HashMap::new(),
+            private: HashMap::new(),
+            next_key: 0,
+        }
+    }
+
+    /// The configuration it runs with.
+    pub fn config(&self) -> &LobbyConfig {
+        &self.config
+    }
+
+    /// Peers currently admitted.
+    pub fn peer_count(&self) -> usize {
+        self.peers.len()
+    }
+
+    /// Rooms and matches currently holding at least one peer.
+    pub fn room_count(&self) -> usize {
+        self.rooms.len()
+    }
+
+    /// The members of `peer`'s room or match, in join order (for tests and tools).
+    pub fn room_of(&self, peer: PeerId) -> Option<&[PeerId]> {
+        let entry = self.peers.get(&peer)?;
+        self.rooms.get(&entry.room).map(|r| r.members.as_slice())
+    }
+
+    /// Feeds one event; appends the resulting commands to `out`.
+    pub fn handle(&mut self, event: Event, out: &mut Vec<Command>) {
+        match event {
+            Event::Joined { peer, room, at } => self.join(peer, room, at, out),
+            Event::Signal { from, to, data } => self.signal(from, to, data, out),
+            Event::Left { peer } => self.leave(peer, out),
+            Event::Tick { now } => self.expire_private(now),
+        }
+    }
+
+    /// Reserves `code` as an unlisted room name.
+    pub fn reserve_private(&mut self, code: &str, now: Instant) -> Result<(), PrivateRoomError> {
+        if self.private.contains_key(code) || self.named.contains_key(code) {
+            return Err(PrivateRoomError::CodeTaken);
+        }
+        if self.private.len() >= self.config.max_private_rooms {
+            return Err(PrivateRoomError::TooMany(self.config.max_private_rooms));
+        }
+        self.private
+            .insert(code.to_owned(), PrivateCode { idle_since: now });
+        Ok(())
+    }
+
+    /// The public rooms (named rooms and filling groups that are not private),
+    /// sorted by id.
+    pub fn public_rooms(&self, now: Instant) -> Vec<RoomInfo> {
+        let mut list: Vec<RoomInfo> = self
+            .rooms
+            .values()
+            .filter(|r| !r.sealed && !self.private.contains_key(&r.name))
+            .map(|r| RoomInfo {
+                id: match r.next {
+                    None => r.name.clone(),
+                    Some(n) => format!("{}?next={n}", r.name),
+                },
+                players: r.members.len(),
+                capacity: r.capacity,
+                age_secs: now.saturating_duration_since(r.created).as_secs(),
+            })
+            .collect();
+        list.sort_by(|a, b| a.id.cmp(&b.id));
+        list
+    }
+
+    fn join(&mut self, peer: PeerId, request: RoomRequest, at: Instant, out: &mut Vec<Command>) {
+        if self.peers.contains_key(&peer) {
+            out.push(Command::Close {
+                peer,
+                reason: CloseReason::DuplicatePeer,
+            });
+            return;
+        }
+        let max = self.config.max_room_size;
+        let key = match request.next {
+            Some(n) if !(2..=max).contains(&n) => {
+                out.push(Command::Close {
+                    peer,
+                    reason: CloseReason::InvalidNext {
+                        value: n.to_string(),
+                        max,
+                    },
+                });
+                return;
+            }
+            Some(n) => {
+                let filling = (request.name.clone(), n);
+                match self.filling.get(&filling) {
+                    Some(&key) => key,
+                    None => {
+                        let key = self.new_room(request.name, Some(n), n, at);
+                        self.filling.insert(filling, key);
+                        key
+                    }
+                }
+            }
+            None => match self.named.get(&request.name) {
+                Some(&key) => key,
+                None => {
+                    let key = self.new_room(request.name.clone(), None, max, at);
+                    self.named.insert(request.name, key);
+                    key
+                }
+            },
+        };
+        let Some(room) = self.rooms.get_mut(&key) else {
+            return; // unreachable: keys above always name a room
+        };
+        if room.members.len() >= room.capacity {
+            let capacity = room.capacity;
+            if room.members.is_empty() {
+                self.remove_room(key);
+            }
+            out.push(Command::Close {
+                peer,
+                reason: CloseReason::RoomFull { capacity },
+            });
+            return;
+        }
+        out.push(Command::Send {
+            to: vec![peer],
+            message: ServerMessage::IdAssigned(peer),
+        });
+        if !room.members.is_empty() {
+            out.push(Command::Send {
+                to: room.members.clone(),
+                message: ServerMessage::NewPeer(peer),
+            });
+        }
+        room.members.push(peer);
+        self.peers.insert(
+            peer,
+            PeerEntry {
+                room: key,
+                joined: at,
+            },
+        );
+        if room.next.is_some() && room.members.len() == room.capacity {
+            room.sealed = true;
+            let waited = room
+                .members
+                .iter()
+                .filter_map(|p| self.peers.get(p))
+                .map(|e| at.saturating_duration_since(e.joined))
+                .collect();
+            out.push(Command::MatchFormed {
+                size: room.capacity,
+                waited,
+            });
+            let filling = (room.name.clone(), room.capacity);
+            self.filling.remove(&filling);
+        }
+    }
+
+    fn signal(&mut self, from: PeerId, to: PeerId, data: String, out: &mut Vec<Command>) {
+        let same_room = match (self.peers.get(&from), self.peers.get(&to)) {
+            (Some(a), Some(b)) => a.room == b.room && from != to,
+            _ => false,
+        };
+        if same_room {
+            out.push(Command::Send {
+                to: vec![to],
+                message: ServerMessage::Signal { sender: from, data },
+            });
+        } else {
+            out.push(Command::SignalDropped { from, to });
+        }
+    }
+
+    fn leave(&mut self, peer: PeerId, out: &mut Vec<Command>) {
+        let Some(entry) = self.peers.remove(&peer) else {
+            return; // refused at join, or left twice
+        };
+        let Some(room) = self.rooms.get_mut(&entry.room) else {
+            return;
+        };
+        room.members.retain(|p| *p != peer);
+        if room.members.is_empty() {
+            self.remove_room(entry.room);
+        } else {
+            out.push(Command::Send {
+                to: room.members.clone(),
+                message: ServerMessage::PeerLeft(peer),
+            });
+        }
+    }
+
+    /// A private code lives while its room is occupied (seen at each tick)
+    /// and for the TTL after that.
+    fn expire_private(&mut self, now: Instant) {
+        let ttl = self.config.private_room_ttl;
+        let named = &self.named;
+        self.private.retain(|code, reserved| {
+            if named.contains_key(code) {
+                reserved.idle_since = now;
+            }
+            now.saturating_duration_since(reserved.idle_since) < ttl
+        });
+    }
+
+    fn new_room(
+        &mut self,
+        name: String,
+        next: Option<usize>,
+        capacity: usize,
+        at: Instant,
+    ) -> RoomKey {
+        let key = self.next_key;
+        self.next_key += 1;
+        self.rooms.insert(
+            key,
+            Room {
+                name,
+                next,
+                capacity,
+                members: Vec::new(),
+                created: at,
+                sealed: false,
+            },
+        );
+        key
+    }
+
+    fn remove_room(&mut self, key: RoomKey) {
+        let Some(room) = self.rooms.remove(&key) else {
+            return;
+        };
+        match room.next {
+            None => {
+                self.named.remove(&room.name);
+            }
+            Some(n) => {
+                let filling = (room.name, n);
+                if self.filling.get(&filling) == Some(&key) {
+                    self.filling.remove(&filling);
+                }
+            }
+        }
+    }
+}

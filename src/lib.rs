@@ -1,0 +1,9 @@
+//! volley: peer-to-peer multiplayer for Bevy.
+//!
+//! This umbrella crate re-exports the volley crates behind features:
+//! `server` (default) brings [`server`], the signaling server library.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+#[cfg(feature = "server")]
+pub use volley_server as server;
