@@ -1,1 +1,429 @@
-fn main() {}
+//! Signaling load: `volley-server` against `matchbox_server`, same load
+//! generator, alternating rounds, numbers printed side by side as ratios.
+//!
+//! Run with `cargo xtask bench` (which installs `matchbox_server` 0.15 from
+//! crates.io) or `MATCHBOX_SERVER=/path/to/matchbox_server cargo bench -p
+//! volley_server --bench signaling`. Without a matchbox binary only volley runs.
+//!
+//! Per round and server, on a fresh server process:
+//! 1. *matches*: `--workers` concurrent workers each form 2-player `?next=2`
+//!    matches back to back for `--seconds`: two WebSockets join a fresh room,
+//!    the peer told of the other sends an offer, the other answers. Reported:
+//!    matches/s, client-side time-to-match p50/p99 (connect → answer
+//!    received), and the server process's own CPU time per match, read from
+//!    /proc so the load generator on the other core does not blur it.
+//! 2. *idle*: `--idle` peers join rooms of 8 and stay; reported: the server's
+//!    RSS growth per idle peer.
+//!
+//! Options: `--rounds N --seconds S --workers W --idle P`.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use tokio::net::{TcpSocket, TcpStream};
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+
+type Ws = WebSocketStream<TcpStream>;
+
+struct Options {
+    rounds: usize,
+    seconds: f64,
+    workers: usize,
+    idle: usize,
+}
+
+fn options() -> Options {
+    let mut o = Options {
+        rounds: 3,
+        seconds: 3.0,
+        workers: 32,
+        idle: 10_000,
+    };
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut i = 0;
+    while i < args.len() {
+        let value = args.get(i + 1).cloned().unwrap_or_default();
+        match args[i].as_str() {
+            "--rounds" => o.rounds = value.parse().expect("--rounds N"),
+            "--seconds" => o.seconds = value.parse().expect("--seconds S"),
+            "--workers" => o.workers = value.parse().expect("--workers W"),
+            "--idle" => o.idle = value.parse().expect("--idle P"),
+            "--bench" => {
+                i += 1;
+                continue;
+            }
+            other => panic!("unknown option {other}"),
+        }
+        i += 2;
+    }
+    o
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Kind {
+    Volley,
+    Matchbox,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Volley => "volley-server",
+            Kind::Matchbox => "matchbox_server",
+        }
+    }
+}
+
+struct ServerProcess {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl ServerProcess {
+    fn start(kind: Kind, matchbox: &Option<PathBuf>) -> ServerProcess {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let mut command = match kind {
+            Kind::Volley => {
+                let mut c = Command::new(env!("CARGO_BIN_EXE_volley-server"));
+                c.args(["--addr", &addr.to_string(), "--max-connections", "60000"]);
+                c
+            }
+            Kind::Matchbox => {
+                let mut c = Command::new(matchbox.as_ref().expect("matchbox binary"));
+                c.arg(addr.to_string());
+                c
+            }
+        };
+        // Logging off for both: matchbox_server logs every event at info.
+        let child = command
+            .env("RUST_LOG", "error")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("server starts");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(addr).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "{} did not start listening",
+                kind.name()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        ServerProcess { child, addr }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// utime + stime of the whole process.
+    fn cpu(&self) -> Duration {
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).expect("/proc stat");
+        let after = &stat[stat.rfind(')').expect("comm") + 2..];
+        let fields: Vec<&str> = after.split(' ').collect();
+        // Fields 14 and 15 of stat(5), counted after the comm field.
+        let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+        Duration::from_secs_f64(ticks as f64 / clock_ticks())
+    }
+
+    fn rss_kib(&self) -> u64 {
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).expect("/proc status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS")
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn clock_ticks() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+/// Connects from one of 127.0.0.2..=127.0.0.33 so that tens of thousands of
+/// short connections do not exhaust one source address's ephemeral ports.
+async fn connect(addr: SocketAddr, path: &str, n: usize) -> Ws {
+    let source = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2 + (n % 32) as u8));
+    let socket = TcpSocket::new_v4().expect("socket");
+    socket
+        .bind(SocketAddr::new(source, 0))
+        .expect("bind source");
+    let stream = socket.connect(addr).await.expect("tcp connect");
+    stream.set_nodelay(true).ok();
+    let config = WebSocketConfig::default()
+        .read_buffer_size(4096)
+        .write_buffer_size(0);
+    let (ws, _) = tokio_tungstenite::client_async_with_config(
+        format!("ws://{addr}/{path}"),
+        stream,
+        Some(config),
+    )
+    .await
+    .expect("websocket handshake");
+    ws
+}
+
+async fn next_text(ws: &mut Ws) -> String {
+    loop {
+        match ws.next().await {
+            Some(Ok(Message::Text(t))) => return t.to_string(),
+            Some(Ok(_)) => continue,
+            other => panic!("connection ended: {other:?}"),
+        }
+    }
+}
+
+fn id_of(text: &str, key: &str) -> Option<String> {
+    let value: serde_json::Value = serde_json::from_str(text).ok()?;
+    value.get(key)?.as_str().map(str::to_owned)
+}
+
+fn signal(to: &str, data: &str) -> Message {
+    Message::text(format!(
+        r#"{{"Signal":{{"receiver":"{to}","data":{{"{data}":"v=0 bench"}}}}}}"#
+    ))
+}
+
+/// One match: two peers meet in a fresh room and complete an offer/answer.
+async fn one_match(addr: SocketAddr, worker: usize, n: usize) -> Duration {
+    let started = Instant::now();
+    let path = format!("w{worker}m{n}?next=2");
+    let (mut a, mut b) = tokio::join!(connect(addr, &path, 2 * n), connect(addr, &path, 2 * n + 1));
+    let (a_hello, b_hello) = tokio::join!(next_text(&mut a), next_text(&mut b));
+    let a_id = id_of(&a_hello, "IdAssigned").expect("IdAssigned");
+    let b_id = id_of(&b_hello, "IdAssigned").expect("IdAssigned");
+    // Whoever joined first is told of the other and sends the offer.
+    let (first, second, second_id) = tokio::select! {
+        text = next_text(&mut a) => { assert_eq!(id_of(&text, "NewPeer"), Some(b_id.clone())); (&mut a, &mut b, b_id) }
+        text = next_text(&mut b) => { assert_eq!(id_of(&text, "NewPeer"), Some(a_id.clone())); (&mut b, &mut a, a_id) }
+    };
+    first
+        .send(signal(&second_id, "Offer"))
+        .await
+        .expect("send offer");
+    let offer = next_text(second).await;
+    let sender =
+        serde_json::from_str::<serde_json::Value>(&offer).expect("json")["Signal"]["sender"]
+            .as_str()
+            .expect("offer sender")
+            .to_owned();
+    second
+        .send(signal(&sender, "Answer"))
+        .await
+        .expect("send answer");
+    let answer = next_text(first).await;
+    assert!(answer.contains("Answer"), "{answer}");
+    started.elapsed()
+}
+
+struct MatchRun {
+    matches: usize,
+    seconds: f64,
+    cpu: Duration,
+    latencies: Vec<Duration>,
+}
+
+async fn match_phase(server: &ServerProcess, o: &Options) -> MatchRun {
+    let addr = server.addr;
+    let cpu_before = server.cpu();
+    let started = Instant::now();
+    let until = started + Duration::from_secs_f64(o.seconds);
+    let mut tasks = Vec::new();
+    for worker in 0..o.workers {
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            let mut n = 0;
+            while Instant::now() < until {
+                let waited =
+                    tokio::time::timeout(Duration::from_secs(10), one_match(addr, worker, n))
+                        .await
+                        .expect("a match within 10 s");
+                latencies.push(waited);
+                n += 1;
+            }
+            latencies
+        }));
+    }
+    let mut latencies = Vec::new();
+    for task in tasks {
+        latencies.extend(task.await.expect("worker"));
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    // Let the server finish processing the last closes before reading its CPU.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    MatchRun {
+        matches: latencies.len(),
+        seconds,
+        cpu: server.cpu() - cpu_before,
+        latencies,
+    }
+}
+
+async fn idle_phase(server: &ServerProcess, peers: usize) -> f64 {
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let baseline = server.rss_kib();
+    let addr = server.addr;
+    let mut held = Vec::with_capacity(peers);
+    let mut batch = Vec::new();
+    for n in 0..peers {
+        batch.push(tokio::spawn(async move {
+            let mut ws = connect(addr, &format!("idle{}", n / 8), n).await;
+            let hello = next_text(&mut ws).await;
+            assert!(hello.contains("IdAssigned"), "{hello}");
+            ws
+        }));
+        if batch.len() == 64 || n + 1 == peers {
+            for task in batch.drain(..) {
+                held.push(task.await.expect("idle peer"));
+            }
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let grown = server.rss_kib().saturating_sub(baseline);
+    drop(held);
+    grown as f64 / peers as f64
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i].as_secs_f64() * 1e3
+}
+
+#[derive(Default)]
+struct Totals {
+    matches: usize,
+    seconds: f64,
+    cpu: Duration,
+    latencies: Vec<Duration>,
+    idle_kib: Vec<f64>,
+}
+
+fn main() {
+    let o = options();
+    if let Err(e) = rlimit::increase_nofile_limit(u64::MAX) {
+        eprintln!("cannot raise the file descriptor limit: {e}");
+    }
+    let matchbox = std::env::var_os("MATCHBOX_SERVER").map(PathBuf::from);
+    let mut kinds = vec![Kind::Volley];
+    if matchbox.is_some() {
+        kinds.push(Kind::Matchbox);
+    } else {
+        eprintln!(
+            "MATCHBOX_SERVER not set: measuring volley-server alone (cargo xtask bench installs it)"
+        );
+    }
+    // The load generator runs on one thread, leaving the other core to the server.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let mut totals: Vec<Totals> = kinds.iter().map(|_| Totals::default()).collect();
+    for round in 0..o.rounds {
+        // Alternate which server goes first, so drift favours neither.
+        let order: Vec<usize> = if round % 2 == 0 {
+            (0..kinds.len()).collect()
+        } else {
+            (0..kinds.len()).rev().collect()
+        };
+        for k in order {
+            let kind = kinds[k];
+            let server = ServerProcess::start(kind, &matchbox);
+            let run = runtime.block_on(match_phase(&server, &o));
+            drop(server);
+            let server = ServerProcess::start(kind, &matchbox);
+            let idle = runtime.block_on(idle_phase(&server, o.idle));
+            drop(server);
+            eprintln!(
+                "round {round} {:>16}: {:>6} matches in {:.1}s, {:.0} µs CPU/match, {:.1} KiB/idle peer",
+                kind.name(),
+                run.matches,
+                run.seconds,
+                run.cpu.as_secs_f64() * 1e6 / run.matches.max(1) as f64,
+                idle
+            );
+            let t = &mut totals[k];
+            t.matches += run.matches;
+            t.seconds += run.seconds;
+            t.cpu += run.cpu;
+            t.latencies.extend(run.latencies);
+            t.idle_kib.push(idle);
+        }
+    }
+    report(&o, &kinds, &mut totals);
+}
+
+fn report(o: &Options, kinds: &[Kind], totals: &mut [Totals]) {
+    let rows: Vec<[f64; 5]> = totals
+        .iter_mut()
+        .map(|t| {
+            t.latencies.sort();
+            let mut idle = t.idle_kib.clone();
+            idle.sort_by(f64::total_cmp);
+            [
+                t.matches as f64 / t.seconds,
+                t.cpu.as_secs_f64() * 1e6 / t.matches.max(1) as f64,
+                percentile(&t.latencies, 0.5),
+                percentile(&t.latencies, 0.99),
+                idle[idle.len() / 2],
+            ]
+        })
+        .collect();
+    println!();
+    println!(
+        "signaling benchmark: {} rounds x {:.0} s, {} match workers, {} idle peers",
+        o.rounds, o.seconds, o.workers, o.idle
+    );
+    let mut header = format!("{:<32}", "");
+    for kind in kinds {
+        header += &format!("{:>16}", kind.name());
+    }
+    if kinds.len() == 2 {
+        header += &format!("{:>18}", "volley/matchbox");
+    }
+    println!("{header}");
+    let names = [
+        "matches/s",
+        "server CPU per match (µs)",
+        "time-to-match p50 (ms)",
+        "time-to-match p99 (ms)",
+        "RSS per idle peer (KiB, median)",
+    ];
+    for (i, name) in names.iter().enumerate() {
+        let mut line = format!("{name:<32}");
+        for row in &rows {
+            line += &format!("{:>16.1}", row[i]);
+        }
+        if rows.len() == 2 {
+            line += &format!("{:>17.2}x", rows[0][i] / rows[1][i]);
+        }
+        println!("{line}");
+    }
+}

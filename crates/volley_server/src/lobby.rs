@@ -500,3 +500,304 @@ impl Lobby {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::BTreeSet;
+
+    fn id(n: u128) -> PeerId {
+        PeerId(uuid::Uuid::from_u128(n))
+    }
+
+    /// The obvious, slow model the lobby is checked against.
+    #[derive(Default)]
+    struct Model {
+        groups: Vec<Group>,
+    }
+
+    struct Group {
+        name: String,
+        next: Option<usize>,
+        members: BTreeSet<PeerId>,
+        sealed: bool,
+    }
+
+    impl Model {
+        fn group_of(&self, p: PeerId) -> Option<usize> {
+            self.groups.iter().position(|g| g.members.contains(&p))
+        }
+        /// Where a joiner lands: `Ok(group index or None for a new one)`, or
+        /// `Err` when the room is full.
+        fn target(&self, room: &RoomRequest, max: usize) -> Result<Option<usize>, ()> {
+            let found = self.groups.iter().position(|g| {
+                g.name == room.name && g.next == room.next && !g.sealed && !g.members.is_empty()
+            });
+            match found {
+                Some(i) if room.next.is_none() && self.groups[i].members.len() >= max => Err(()),
+                other => Ok(other),
+            }
+        }
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Join { room: u8, next: Option<usize> },
+        Leave(usize),
+        Signal(usize, usize),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            4 => (0u8..3, prop_oneof![Just(None), (2usize..5).prop_map(Some)])
+                .prop_map(|(room, next)| Op::Join { room, next }),
+            2 => (0usize..64).prop_map(Op::Leave),
+            2 => (0usize..64, 0usize..64).prop_map(|(a, b)| Op::Signal(a, b)),
+        ]
+    }
+
+    fn sends(out: &[Command], message: &ServerMessage) -> BTreeSet<PeerId> {
+        out.iter()
+            .filter_map(|c| match c {
+                Command::Send { to, message: m } if m == message => Some(to.clone()),
+                _ => None,
+            })
+            .flatten()
+            .collect()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+        #[test]
+        fn lobby_matches_model(ops in proptest::collection::vec(op(), 1..120)) {
+            let max = 4;
+            let config = LobbyConfig { max_room_size: max, ..LobbyConfig::default() };
+            let mut lobby = Lobby::new(config);
+            let mut model = Model::default();
+            let mut joined: Vec<PeerId> = Vec::new();
+            let t0 = Instant::now();
+            let mut out = Vec::new();
+            for (step, op) in ops.into_iter().enumerate() {
+                out.clear();
+                let at = t0 + Duration::from_millis(step as u64);
+                match op {
+                    Op::Join { room, next } => {
+                        let p = id(joined.len() as u128 + 1);
+                        joined.push(p);
+                        let room = RoomRequest { name: format!("r{room}"), next };
+                        let target = model.target(&room, max);
+                        lobby.handle(Event::Joined { peer: p, room: room.clone(), at }, &mut out);
+                        match target {
+                            Err(()) => {
+                                prop_assert_eq!(&out, &vec![Command::Close { peer: p, reason: CloseReason::RoomFull { capacity: max } }]);
+                            }
+                            Ok(target) => {
+                                prop_assert_eq!(sends(&out, &ServerMessage::IdAssigned(p)), BTreeSet::from([p]));
+                                let existing = target.map(|i| model.groups[i].members.clone()).unwrap_or_default();
+                                // Exactly the peers already in the group hear of the newcomer.
+                                prop_assert_eq!(sends(&out, &ServerMessage::NewPeer(p)), existing);
+                                let i = match target {
+                                    Some(i) => i,
+                                    None => {
+                                        model.groups.push(Group { name: room.name.clone(), next, members: BTreeSet::new(), sealed: false });
+                                        model.groups.len() - 1
+                                    }
+                                };
+                                let g = &mut model.groups[i];
+                                g.members.insert(p);
+                                let formed = out.iter().any(|c| matches!(c, Command::MatchFormed { .. }));
+                                if Some(g.members.len()) == next {
+                                    g.sealed = true;
+                                    prop_assert!(formed);
+                                } else {
+                                    prop_assert!(!formed);
+                                }
+                            }
+                        }
+                    }
+                    Op::Leave(i) => {
+                        let Some(&p) = joined.get(i) else { continue };
+                        lobby.handle(Event::Left { peer: p }, &mut out);
+                        match model.group_of(p) {
+                            None => prop_assert!(out.is_empty()),
+                            Some(g) => {
+                                model.groups[g].members.remove(&p);
+                                prop_assert_eq!(sends(&out, &ServerMessage::PeerLeft(p)), model.groups[g].members.clone());
+                                prop_assert_eq!(out.len(), usize::from(!model.groups[g].members.is_empty()));
+                            }
+                        }
+                    }
+                    Op::Signal(a, b) => {
+                        let (Some(&from), Some(&to)) = (joined.get(a), joined.get(b)) else { continue };
+                        lobby.handle(Event::Signal { from, to, data: "1".into() }, &mut out);
+                        let same = from != to && model.group_of(from).is_some() && model.group_of(from) == model.group_of(to);
+                        if same {
+                            prop_assert_eq!(&out, &vec![Command::Send { to: vec![to], message: ServerMessage::Signal { sender: from, data: "1".into() } }]);
+                        } else {
+                            prop_assert_eq!(&out, &vec![Command::SignalDropped { from, to }]);
+                        }
+                    }
+                }
+                // Invariants after every step.
+                model.groups.retain(|g| !g.members.is_empty());
+                let mut seen = BTreeSet::new();
+                for g in &model.groups {
+                    prop_assert!(g.members.len() <= g.next.unwrap_or(max));
+                    for &p in &g.members {
+                        prop_assert!(seen.insert(p), "peer in two rooms");
+                        let members: BTreeSet<PeerId> = lobby.room_of(p).unwrap_or(&[]).iter().copied().collect();
+                        prop_assert_eq!(&members, &g.members);
+                    }
+                }
+                prop_assert_eq!(lobby.peer_count(), seen.len());
+                prop_assert_eq!(lobby.room_count(), model.groups.len());
+            }
+        }
+    }
+
+    #[test]
+    fn groups_of_two_form_fresh_matches() {
+        let mut lobby = Lobby::new(LobbyConfig::default());
+        let room = RoomRequest::parse("x", Some("2"), 16).unwrap();
+        let t0 = Instant::now();
+        let mut out = Vec::new();
+        for n in 1..=4 {
+            let at = t0 + Duration::from_millis(10 * n as u64);
+            lobby.handle(
+                Event::Joined {
+                    peer: id(n),
+                    room: room.clone(),
+                    at,
+                },
+                &mut out,
+            );
+        }
+        assert_eq!(lobby.room_of(id(1)), Some(&[id(1), id(2)][..]));
+        assert_eq!(lobby.room_of(id(4)), Some(&[id(3), id(4)][..]));
+        let waits: Vec<_> = out
+            .iter()
+            .filter_map(|c| match c {
+                Command::MatchFormed { waited, .. } => Some(waited.clone()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            waits,
+            vec![vec![Duration::from_millis(10), Duration::ZERO]; 2]
+        );
+        // A leave from a sealed match leaves no vacancy for newcomers.
+        out.clear();
+        lobby.handle(Event::Left { peer: id(2) }, &mut out);
+        lobby.handle(
+            Event::Joined {
+                peer: id(5),
+                room,
+                at: t0,
+            },
+            &mut out,
+        );
+        assert_eq!(lobby.room_of(id(5)), Some(&[id(5)][..]));
+        assert_eq!(lobby.room_of(id(1)), Some(&[id(1)][..]));
+    }
+
+    #[test]
+    fn requests_are_validated() {
+        for (next, ok) in [
+            ("2", true),
+            ("16", true),
+            ("0", false),
+            ("1", false),
+            ("17", false),
+            ("-2", false),
+            ("two", false),
+            ("99999999999999999999999", false),
+            ("", false),
+        ] {
+            assert_eq!(
+                RoomRequest::parse("r", Some(next), 16).is_ok(),
+                ok,
+                "{next}"
+            );
+        }
+        assert!(RoomRequest::parse("", None, 16).is_ok());
+        for name in ["a/b", "é", "a b", &"x".repeat(65)] {
+            assert!(
+                matches!(
+                    RoomRequest::parse(name, None, 16),
+                    Err(CloseReason::InvalidRoomName { .. })
+                ),
+                "{name}"
+            );
+        }
+        // The lobby re-checks `next` itself rather than trusting its caller.
+        let mut lobby = Lobby::new(LobbyConfig::default());
+        let mut out = Vec::new();
+        let bad = RoomRequest {
+            name: "r".into(),
+            next: Some(1),
+        };
+        lobby.handle(
+            Event::Joined {
+                peer: id(1),
+                room: bad,
+                at: Instant::now(),
+            },
+            &mut out,
+        );
+        assert!(matches!(
+            &out[..],
+            [Command::Close {
+                reason: CloseReason::InvalidNext { .. },
+                ..
+            }]
+        ));
+        assert_eq!(lobby.peer_count(), 0);
+    }
+
+    #[test]
+    fn private_rooms_are_unlisted_and_expire() {
+        let mut lobby = Lobby::new(LobbyConfig {
+            private_room_ttl: Duration::from_secs(60),
+            max_private_rooms: 2,
+            ..LobbyConfig::default()
+        });
+        let t0 = Instant::now();
+        let mut out = Vec::new();
+        lobby.reserve_private("secret", t0).unwrap();
+        assert_eq!(
+            lobby.reserve_private("secret", t0),
+            Err(PrivateRoomError::CodeTaken)
+        );
+        lobby.reserve_private("other", t0).unwrap();
+        assert_eq!(
+            lobby.reserve_private("third", t0),
+            Err(PrivateRoomError::TooMany(2))
+        );
+        for (n, name) in [(1, "secret"), (2, "public")] {
+            let room = RoomRequest::parse(name, None, 16).unwrap();
+            lobby.handle(
+                Event::Joined {
+                    peer: id(n),
+                    room,
+                    at: t0,
+                },
+                &mut out,
+            );
+        }
+        let listed: Vec<_> = lobby.public_rooms(t0).into_iter().map(|r| r.id).collect();
+        assert_eq!(listed, vec!["public"]);
+        // Occupied codes live on; empty ones expire after the TTL.
+        lobby.handle(
+            Event::Tick {
+                now: t0 + Duration::from_secs(61),
+            },
+            &mut out,
+        );
+        assert_eq!(lobby.reserve_private("other", t0), Ok(()));
+        assert_eq!(
+            lobby.reserve_private("secret", t0),
+            Err(PrivateRoomError::CodeTaken)
+        );
+    }
+}
