@@ -2,6 +2,8 @@
 //! two peers meet in a room, reach `PeerState::Connected` over real WebRTC on
 //! loopback, and exchange a message.
 
+mod support;
+
 use std::time::Duration;
 
 use matchbox_socket::{MessageLoopFuture, PeerState, RtcIceServerConfig, WebRtcSocket};
@@ -58,8 +60,20 @@ impl Peer {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_matchbox_peers_connect_over_webrtc_and_exchange_a_message() {
+#[test]
+fn two_matchbox_peers_connect_over_webrtc_and_exchange_a_message() {
+    if !support::netns::isolate("two_matchbox_peers_connect_over_webrtc_and_exchange_a_message") {
+        return;
+    }
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(two_peers());
+}
+
+async fn two_peers() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_test_writer()

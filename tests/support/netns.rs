@@ -1,0 +1,67 @@
+//! Runs a WebRTC test inside a private network namespace.
+//!
+//! Native WebRTC (webrtc-rs through matchbox_socket) binds 0.0.0.0 and offers
+//! only non-loopback interface addresses as ICE candidates, so on the host it
+//! would talk over the machine's real interface addresses — and on a machine
+//! with only `lo` it could not connect at all. Inside a namespace of its own,
+//! with `lo` and one veth pair (10.200.0.1/24, fd00:200::1/64) that leads
+//! nowhere, every
+//! packet stays inside the test. (The default route into the veth is there
+//! because webrtc-rs joins the mDNS multicast group and fails without one.)
+//!
+//! Usage, at the top of a `#[test]`:
+//! `if !support::netns::isolate("module::test_name") { return; }` — the
+//! outer call re-runs the test binary for that one test inside the namespace
+//! and returns `false` once it passed (panicking with its output otherwise);
+//! inside, it returns `true` and the test body runs.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const INSIDE: &str = "VOLLEY_TEST_NETNS";
+
+const SETUP: &str = "ip link set lo up \
+    && ip link add v0 type veth peer name v1 \
+    && ip addr add 10.200.0.1/24 dev v0 && ip addr add fd00:200::1/64 dev v0 nodad \
+    && ip link set v0 addrgenmode none && ip link set v1 addrgenmode none \
+    && ip link set v0 up && ip link set v1 up \
+    && ip route add default dev v0";
+
+/// See the module docs. `test` is the test's full path as `cargo test` lists it.
+pub fn isolate(test: &str) -> bool {
+    if std::env::var_os(INSIDE).is_some() {
+        return true;
+    }
+    let exe = std::env::current_exe().expect("test binary path");
+    // As root this is a plain network namespace; otherwise a user namespace
+    // maps the caller to root so that it may configure its own interfaces.
+    let script = format!("{SETUP} && exec \"$0\" \"$1\" --exact --nocapture --test-threads=1");
+    let mut child = Command::new("unshare")
+        .args(["--map-root-user", "--net", "--", "sh", "-c", &script])
+        .arg(&exe)
+        .arg(test)
+        .env(INSIDE, "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("`unshare` (util-linux) and `ip` (iproute2) are needed for WebRTC tests");
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for the isolated test") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("{test}: still running after 180 s in its network namespace");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let output = child.wait_with_output().expect("isolated test output");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        status.success() && stdout.contains("1 passed"),
+        "{test} failed inside its network namespace ({status}):\n{stdout}\n{stderr}"
+    );
+    false
+}
