@@ -15,7 +15,7 @@
 //! 2. *idle*: `--idle` peers join rooms of 8 and stay; reported: the server's
 //!    RSS growth per idle peer.
 //!
-//! Options: `--rounds N --seconds S --workers W --idle P`.
+//! Options: `--rounds N --seconds S --workers W --idle P --volley-threads T`.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -35,6 +35,8 @@ struct Options {
     seconds: f64,
     workers: usize,
     idle: usize,
+    /// `--threads` for volley-server (1 is its default; 0: one per core).
+    volley_threads: usize,
 }
 
 fn options() -> Options {
@@ -43,6 +45,7 @@ fn options() -> Options {
         seconds: 3.0,
         workers: 32,
         idle: 10_000,
+        volley_threads: 1,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -53,6 +56,7 @@ fn options() -> Options {
             "--seconds" => o.seconds = value.parse().expect("--seconds S"),
             "--workers" => o.workers = value.parse().expect("--workers W"),
             "--idle" => o.idle = value.parse().expect("--idle P"),
+            "--volley-threads" => o.volley_threads = value.parse().expect("--volley-threads N"),
             "--bench" => {
                 i += 1;
                 continue;
@@ -85,7 +89,7 @@ struct ServerProcess {
 }
 
 impl ServerProcess {
-    fn start(kind: Kind, matchbox: &Option<PathBuf>) -> ServerProcess {
+    fn start(kind: Kind, matchbox: &Option<PathBuf>, o: &Options) -> ServerProcess {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("a free port")
@@ -95,6 +99,7 @@ impl ServerProcess {
             Kind::Volley => {
                 let mut c = Command::new(env!("CARGO_BIN_EXE_volley-server"));
                 c.args(["--addr", &addr.to_string(), "--max-connections", "60000"]);
+                c.args(["--threads", &o.volley_threads.to_string()]);
                 c
             }
             Kind::Matchbox => {
@@ -126,15 +131,16 @@ impl ServerProcess {
         self.child.id()
     }
 
-    /// utime + stime of the whole process.
-    fn cpu(&self) -> Duration {
+    /// (utime, stime) of the whole process.
+    fn cpu_split(&self) -> (Duration, Duration) {
         let stat =
             std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).expect("/proc stat");
         let after = &stat[stat.rfind(')').expect("comm") + 2..];
         let fields: Vec<&str> = after.split(' ').collect();
         // Fields 14 and 15 of stat(5), counted after the comm field.
-        let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
-        Duration::from_secs_f64(ticks as f64 / clock_ticks())
+        let ticks =
+            |i: usize| Duration::from_secs_f64(fields[i].parse::<f64>().unwrap() / clock_ticks());
+        (ticks(11), ticks(12))
     }
 
     fn rss_kib(&self) -> u64 {
@@ -244,13 +250,15 @@ async fn one_match(addr: SocketAddr, worker: usize, n: usize) -> Duration {
 struct MatchRun {
     matches: usize,
     seconds: f64,
-    cpu: Duration,
+    /// Server CPU in user space and in the kernel.
+    user: Duration,
+    system: Duration,
     latencies: Vec<Duration>,
 }
 
 async fn match_phase(server: &ServerProcess, o: &Options) -> MatchRun {
     let addr = server.addr;
-    let cpu_before = server.cpu();
+    let (user_before, system_before) = server.cpu_split();
     let started = Instant::now();
     let until = started + Duration::from_secs_f64(o.seconds);
     let mut tasks = Vec::new();
@@ -276,10 +284,12 @@ async fn match_phase(server: &ServerProcess, o: &Options) -> MatchRun {
     let seconds = started.elapsed().as_secs_f64();
     // Let the server finish processing the last closes before reading its CPU.
     tokio::time::sleep(Duration::from_millis(200)).await;
+    let (user, system) = server.cpu_split();
     MatchRun {
         matches: latencies.len(),
         seconds,
-        cpu: server.cpu() - cpu_before,
+        user: user - user_before,
+        system: system - system_before,
         latencies,
     }
 }
@@ -324,6 +334,8 @@ struct Totals {
     cpu: Duration,
     latencies: Vec<Duration>,
     idle_kib: Vec<f64>,
+    /// Server CPU per match (µs), one entry per round.
+    cpu_per_match: Vec<f64>,
 }
 
 fn main() {
@@ -355,24 +367,27 @@ fn main() {
         };
         for k in order {
             let kind = kinds[k];
-            let server = ServerProcess::start(kind, &matchbox);
+            let server = ServerProcess::start(kind, &matchbox, &o);
             let run = runtime.block_on(match_phase(&server, &o));
             drop(server);
-            let server = ServerProcess::start(kind, &matchbox);
+            let server = ServerProcess::start(kind, &matchbox, &o);
             let idle = runtime.block_on(idle_phase(&server, o.idle));
             drop(server);
+            let per_match = |d: Duration| d.as_secs_f64() * 1e6 / run.matches.max(1) as f64;
             eprintln!(
-                "round {round} {:>16}: {:>6} matches in {:.1}s, {:.0} µs CPU/match, {:.1} KiB/idle peer",
+                "round {round} {:>16}: {:>6} matches in {:.1}s, CPU/match {:.0} µs user + {:.0} µs kernel, {:.1} KiB/idle peer",
                 kind.name(),
                 run.matches,
                 run.seconds,
-                run.cpu.as_secs_f64() * 1e6 / run.matches.max(1) as f64,
+                per_match(run.user),
+                per_match(run.system),
                 idle
             );
             let t = &mut totals[k];
             t.matches += run.matches;
             t.seconds += run.seconds;
-            t.cpu += run.cpu;
+            t.cpu += run.user + run.system;
+            t.cpu_per_match.push(per_match(run.user + run.system));
             t.latencies.extend(run.latencies);
             t.idle_kib.push(idle);
         }
@@ -425,5 +440,22 @@ fn report(o: &Options, kinds: &[Kind], totals: &mut [Totals]) {
             line += &format!("{:>17.2}x", rows[0][i] / rows[1][i]);
         }
         println!("{line}");
+    }
+    if totals.len() == 2 {
+        // The same round's two runs are closest in time: their ratio is the
+        // least disturbed by the machine's drift.
+        let mut ratios: Vec<f64> = totals[0]
+            .cpu_per_match
+            .iter()
+            .zip(&totals[1].cpu_per_match)
+            .map(|(v, m)| v / m)
+            .collect();
+        ratios.sort_by(f64::total_cmp);
+        let shown: Vec<String> = ratios.iter().map(|r| format!("{r:.2}")).collect();
+        println!(
+            "server CPU per match, volley/matchbox by round: [{}], median {:.2}x",
+            shown.join(", "),
+            ratios[ratios.len() / 2]
+        );
     }
 }

@@ -66,6 +66,17 @@ fn succeeds(command: &mut Command) -> bool {
 
 /// Installs what a fresh machine lacks.
 fn setup() -> Result<(), String> {
+    // The WebRTC tests isolate themselves with `unshare` (util-linux) and `ip` (iproute2).
+    let has_ip = succeeds(Command::new("ip").arg("-V"));
+    let has_unshare = succeeds(Command::new("unshare").arg("--version"));
+    if !(has_ip && has_unshare) {
+        let mut update = Command::new("apt-get");
+        update.arg("update");
+        step("apt-get update", update)?;
+        let mut install = Command::new("apt-get");
+        install.args(["install", "-y", "iproute2", "util-linux"]);
+        step("apt-get install iproute2 util-linux", install)?;
+    }
     let has_fmt = succeeds(cargo().args(["fmt", "--version"]));
     let has_clippy = succeeds(cargo().args(["clippy", "--version"]));
     if !(has_fmt && has_clippy) {
