@@ -21,6 +21,7 @@ use axum::extract::{DefaultBodyLimit, FromRequestParts, Query, Request, State};
 use axum::http::{Method, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
+use futures_util::SinkExt;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use rand::Rng;
@@ -142,7 +143,7 @@ struct Shared {
     config: ServerConfig,
     metrics: Arc<Metrics>,
     actor: mpsc::Sender<ToActor>,
-    /// Open TCP connections.
+    /// Open HTTP connections not (yet) upgraded.
     connections: AtomicUsize,
     /// Open signaling (WebSocket) connections.
     peers: AtomicUsize,
@@ -154,6 +155,11 @@ struct CountGuard<'a>(&'a AtomicUsize);
 impl<'a> CountGuard<'a> {
     fn new(counter: &'a AtomicUsize) -> Self {
         counter.fetch_add(1, Ordering::Relaxed);
+        CountGuard(counter)
+    }
+
+    /// For a count already taken (by the accept loop, before spawning).
+    fn adopt(counter: &'a AtomicUsize) -> Self {
         CountGuard(counter)
     }
 }
@@ -284,23 +290,25 @@ impl ServerHandle {
 }
 
 fn accept(stream: TcpStream, shared: &Arc<Shared>, router: &Router) {
-    if shared.connections.load(Ordering::Relaxed) >= shared.config.max_connections {
+    // An upgraded connection leaves `connections` (hyper is done with it) and
+    // is counted in `peers` instead.
+    let open = shared.connections.load(Ordering::Relaxed) + shared.peers.load(Ordering::Relaxed);
+    if open >= shared.config.max_connections {
         shared.metrics.refused("too_many_connections");
         debug!(
             "refused a connection: {} open",
             shared.config.max_connections
         );
-        // Best effort, never blocks: a fresh socket's send buffer is empty.
-        let _ = stream.try_write(
-            b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 21\r\nconnection: close\r\n\r\ntoo many connections\n",
-        );
+        tokio::spawn(refuse(stream));
         return;
     }
     let _ = stream.set_nodelay(true);
+    // Counted here, not in the task: the loop may accept many before any task runs.
+    shared.connections.fetch_add(1, Ordering::Relaxed);
     let shared = shared.clone();
     let service = TowerToHyperService::new(router.clone());
     tokio::spawn(async move {
-        let _open = CountGuard::new(&shared.connections);
+        let _open = CountGuard::adopt(&shared.connections);
         let mut http = hyper::server::conn::http1::Builder::new();
         http.timer(TokioTimer::new())
             .header_read_timeout(shared.config.handshake_timeout)
@@ -317,6 +325,28 @@ fn accept(stream: TcpStream, shared: &Arc<Shared>, router: &Router) {
             }
         }
     });
+}
+
+/// Answers 503 and closes without a reset: the request is read (at most
+/// 16 KiB, at most one second) so that the close does not discard the answer.
+async fn refuse(mut stream: TcpStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        stream
+            .write_all(b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 21\r\nconnection: close\r\n\r\ntoo many connections\n")
+            .await?;
+        stream.shutdown().await?;
+        let mut sink = [0u8; 4096];
+        let mut total = 0;
+        while total < 16 * 1024 {
+            match stream.read(&mut sink).await? {
+                0 => break,
+                n => total += n,
+            }
+        }
+        Ok::<_, std::io::Error>(())
+    })
+    .await;
 }
 
 fn router(shared: Arc<Shared>) -> Router {
@@ -552,18 +582,27 @@ async fn drive(
             incoming = socket.recv() => {
                 let now = Instant::now();
                 last_seen = now;
-                match incoming {
-                    None | Some(Ok(Message::Close(_))) => return None,
+                let message = match incoming {
+                    None => return None,
                     Some(Err(e)) => return read_error(e, config.max_message_size),
-                    Some(Ok(Message::Binary(_))) => return Some(CloseReason::BinaryFrame),
-                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
-                    Some(Ok(Message::Text(text))) => {
-                        if !bucket.take(now) {
-                            return Some(CloseReason::RateLimited {
-                                per_second: config.rate_per_second,
-                                burst: config.rate_burst,
-                            });
-                        }
+                    Some(Ok(message)) => message,
+                };
+                // Every frame counts, pings included: each one costs a pong.
+                if !bucket.take(now) {
+                    return Some(CloseReason::RateLimited {
+                        per_second: config.rate_per_second,
+                        burst: config.rate_burst,
+                    });
+                }
+                match message {
+                    Message::Close(_) => {
+                        // Send the close reply tungstenite queued, bounded in time.
+                        let _ = tokio::time::timeout(Duration::from_secs(1), socket.flush()).await;
+                        return None;
+                    }
+                    Message::Binary(_) => return Some(CloseReason::BinaryFrame),
+                    Message::Ping(_) | Message::Pong(_) => {}
+                    Message::Text(text) => {
                         match wire::decode_request(text.as_str()) {
                             Ok(PeerRequest::KeepAlive) => {}
                             Ok(PeerRequest::Signal { to, data }) => {

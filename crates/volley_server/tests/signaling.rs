@@ -505,3 +505,56 @@ async fn shutdown_closes_peers_with_a_reason() {
     assert_eq!(closed(&mut ws).await, (1001, "server shutting down".into()));
     stopping.await.unwrap();
 }
+
+#[tokio::test]
+async fn ping_floods_count_against_the_rate_limit() {
+    let server = start(ServerConfig {
+        rate_per_second: 10,
+        rate_burst: 20,
+        ..ServerConfig::default()
+    })
+    .await;
+    let (mut ws, _) = join(&server, "pings").await;
+    for _ in 0..50 {
+        if ws.send(Message::Ping(vec![1].into())).await.is_err() {
+            break;
+        }
+    }
+    assert_eq!(
+        closed(&mut ws).await,
+        (1008, "rate limit exceeded (10 messages/s, burst 20)".into())
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn connections_over_the_cap_get_503() {
+    let server = start(ServerConfig {
+        max_connections: 2,
+        ..ServerConfig::default()
+    })
+    .await;
+    let (_a, _) = join(&server, "cap").await;
+    let (_b, _) = join(&server, "cap").await;
+    assert_eq!(
+        http(&server, "GET", "/health").await,
+        (503, "too many connections\n".into())
+    );
+    let (_, metrics) = {
+        drop(_a);
+        // The slot frees once the server has seen the close.
+        let deadline = std::time::Instant::now() + WAIT;
+        loop {
+            let response = http(&server, "GET", "/metrics").await;
+            if response.0 == 200 || std::time::Instant::now() > deadline {
+                break response;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    assert!(
+        metrics.contains("volley_refusals_total{reason=\"too_many_connections\"} 1"),
+        "{metrics}"
+    );
+    server.shutdown().await;
+}
