@@ -1,0 +1,91 @@
+//! volley's engine-agnostic client: typed reliable and unreliable messages
+//! between WebRTC peers, natively and in the browser.
+//!
+//! A [`Session`] owns a `matchbox_socket` with a fixed channel layout
+//! ([`Channel`]), exchanges a protocol hash with every peer before any
+//! message flows, frames and decodes registered message types with a size
+//! limit, fragments large reliable messages, measures RTT and loss, and can
+//! simulate a bad network ([`ConditionerConfig`]).
+//!
+//! ```no_run
+//! use volley_net::{Channel, Session, SessionEvent};
+//!
+//! #[derive(serde::Serialize, serde::Deserialize)]
+//! struct Chat(String);
+//!
+//! # fn main() -> Result<(), volley_net::NetError> {
+//! let (mut session, message_loop) = Session::builder("ws://127.0.0.1:3536/lobby")
+//!     .register::<Chat>(Channel::Reliable)?
+//!     .build();
+//! // Drive `message_loop` on your executor (bevy_volley does it on Bevy's task pools).
+//! # drop(message_loop);
+//! loop {
+//!     session.update();
+//!     for event in session.events() {
+//!         if let SessionEvent::Connected(peer) = event {
+//!             session.send(peer, &Chat("hello".into()))?;
+//!         }
+//!     }
+//!     for (peer, Chat(text)) in session.receive::<Chat>() {
+//!         println!("{peer}: {text}");
+//!     }
+//! #   break;
+//! }
+//! # Ok(()) }
+//! ```
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod codec;
+pub mod conditioner;
+pub mod fragment;
+pub mod frame;
+pub mod protocol;
+mod session;
+pub mod stats;
+
+pub use conditioner::ConditionerConfig;
+pub use matchbox_socket::{MessageLoopFuture, PeerId};
+pub use session::{IceServer, LeftReason, NetError, Session, SessionBuilder, SessionEvent};
+pub use stats::PeerStats;
+
+/// The fixed channel layout every volley peer opens, in this order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[repr(u8)]
+pub enum Channel {
+    /// Reliable and ordered: the handshake, and messages that must arrive.
+    Reliable = 0,
+    /// Unreliable and unordered: state that the next update replaces; pings.
+    Unreliable = 1,
+    /// Unreliable, reserved for rollback inputs (ggrs).
+    Rollback = 2,
+}
+
+impl Channel {
+    /// How many channels a session opens.
+    pub const COUNT: usize = 3;
+    /// Every channel, in index order.
+    pub const ALL: [Channel; Channel::COUNT] =
+        [Channel::Reliable, Channel::Unreliable, Channel::Rollback];
+
+    /// The channel's index in the socket.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// A stable name (part of the protocol hash).
+    pub fn name(self) -> &'static str {
+        match self {
+            Channel::Reliable => "reliable-ordered",
+            Channel::Unreliable => "unreliable",
+            Channel::Rollback => "rollback-unreliable",
+        }
+    }
+
+    fn config(self) -> matchbox_socket::ChannelConfig {
+        match self {
+            Channel::Reliable => matchbox_socket::ChannelConfig::reliable(),
+            Channel::Unreliable | Channel::Rollback => matchbox_socket::ChannelConfig::unreliable(),
+        }
+    }
+}

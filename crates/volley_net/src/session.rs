@@ -1,0 +1,620 @@
+//! The I/O around the pure pieces: a `matchbox_socket` and the per-peer state.
+
+use std::any::{Any, TypeId};
+use std::collections::{HashMap, VecDeque};
+use std::time::Duration;
+
+use matchbox_socket::{PeerId, PeerState, RtcIceServerConfig, WebRtcSocket};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use web_time::Instant;
+
+use crate::codec::{Bincode, Codec, CodecError, DECODE_LIMIT};
+use crate::conditioner::{ConditionerConfig, LinkConditioner};
+use crate::fragment::{self, CHUNK, FragmentError, Reassembler};
+use crate::frame::{self, FrameError, Header, KIND_FRAGMENT, KIND_HELLO, KIND_PING, KIND_PONG};
+use crate::protocol::{Registry, RegistryError, WIRE_VERSION};
+use crate::stats::PeerStats;
+use crate::{Channel, MessageLoopFuture};
+
+/// Largest unreliable message: one fragment's worth. Larger ones are refused
+/// at send, since an unreliable fragment lost would lose the whole message.
+pub const MAX_UNRELIABLE: usize = CHUNK;
+
+/// A STUN or TURN server (as in `RTCIceServer`).
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Deserialize)]
+pub struct IceServer {
+    /// `stun:`/`turn:` URLs.
+    pub urls: Vec<String>,
+    /// TURN username.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// TURN credential.
+    #[serde(default)]
+    pub credential: Option<String>,
+}
+
+/// Everything that can go wrong, for a send or with a peer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NetError {
+    /// A registration was refused.
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    /// The type was never registered.
+    #[error("{0} is not a registered message type")]
+    NotRegistered(&'static str),
+    /// Encoding or decoding a payload failed.
+    #[error(transparent)]
+    Codec(#[from] CodecError),
+    /// An unreliable message above [`MAX_UNRELIABLE`].
+    #[error("unreliable message of {size} bytes exceeds {limit} (send it reliably)")]
+    TooLarge {
+        /// Its size with framing.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// No connected peer has this id.
+    #[error("peer {0} is not connected")]
+    UnknownPeer(PeerId),
+    /// The peer registered other messages, another layout or app version.
+    #[error("incompatible protocol: ours {ours:#018x}, theirs {theirs:#018x}")]
+    IncompatibleProtocol {
+        /// Our protocol hash.
+        ours: u64,
+        /// The peer's.
+        theirs: u64,
+    },
+    /// A packet's header was broken.
+    #[error(transparent)]
+    Frame(#[from] FrameError),
+    /// Fragments were inconsistent or too large.
+    #[error(transparent)]
+    Fragment(#[from] FragmentError),
+    /// A kind nobody registered.
+    #[error("unknown message kind {0}")]
+    UnknownKind(u8),
+    /// A registered kind on another channel than its own.
+    #[error("message kind {kind} arrived on the {channel:?} channel")]
+    WrongChannel {
+        /// The kind.
+        kind: u8,
+        /// Where it arrived.
+        channel: Channel,
+    },
+}
+
+/// Why a peer left.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LeftReason {
+    /// Its connection closed or failed.
+    Disconnected,
+    /// Its protocol hash differs: it is ignored from now on.
+    IncompatibleProtocol {
+        /// Our protocol hash.
+        ours: u64,
+        /// The peer's.
+        theirs: u64,
+    },
+}
+
+/// What happened to the session's peers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionEvent {
+    /// A WebRTC connection to the peer opened; the handshake is under way.
+    Joined(PeerId),
+    /// The handshake is done: messages flow both ways.
+    Connected(PeerId),
+    /// The peer is gone.
+    Left(PeerId, LeftReason),
+    /// A peer sent something invalid; it was dropped and counted.
+    Error {
+        /// Who sent it.
+        peer: PeerId,
+        /// What was wrong.
+        error: NetError,
+    },
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Hello {
+    wire: u32,
+    hash: u64,
+    app_version: String,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Phase {
+    Handshake,
+    Connected,
+    Incompatible,
+}
+
+struct Peer {
+    phase: Phase,
+    stats: PeerStats,
+    reassembler: Reassembler,
+    /// Invalid packets received.
+    errors: u64,
+}
+
+/// Received messages of one type: (sender, tick, the decoded value).
+type Inbox = VecDeque<(PeerId, Option<u32>, Box<dyn Any + Send>)>;
+
+type Decode = fn(&[u8]) -> Result<Box<dyn Any + Send>, CodecError>;
+
+fn decode_any<T: DeserializeOwned + Send + 'static>(
+    bytes: &[u8],
+) -> Result<Box<dyn Any + Send>, CodecError> {
+    Ok(Box::new(Bincode.decode::<T>(bytes)?))
+}
+
+/// Configures a [`Session`].
+pub struct SessionBuilder {
+    room_url: String,
+    ice_servers: Vec<IceServer>,
+    app_version: String,
+    registry: Registry,
+    decoders: HashMap<TypeId, Decode>,
+    conditioner: Option<ConditionerConfig>,
+    ping_interval: Duration,
+}
+
+impl SessionBuilder {
+    /// Host candidates only until told otherwise: on a LAN or loopback they
+    /// are all that is needed, and an unreachable STUN server only slows
+    /// connection set-up down (volley-server's `/api/ice` says what to use).
+    fn new(room_url: &str) -> Self {
+        SessionBuilder {
+            room_url: room_url.to_owned(),
+            ice_servers: Vec::new(),
+            app_version: String::new(),
+            registry: Registry::default(),
+            decoders: HashMap::new(),
+            conditioner: None,
+            ping_interval: Duration::from_millis(250),
+        }
+    }
+
+    /// Adds a STUN/TURN server.
+    pub fn ice_server(mut self, server: IceServer) -> Self {
+        self.ice_servers.push(server);
+        self
+    }
+
+    /// Part of the protocol hash: peers of different app versions refuse each other.
+    pub fn app_version(mut self, version: &str) -> Self {
+        self.app_version = version.to_owned();
+        self
+    }
+
+    /// Registers `T` on `channel` under its Rust type name.
+    pub fn register<T>(self, channel: Channel) -> Result<Self, NetError>
+    where
+        T: Serialize + DeserializeOwned + Send + 'static,
+    {
+        self.register_named::<T>(std::any::type_name::<T>(), channel)
+    }
+
+    /// Registers `T` on `channel` under an explicit, stable `name`.
+    pub fn register_named<T>(mut self, name: &str, channel: Channel) -> Result<Self, NetError>
+    where
+        T: Serialize + DeserializeOwned + Send + 'static,
+    {
+        self.registry.register(TypeId::of::<T>(), name, channel)?;
+        self.decoders.insert(TypeId::of::<T>(), decode_any::<T>);
+        Ok(self)
+    }
+
+    /// Simulates latency, jitter and loss on everything this session sends.
+    pub fn conditioner(mut self, config: ConditionerConfig) -> Self {
+        self.conditioner = Some(config);
+        self
+    }
+
+    /// How often RTT is probed on the unreliable channel.
+    pub fn ping_interval(mut self, interval: Duration) -> Self {
+        self.ping_interval = interval;
+        self
+    }
+
+    /// Opens the socket. The returned future is the socket's message loop:
+    /// spawn it on any executor (it needs no tokio) and keep it running.
+    pub fn build(self) -> (Session, MessageLoopFuture) {
+        let mut builder = WebRtcSocket::builder(self.room_url.as_str());
+        let mut ice = RtcIceServerConfig {
+            urls: Vec::new(),
+            username: None,
+            credential: None,
+        };
+        // matchbox takes one ICE server entry: merge URLs, keep the first credentials.
+        for server in &self.ice_servers {
+            ice.urls.extend(server.urls.iter().cloned());
+            ice.username = ice.username.or_else(|| server.username.clone());
+            ice.credential = ice.credential.or_else(|| server.credential.clone());
+        }
+        builder = builder.ice_server(ice);
+        for channel in Channel::ALL {
+            builder = builder.add_channel(channel.config());
+        }
+        let (socket, message_loop) = builder.build();
+        let now = Instant::now();
+        let session = Session {
+            socket,
+            hash: self.registry.protocol_hash(&self.app_version),
+            app_version: self.app_version,
+            registry: self.registry,
+            decoders: self.decoders,
+            peers: HashMap::new(),
+            events: VecDeque::new(),
+            inbox: HashMap::new(),
+            conditioner: self.conditioner.map(LinkConditioner::new),
+            epoch: now,
+            ping_interval: self.ping_interval,
+            next_ping: now,
+        };
+        (session, message_loop)
+    }
+}
+
+/// A connection to a room: typed messages to and from every peer in it.
+pub struct Session {
+    socket: WebRtcSocket,
+    registry: Registry,
+    decoders: HashMap<TypeId, Decode>,
+    hash: u64,
+    app_version: String,
+    peers: HashMap<PeerId, Peer>,
+    events: VecDeque<SessionEvent>,
+    inbox: HashMap<TypeId, Inbox>,
+    conditioner: Option<LinkConditioner<(PeerId, Channel, Vec<u8>)>>,
+    epoch: Instant,
+    ping_interval: Duration,
+    next_ping: Instant,
+}
+
+impl Session {
+    /// Starts configuring a session for `room_url` (`ws://host:port/room`,
+    /// or `…/room?next=N` to be matched into a group of N).
+    pub fn builder(room_url: &str) -> SessionBuilder {
+        SessionBuilder::new(room_url)
+    }
+
+    /// Our id, once the signaling server assigned it.
+    pub fn id(&mut self) -> Option<PeerId> {
+        self.socket.id()
+    }
+
+    /// This session's protocol hash.
+    pub fn protocol_hash(&self) -> u64 {
+        self.hash
+    }
+
+    /// Peers whose handshake is done, in no particular order.
+    pub fn connected_peers(&self) -> impl Iterator<Item = PeerId> + '_ {
+        self.peers
+            .iter()
+            .filter(|(_, p)| p.phase == Phase::Connected)
+            .map(|(id, _)| *id)
+    }
+
+    /// What is known about the link to `peer`.
+    pub fn stats(&self, peer: PeerId) -> Option<&PeerStats> {
+        self.peers.get(&peer).map(|p| &p.stats)
+    }
+
+    /// Drains the events since the last call.
+    pub fn events(&mut self) -> Vec<SessionEvent> {
+        self.events.drain(..).collect()
+    }
+
+    /// Drains the `T` messages received so far, in arrival order.
+    pub fn receive<T: 'static>(&mut self) -> Vec<(PeerId, T)> {
+        self.receive_with_tick::<T>()
+            .into_iter()
+            .map(|(peer, _, value)| (peer, value))
+            .collect()
+    }
+
+    /// Like [`Session::receive`], with the tick each message was sent with.
+    pub fn receive_with_tick<T: 'static>(&mut self) -> Vec<(PeerId, Option<u32>, T)> {
+        let Some(queue) = self.inbox.get_mut(&TypeId::of::<T>()) else {
+            return Vec::new();
+        };
+        queue
+            .drain(..)
+            .filter_map(|(peer, tick, value)| value.downcast::<T>().ok().map(|v| (peer, tick, *v)))
+            .collect()
+    }
+
+    /// Sends `message` to one connected peer.
+    pub fn send<T: Serialize + 'static>(
+        &mut self,
+        peer: PeerId,
+        message: &T,
+    ) -> Result<(), NetError> {
+        self.send_with_tick(peer, message, None)
+    }
+
+    /// Sends `message` stamped with a simulation tick.
+    pub fn send_with_tick<T: Serialize + 'static>(
+        &mut self,
+        peer: PeerId,
+        message: &T,
+        tick: Option<u32>,
+    ) -> Result<(), NetError> {
+        if self
+            .peers
+            .get(&peer)
+            .is_none_or(|p| p.phase != Phase::Connected)
+        {
+            return Err(NetError::UnknownPeer(peer));
+        }
+        let (channel, packet) = self.encode(message, tick)?;
+        self.transmit(peer, channel, packet);
+        Ok(())
+    }
+
+    /// Sends `message` to every connected peer.
+    pub fn broadcast<T: Serialize + 'static>(&mut self, message: &T) -> Result<(), NetError> {
+        let (channel, packet) = self.encode(message, None)?;
+        let peers: Vec<PeerId> = self.connected_peers().collect();
+        for peer in peers {
+            self.transmit(peer, channel, packet.clone());
+        }
+        Ok(())
+    }
+
+    fn encode<T: Serialize + 'static>(
+        &self,
+        message: &T,
+        tick: Option<u32>,
+    ) -> Result<(Channel, Vec<u8>), NetError> {
+        let registration = self
+            .registry
+            .by_type(TypeId::of::<T>())
+            .ok_or(NetError::NotRegistered(std::any::type_name::<T>()))?;
+        let mut packet = Vec::new();
+        frame::write_header(&mut packet, Header::new(registration.kind, tick));
+        Bincode.encode(message, &mut packet)?;
+        if registration.channel != Channel::Reliable && packet.len() > MAX_UNRELIABLE {
+            return Err(NetError::TooLarge {
+                size: packet.len(),
+                limit: MAX_UNRELIABLE,
+            });
+        }
+        if packet.len() > DECODE_LIMIT {
+            return Err(NetError::TooLarge {
+                size: packet.len(),
+                limit: DECODE_LIMIT,
+            });
+        }
+        Ok((registration.channel, packet))
+    }
+
+    /// Sends a framed packet, through the conditioner when there is one.
+    fn transmit(&mut self, peer: PeerId, channel: Channel, packet: Vec<u8>) {
+        let pieces = if channel == Channel::Reliable {
+            fragment::split(packet)
+        } else {
+            vec![packet]
+        };
+        let now = Instant::now();
+        for piece in pieces {
+            match &mut self.conditioner {
+                Some(conditioner) => {
+                    conditioner.push(now, channel == Channel::Reliable, (peer, channel, piece))
+                }
+                None => self.write(peer, channel, piece),
+            }
+        }
+    }
+
+    fn write(&mut self, peer: PeerId, channel: Channel, packet: Vec<u8>) {
+        if let Some(p) = self.peers.get_mut(&peer) {
+            let traffic = &mut p.stats.sent[channel.index()];
+            traffic.packets += 1;
+            traffic.bytes += packet.len() as u64;
+        }
+        self.socket
+            .channel_mut(channel.index())
+            .send(packet.into(), peer);
+    }
+
+    /// Processes everything that arrived, sends due pings and delayed
+    /// packets. Call it every frame (or every few milliseconds).
+    pub fn update(&mut self) {
+        let now = Instant::now();
+        for (peer, state) in self.socket.update_peers() {
+            match state {
+                PeerState::Connected => self.joined(peer),
+                PeerState::Disconnected => {
+                    if let Some(p) = self.peers.remove(&peer)
+                        && p.phase != Phase::Incompatible
+                    {
+                        self.events
+                            .push_back(SessionEvent::Left(peer, LeftReason::Disconnected));
+                    }
+                }
+            }
+        }
+        for channel in Channel::ALL {
+            if channel == Channel::Rollback {
+                continue; // read by the rollback session, not here
+            }
+            for (peer, packet) in self.socket.channel_mut(channel.index()).receive() {
+                self.received(peer, channel, &packet, now);
+            }
+        }
+        if now >= self.next_ping {
+            self.next_ping = now + self.ping_interval;
+            self.ping(now);
+        }
+        if let Some(conditioner) = &mut self.conditioner {
+            let due: Vec<_> = conditioner.due(now).collect();
+            for (peer, channel, packet) in due {
+                self.write(peer, channel, packet);
+            }
+        }
+    }
+
+    fn joined(&mut self, peer: PeerId) {
+        self.peers.insert(
+            peer,
+            Peer {
+                phase: Phase::Handshake,
+                stats: PeerStats::default(),
+                reassembler: Reassembler::new(DECODE_LIMIT),
+                errors: 0,
+            },
+        );
+        self.events.push_back(SessionEvent::Joined(peer));
+        let hello = Hello {
+            wire: WIRE_VERSION,
+            hash: self.hash,
+            app_version: self.app_version.clone(),
+        };
+        let mut packet = Vec::new();
+        frame::write_header(&mut packet, Header::new(KIND_HELLO, None));
+        match Bincode.encode(&hello, &mut packet) {
+            Ok(()) => self.transmit(peer, Channel::Reliable, packet),
+            Err(e) => self.events.push_back(SessionEvent::Error {
+                peer,
+                error: e.into(),
+            }),
+        }
+    }
+
+    fn ping(&mut self, now: Instant) {
+        let micros = now.duration_since(self.epoch).as_micros() as u64;
+        let mut packet = Vec::new();
+        frame::write_header(&mut packet, Header::new(KIND_PING, None));
+        packet.extend_from_slice(&micros.to_le_bytes());
+        let peers: Vec<PeerId> = self.connected_peers().collect();
+        for peer in peers {
+            if let Some(p) = self.peers.get_mut(&peer) {
+                p.stats.pings_sent += 1;
+            }
+            self.transmit(peer, Channel::Unreliable, packet.clone());
+        }
+    }
+
+    fn received(&mut self, peer: PeerId, channel: Channel, packet: &[u8], now: Instant) {
+        let Some(p) = self.peers.get_mut(&peer) else {
+            return; // not (or no longer) a peer of ours
+        };
+        if p.phase == Phase::Incompatible {
+            return;
+        }
+        let traffic = &mut p.stats.received[channel.index()];
+        traffic.packets += 1;
+        traffic.bytes += packet.len() as u64;
+        if let Err(error) = self.dispatch(peer, channel, packet, now, true) {
+            if let Some(p) = self.peers.get_mut(&peer) {
+                p.errors += 1;
+            }
+            tracing::debug!("dropped a packet from {peer}: {error}");
+            self.events.push_back(SessionEvent::Error { peer, error });
+        }
+    }
+
+    fn dispatch(
+        &mut self,
+        peer: PeerId,
+        channel: Channel,
+        packet: &[u8],
+        now: Instant,
+        outer: bool,
+    ) -> Result<(), NetError> {
+        let (header, payload) = frame::read(packet)?;
+        match header.kind {
+            KIND_FRAGMENT if outer && channel == Channel::Reliable => {
+                let Some(p) = self.peers.get_mut(&peer) else {
+                    return Ok(());
+                };
+                if let Some(whole) = p.reassembler.push(header, payload)? {
+                    self.dispatch(peer, channel, &whole, now, false)?;
+                }
+                Ok(())
+            }
+            KIND_HELLO if channel == Channel::Reliable => self.hello(peer, payload),
+            KIND_PING if channel == Channel::Unreliable => {
+                let mut pong = Vec::with_capacity(packet.len());
+                frame::write_header(&mut pong, Header::new(KIND_PONG, None));
+                pong.extend_from_slice(payload);
+                self.transmit(peer, Channel::Unreliable, pong);
+                Ok(())
+            }
+            KIND_PONG if channel == Channel::Unreliable => {
+                let sent = payload
+                    .first_chunk::<8>()
+                    .map(|b| u64::from_le_bytes(*b))
+                    .ok_or(FrameError::Truncated(packet.len()))?;
+                let elapsed = now.duration_since(self.epoch).as_micros() as u64;
+                if let Some(p) = self.peers.get_mut(&peer)
+                    && sent <= elapsed
+                {
+                    p.stats.pongs_received += 1;
+                    p.stats.record_rtt(Duration::from_micros(elapsed - sent));
+                }
+                Ok(())
+            }
+            kind => {
+                let (type_id, registration) = self
+                    .registry
+                    .by_kind(kind)
+                    .ok_or(NetError::UnknownKind(kind))?;
+                if registration.channel != channel {
+                    return Err(NetError::WrongChannel { kind, channel });
+                }
+                let connected = self
+                    .peers
+                    .get(&peer)
+                    .is_some_and(|p| p.phase == Phase::Connected);
+                if !connected {
+                    // Unreliable traffic can overtake the handshake; it is dropped.
+                    return Ok(());
+                }
+                let decode = self
+                    .decoders
+                    .get(&type_id)
+                    .ok_or(NetError::UnknownKind(kind))?;
+                let value = decode(payload)?;
+                self.inbox
+                    .entry(type_id)
+                    .or_default()
+                    .push_back((peer, header.tick, value));
+                Ok(())
+            }
+        }
+    }
+
+    fn hello(&mut self, peer: PeerId, payload: &[u8]) -> Result<(), NetError> {
+        let hello: Hello = Bincode.decode(payload)?;
+        let Some(p) = self.peers.get_mut(&peer) else {
+            return Ok(());
+        };
+        if hello.wire == WIRE_VERSION && hello.hash == self.hash {
+            if p.phase == Phase::Handshake {
+                p.phase = Phase::Connected;
+                self.events.push_back(SessionEvent::Connected(peer));
+            }
+            return Ok(());
+        }
+        p.phase = Phase::Incompatible;
+        let (ours, theirs) = (self.hash, hello.hash);
+        tracing::warn!(
+            "peer {peer} speaks another protocol (ours {ours:#x}, theirs {theirs:#x}, app {:?})",
+            hello.app_version
+        );
+        self.events.push_back(SessionEvent::Error {
+            peer,
+            error: NetError::IncompatibleProtocol { ours, theirs },
+        });
+        self.events.push_back(SessionEvent::Left(
+            peer,
+            LeftReason::IncompatibleProtocol { ours, theirs },
+        ));
+        Ok(())
+    }
+}
