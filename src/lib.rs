@@ -1,9 +1,13 @@
 //! volley: peer-to-peer multiplayer for Bevy.
 //!
 //! This umbrella crate re-exports the volley crates behind features:
-//! `server` (default) brings [`server`], the signaling server library.
+//! `server` (default) brings [`server`], the signaling server library;
+//! `net` (default) brings [`net`], the engine-agnostic client.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 #[cfg(feature = "server")]
 pub use volley_server as server;
+
+#[cfg(feature = "net")]
+pub use volley_net as net;

@@ -1,0 +1,313 @@
+//! volley_net sessions over real WebRTC through an in-process volley-server,
+//! each test inside its own network namespace (see `support::netns`).
+
+mod support;
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use volley::net::{
+    Channel, ConditionerConfig, LeftReason, NetError, PeerId, Session, SessionEvent,
+};
+use volley::server::{Server, ServerConfig, ServerHandle};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Chat {
+    seq: u32,
+    text: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Position {
+    x: f32,
+    y: f32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Blob(Vec<u8>);
+
+/// Unreliable, and so limited to one DataChannel message.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Snapshot(Vec<u8>);
+
+fn run(test: impl std::future::Future<Output = ()>) {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async {
+            tokio::time::timeout(Duration::from_secs(60), test)
+                .await
+                .expect("test finished within 60 s")
+        });
+}
+
+async fn server() -> ServerHandle {
+    let config = ServerConfig {
+        addr: "127.0.0.1:0".parse().unwrap(),
+        ..ServerConfig::default()
+    };
+    Server::bind(config).await.unwrap().spawn()
+}
+
+fn session(
+    server: &ServerHandle,
+    room: &str,
+    app: &str,
+    conditioner: Option<ConditionerConfig>,
+) -> Session {
+    let mut builder = Session::builder(&format!("ws://{}/{room}", server.addr()))
+        .app_version(app)
+        .register::<Chat>(Channel::Reliable)
+        .unwrap()
+        .register::<Position>(Channel::Unreliable)
+        .unwrap()
+        .register::<Blob>(Channel::Reliable)
+        .unwrap()
+        .register::<Snapshot>(Channel::Unreliable)
+        .unwrap();
+    if let Some(c) = conditioner {
+        builder = builder.conditioner(c);
+    }
+    let (session, message_loop) = builder.build();
+    tokio::spawn(message_loop);
+    session
+}
+
+/// Updates both sessions every 2 ms until `done` says so (bounded by the test timeout).
+async fn pump(
+    a: &mut Session,
+    b: &mut Session,
+    mut done: impl FnMut(&mut Session, &mut Session) -> bool,
+) {
+    loop {
+        a.update();
+        b.update();
+        if done(a, b) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+/// Both connected (handshake done); returns each one's view of the other.
+async fn connect(a: &mut Session, b: &mut Session) -> (PeerId, PeerId) {
+    let (mut a_sees, mut b_sees) = (None, None);
+    pump(a, b, |a, b| {
+        for e in a.events() {
+            if let SessionEvent::Connected(p) = e {
+                a_sees = Some(p);
+            }
+        }
+        for e in b.events() {
+            if let SessionEvent::Connected(p) = e {
+                b_sees = Some(p);
+            }
+        }
+        a_sees.is_some() && b_sees.is_some()
+    })
+    .await;
+    (a_sees.unwrap(), b_sees.unwrap())
+}
+
+#[test]
+fn typed_messages_both_ways_on_both_channels_and_a_mebibyte_intact() {
+    if !support::netns::isolate("typed_messages_both_ways_on_both_channels_and_a_mebibyte_intact") {
+        return;
+    }
+    run(async {
+        let server = server().await;
+        let mut a = session(&server, "typed", "1", None);
+        let mut b = session(&server, "typed", "1", None);
+        let (b_id, a_id) = connect(&mut a, &mut b).await;
+        assert_eq!(Some(a_id), a.id());
+        assert_eq!(Some(b_id), b.id());
+
+        let blob = Blob((0..1 << 20).map(|i: u32| (i % 251) as u8).collect());
+        a.send(
+            b_id,
+            &Chat {
+                seq: 1,
+                text: "hi b".into(),
+            },
+        )
+        .unwrap();
+        b.send(
+            a_id,
+            &Chat {
+                seq: 1,
+                text: "hi a".into(),
+            },
+        )
+        .unwrap();
+        a.send_with_tick(b_id, &Blob(blob.0.clone()), Some(7))
+            .unwrap();
+        let (mut a_chat, mut b_chat, mut b_blob, mut a_pos, mut b_pos) =
+            (vec![], vec![], vec![], vec![], vec![]);
+        pump(&mut a, &mut b, |a, b| {
+            // Unreliable: keep sending until one gets through each way.
+            let _ = a.send(b_id, &Position { x: 1.0, y: 2.0 });
+            let _ = b.send(a_id, &Position { x: 3.0, y: 4.0 });
+            a_chat.extend(a.receive::<Chat>());
+            b_chat.extend(b.receive::<Chat>());
+            b_blob.extend(b.receive_with_tick::<Blob>());
+            a_pos.extend(a.receive::<Position>());
+            b_pos.extend(b.receive::<Position>());
+            !a_chat.is_empty()
+                && !b_chat.is_empty()
+                && !b_blob.is_empty()
+                && !a_pos.is_empty()
+                && !b_pos.is_empty()
+        })
+        .await;
+        assert_eq!(
+            a_chat,
+            vec![(
+                b_id,
+                Chat {
+                    seq: 1,
+                    text: "hi a".into()
+                }
+            )]
+        );
+        assert_eq!(
+            b_chat,
+            vec![(
+                a_id,
+                Chat {
+                    seq: 1,
+                    text: "hi b".into()
+                }
+            )]
+        );
+        assert_eq!(b_blob.len(), 1);
+        assert_eq!((b_blob[0].0, b_blob[0].1), (a_id, Some(7)));
+        assert!(b_blob[0].2 == blob, "the 1 MiB message arrived intact");
+        assert_eq!(a_pos[0], (b_id, Position { x: 3.0, y: 4.0 }));
+        assert_eq!(b_pos[0], (a_id, Position { x: 1.0, y: 2.0 }));
+        // An unreliable message over the limit is refused at send.
+        assert!(matches!(
+            a.send(b_id, &Snapshot(vec![0; 20_000])),
+            Err(NetError::TooLarge { limit: 16384, .. })
+        ));
+        assert!(a.send(b_id, &Snapshot(vec![0; 1_000])).is_ok());
+        // RTT is measured once pings have gone round.
+        pump(&mut a, &mut b, |a, _| {
+            a.stats(b_id).is_some_and(|s| s.rtt.is_some())
+        })
+        .await;
+        let stats = a.stats(b_id).unwrap().clone();
+        assert!(stats.rtt.unwrap() < Duration::from_millis(500), "{stats:?}");
+        assert!(stats.sent[Channel::Reliable.index()].bytes > 1 << 20);
+
+        // b goes away: a sees it leave.
+        drop(b);
+        let mut left = None;
+        let mut idle = session(&server, "elsewhere", "1", None);
+        pump(&mut a, &mut idle, |a, _| {
+            left = a
+                .events()
+                .into_iter()
+                .find(|e| matches!(e, SessionEvent::Left(..)));
+            left.is_some()
+        })
+        .await;
+        assert_eq!(
+            left,
+            Some(SessionEvent::Left(b_id, LeftReason::Disconnected))
+        );
+        server.shutdown().await;
+    });
+}
+
+#[test]
+fn a_protocol_mismatch_is_refused_with_both_hashes() {
+    if !support::netns::isolate("a_protocol_mismatch_is_refused_with_both_hashes") {
+        return;
+    }
+    run(async {
+        let server = server().await;
+        let mut a = session(&server, "mismatch", "1.0", None);
+        let mut b = session(&server, "mismatch", "2.0", None);
+        let (ours, theirs) = (a.protocol_hash(), b.protocol_hash());
+        assert_ne!(ours, theirs);
+        let mut a_events = Vec::new();
+        pump(&mut a, &mut b, |a, _| {
+            a_events.extend(a.events());
+            a_events.iter().any(|e| matches!(e, SessionEvent::Left(..)))
+        })
+        .await;
+        assert!(
+            a_events.contains(&SessionEvent::Error {
+                peer: a_events
+                    .iter()
+                    .find_map(|e| match e {
+                        SessionEvent::Joined(p) => Some(*p),
+                        _ => None,
+                    })
+                    .unwrap(),
+                error: NetError::IncompatibleProtocol { ours, theirs },
+            }),
+            "{a_events:?}"
+        );
+        assert!(
+            !a_events
+                .iter()
+                .any(|e| matches!(e, SessionEvent::Connected(_)))
+        );
+        assert_eq!(a.connected_peers().count(), 0);
+        server.shutdown().await;
+    });
+}
+
+#[test]
+fn reliable_channel_delivers_exactly_once_in_order_through_a_bad_link() {
+    if !support::netns::isolate(
+        "reliable_channel_delivers_exactly_once_in_order_through_a_bad_link",
+    ) {
+        return;
+    }
+    run(async {
+        let server = server().await;
+        let bad = ConditionerConfig {
+            latency: Duration::from_millis(50),
+            jitter: Duration::from_millis(20),
+            loss: 0.2,
+            seed: 42,
+        };
+        let mut a = session(&server, "lossy", "1", Some(bad));
+        let mut b = session(
+            &server,
+            "lossy",
+            "1",
+            Some(ConditionerConfig { seed: 43, ..bad }),
+        );
+        let (b_id, _) = connect(&mut a, &mut b).await;
+        for seq in 0..500 {
+            a.send(
+                b_id,
+                &Chat {
+                    seq,
+                    text: format!("message {seq}"),
+                },
+            )
+            .unwrap();
+        }
+        let mut got = Vec::new();
+        pump(&mut a, &mut b, |_, b| {
+            got.extend(b.receive::<Chat>().into_iter().map(|(_, c)| c.seq));
+            got.len() >= 500
+        })
+        .await;
+        // Let anything duplicated or late show up before judging.
+        pump(&mut a, &mut b, {
+            let until = std::time::Instant::now() + Duration::from_millis(300);
+            move |_, _| std::time::Instant::now() > until
+        })
+        .await;
+        got.extend(b.receive::<Chat>().into_iter().map(|(_, c)| c.seq));
+        assert_eq!(got, (0..500).collect::<Vec<_>>());
+        server.shutdown().await;
+    });
+}
