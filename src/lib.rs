@@ -2,7 +2,8 @@
 //!
 //! This umbrella crate re-exports the volley crates behind features:
 //! `server` (default) brings [`server`], the signaling server library;
-//! `net` (default) brings [`net`], the engine-agnostic client.
+//! `net` (default) brings [`net`], the engine-agnostic client;
+//! `bevy` (default) brings [`bevy`], the Bevy plugin.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -11,3 +12,6 @@ pub use volley_server as server;
 
 #[cfg(feature = "net")]
 pub use volley_net as net;
+
+#[cfg(feature = "bevy")]
+pub use bevy_volley as bevy;

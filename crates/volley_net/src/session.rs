@@ -139,13 +139,13 @@ struct Peer {
 }
 
 /// Received messages of one type: (sender, tick, the decoded value).
-type Inbox = VecDeque<(PeerId, Option<u32>, Box<dyn Any + Send>)>;
+type Inbox = VecDeque<(PeerId, Option<u32>, Box<dyn Any + Send + Sync>)>;
 
-type Decode = fn(&[u8]) -> Result<Box<dyn Any + Send>, CodecError>;
+type Decode = fn(&[u8]) -> Result<Box<dyn Any + Send + Sync>, CodecError>;
 
-fn decode_any<T: DeserializeOwned + Send + 'static>(
+fn decode_any<T: DeserializeOwned + Send + Sync + 'static>(
     bytes: &[u8],
-) -> Result<Box<dyn Any + Send>, CodecError> {
+) -> Result<Box<dyn Any + Send + Sync>, CodecError> {
     Ok(Box::new(Bincode.decode::<T>(bytes)?))
 }
 
@@ -191,7 +191,7 @@ impl SessionBuilder {
     /// Registers `T` on `channel` under its Rust type name.
     pub fn register<T>(self, channel: Channel) -> Result<Self, NetError>
     where
-        T: Serialize + DeserializeOwned + Send + 'static,
+        T: Serialize + DeserializeOwned + Send + Sync + 'static,
     {
         self.register_named::<T>(std::any::type_name::<T>(), channel)
     }
@@ -199,7 +199,7 @@ impl SessionBuilder {
     /// Registers `T` on `channel` under an explicit, stable `name`.
     pub fn register_named<T>(mut self, name: &str, channel: Channel) -> Result<Self, NetError>
     where
-        T: Serialize + DeserializeOwned + Send + 'static,
+        T: Serialize + DeserializeOwned + Send + Sync + 'static,
     {
         self.registry.register(TypeId::of::<T>(), name, channel)?;
         self.decoders.insert(TypeId::of::<T>(), decode_any::<T>);
@@ -357,7 +357,16 @@ impl Session {
 
     /// Sends `message` to every connected peer.
     pub fn broadcast<T: Serialize + 'static>(&mut self, message: &T) -> Result<(), NetError> {
-        let (channel, packet) = self.encode(message, None)?;
+        self.broadcast_with_tick(message, None)
+    }
+
+    /// Sends `message`, stamped with a simulation tick, to every connected peer.
+    pub fn broadcast_with_tick<T: Serialize + 'static>(
+        &mut self,
+        message: &T,
+        tick: Option<u32>,
+    ) -> Result<(), NetError> {
+        let (channel, packet) = self.encode(message, tick)?;
         let peers: Vec<PeerId> = self.connected_peers().collect();
         for peer in peers {
             self.transmit(peer, channel, packet.clone());

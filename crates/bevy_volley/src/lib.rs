@@ -1,0 +1,396 @@
+//! The Bevy face of volley: a [`VolleyPlugin`] that connects a
+//! [`volley_net::Session`] to a room, typed network messages as Bevy
+//! [`Message`]s, per-peer [`NetStats`], and the connection lifecycle as
+//! [`ConnectionState`].
+//!
+//! ```no_run
+//! use bevy::prelude::*;
+//! use bevy_volley::prelude::*;
+//!
+//! #[derive(Clone, serde::Serialize, serde::Deserialize)]
+//! struct Greeting(String);
+//!
+//! fn greet(mut events: MessageReader<NetPeerEvent>, mut out: MessageWriter<NetSend<Greeting>>) {
+//!     for NetPeerEvent(event) in events.read() {
+//!         if let SessionEvent::Connected(peer) = event {
+//!             out.write(NetSend::to(*peer, Greeting("hello".into())));
+//!         }
+//!     }
+//! }
+//!
+//! fn print(mut greetings: MessageReader<NetReceived<Greeting>>) {
+//!     for g in greetings.read() {
+//!         println!("{} says {}", g.from, g.message.0);
+//!     }
+//! }
+//!
+//! App::new()
+//!     .add_plugins((MinimalPlugins, VolleyPlugin::new("ws://127.0.0.1:3536/hello")))
+//!     .add_net_message::<Greeting>(Channel::Reliable)
+//!     .add_systems(Update, (greet, print))
+//!     .run();
+//! ```
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use bevy::app::{App, Plugin, PostUpdate, PreUpdate, Startup};
+use bevy::ecs::message::{Message, MessageReader, MessageWriter};
+use bevy::ecs::prelude::*;
+use bevy::state::app::AppExtStates;
+use bevy::state::state::{NextState, State, States};
+use bevy::tasks::IoTaskPool;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tracing::{info, warn};
+pub use volley_net::{
+    Channel, ConditionerConfig, IceServer, LeftReason, NetError, PeerId, PeerStats, Session,
+    SessionBuilder, SessionEvent,
+};
+
+/// Everything a game needs in one `use`.
+pub mod prelude {
+    pub use crate::{
+        Channel, ConditionerConfig, ConnectionState, NetAppExt, NetPeerEvent, NetReceived, NetSend,
+        NetStats, NetTarget, PeerId, SessionEvent, VolleyPlugin, VolleySession, VolleySet,
+    };
+}
+
+/// The connection lifecycle.
+#[derive(States, Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum ConnectionState {
+    /// No session.
+    #[default]
+    Disconnected,
+    /// Connecting to the signaling server.
+    Signaling,
+    /// In the room, fewer than `min_peers` peers connected.
+    WaitingForPeers,
+    /// At least `min_peers` peers connected (handshake done).
+    InGame,
+    /// The session ended (server gone, socket closed).
+    Left,
+}
+
+/// Where the plugin's systems run, to order game systems against.
+///
+/// `Poll` and `Receive` run in `PreUpdate` (so `Update` sees this frame's
+/// messages), `Send` in `PostUpdate` (so it sends what `Update` wrote).
+#[derive(SystemSet, Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum VolleySet {
+    /// Drives the session: peers, handshakes, pings; writes [`NetPeerEvent`]s.
+    Poll,
+    /// Turns received payloads into [`NetReceived`] messages.
+    Receive,
+    /// Sends the [`NetSend`] messages written this frame.
+    Send,
+}
+
+/// A peer event from the session.
+#[derive(Message, Debug, Clone, PartialEq, Eq)]
+pub struct NetPeerEvent(pub SessionEvent);
+
+/// A message of type `T` received from a peer.
+#[derive(Message, Debug, Clone)]
+pub struct NetReceived<T: Send + Sync + 'static> {
+    /// The sender.
+    pub from: PeerId,
+    /// The tick it was stamped with, if any.
+    pub tick: Option<u32>,
+    /// The payload.
+    pub message: T,
+}
+
+/// Who a [`NetSend`] goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NetTarget {
+    /// One peer.
+    Peer(PeerId),
+    /// Every connected peer.
+    All,
+}
+
+/// Write one to send `message` (on the channel `T` was registered with).
+#[derive(Message, Debug, Clone)]
+pub struct NetSend<T: Send + Sync + 'static> {
+    /// Recipients.
+    pub to: NetTarget,
+    /// Optional simulation tick.
+    pub tick: Option<u32>,
+    /// The payload.
+    pub message: T,
+}
+
+impl<T: Send + Sync + 'static> NetSend<T> {
+    /// To one peer.
+    pub fn to(peer: PeerId, message: T) -> Self {
+        NetSend {
+            to: NetTarget::Peer(peer),
+            tick: None,
+            message,
+        }
+    }
+
+    /// To every connected peer.
+    pub fn all(message: T) -> Self {
+        NetSend {
+            to: NetTarget::All,
+            tick: None,
+            message,
+        }
+    }
+}
+
+/// Per-peer link statistics, refreshed every frame.
+#[derive(Resource, Debug, Clone, Default)]
+pub struct NetStats {
+    /// By peer.
+    pub peers: HashMap<PeerId, PeerStats>,
+}
+
+type Registration = fn(SessionBuilder, Channel) -> Result<SessionBuilder, NetError>;
+
+fn register<T: Serialize + DeserializeOwned + Send + Sync + 'static>(
+    builder: SessionBuilder,
+    channel: Channel,
+) -> Result<SessionBuilder, NetError> {
+    builder.register::<T>(channel)
+}
+
+/// The message types the game registered, applied when the session is built.
+#[derive(Resource, Default)]
+struct Registrations(Vec<(Registration, Channel)>);
+
+/// The live session, once connected.
+#[derive(Resource)]
+pub struct VolleySession {
+    session: Session,
+    loop_ended: Arc<AtomicBool>,
+}
+
+impl VolleySession {
+    /// The underlying session (for what the Bevy messages do not cover).
+    pub fn session(&mut self) -> &mut Session {
+        &mut self.session
+    }
+}
+
+/// Connects to `room_url` at startup and runs the session every frame.
+#[derive(Resource, Clone)]
+pub struct VolleyPlugin {
+    room_url: String,
+    app_version: String,
+    conditioner: Option<ConditionerConfig>,
+    ice_servers: Vec<IceServer>,
+    min_peers: usize,
+}
+
+impl VolleyPlugin {
+    /// `room_url` as `ws://host:port/room` or `…/room?next=N`.
+    pub fn new(room_url: impl Into<String>) -> Self {
+        VolleyPlugin {
+            room_url: room_url.into(),
+            app_version: String::new(),
+            conditioner: None,
+            ice_servers: Vec::new(),
+            min_peers: 1,
+        }
+    }
+
+    /// Peers with another app version are refused (part of the protocol hash).
+    pub fn app_version(mut self, version: impl Into<String>) -> Self {
+        self.app_version = version.into();
+        self
+    }
+
+    /// Simulate a bad network on everything sent.
+    pub fn conditioner(mut self, config: ConditionerConfig) -> Self {
+        self.conditioner = Some(config);
+        self
+    }
+
+    /// Adds a STUN/TURN server (none by default: host candidates only).
+    pub fn ice_server(mut self, server: IceServer) -> Self {
+        self.ice_servers.push(server);
+        self
+    }
+
+    /// Connected peers needed for [`ConnectionState::InGame`] (default 1).
+    pub fn min_peers(mut self, n: usize) -> Self {
+        self.min_peers = n;
+        self
+    }
+}
+
+impl Plugin for VolleyPlugin {
+    fn build(&self, app: &mut App) {
+        if !app.is_plugin_added::<bevy::state::app::StatesPlugin>() {
+            app.add_plugins(bevy::state::app::StatesPlugin);
+        }
+        app.insert_resource(self.clone())
+            .init_resource::<Registrations>()
+            .init_resource::<NetStats>()
+            .init_state::<ConnectionState>()
+            .add_message::<NetPeerEvent>()
+            .configure_sets(PreUpdate, (VolleySet::Poll, VolleySet::Receive).chain())
+            .configure_sets(PostUpdate, VolleySet::Send)
+            .add_systems(Startup, connect)
+            .add_systems(PreUpdate, poll.in_set(VolleySet::Poll));
+    }
+}
+
+/// Registering network message types on the app.
+pub trait NetAppExt {
+    /// Registers `T` to travel on `channel`: adds [`NetReceived<T>`] and
+    /// [`NetSend<T>`] messages. Call it while building the app (the session
+    /// is built at startup with every registered type; all peers must
+    /// register the same types in the same order).
+    fn add_net_message<T>(&mut self, channel: Channel) -> &mut Self
+    where
+        T: Serialize + DeserializeOwned + Send + Sync + 'static;
+}
+
+impl NetAppExt for App {
+    fn add_net_message<T>(&mut self, channel: Channel) -> &mut Self
+    where
+        T: Serialize + DeserializeOwned + Send + Sync + 'static,
+    {
+        self.init_resource::<Registrations>();
+        self.world_mut()
+            .resource_mut::<Registrations>()
+            .0
+            .push((register::<T>, channel));
+        self.add_message::<NetReceived<T>>()
+            .add_message::<NetSend<T>>()
+            .add_systems(PreUpdate, receive::<T>.in_set(VolleySet::Receive))
+            .add_systems(PostUpdate, send::<T>.in_set(VolleySet::Send))
+    }
+}
+
+fn connect(
+    mut commands: Commands,
+    config: Res<VolleyPlugin>,
+    registrations: Res<Registrations>,
+    mut next: ResMut<NextState<ConnectionState>>,
+) {
+    let mut builder = Session::builder(&config.room_url).app_version(&config.app_version);
+    for server in &config.ice_servers {
+        builder = builder.ice_server(server.clone());
+    }
+    if let Some(c) = config.conditioner {
+        builder = builder.conditioner(c);
+    }
+    for (register, channel) in &registrations.0 {
+        builder = match register(builder, *channel) {
+            Ok(builder) => builder,
+            Err(e) => {
+                warn!("volley: cannot register a message type: {e}");
+                next.set(ConnectionState::Left);
+                return;
+            }
+        };
+    }
+    let (session, message_loop) = builder.build();
+    let loop_ended = Arc::new(AtomicBool::new(false));
+    let flag = loop_ended.clone();
+    IoTaskPool::get()
+        .spawn(async move {
+            if let Err(e) = message_loop.await {
+                warn!("volley: session ended: {e}");
+            }
+            flag.store(true, Ordering::Release);
+        })
+        .detach();
+    info!("volley: connecting to {}", config.room_url);
+    commands.insert_resource(VolleySession {
+        session,
+        loop_ended,
+    });
+    next.set(ConnectionState::Signaling);
+}
+
+fn poll(
+    session: Option<ResMut<VolleySession>>,
+    config: Res<VolleyPlugin>,
+    state: Res<State<ConnectionState>>,
+    mut next: ResMut<NextState<ConnectionState>>,
+    mut events: MessageWriter<NetPeerEvent>,
+    mut stats: ResMut<NetStats>,
+) {
+    let Some(mut volley) = session else { return };
+    if volley.loop_ended.load(Ordering::Acquire) {
+        if *state.get() != ConnectionState::Left {
+            next.set(ConnectionState::Left);
+        }
+        return;
+    }
+    let session = &mut volley.session;
+    session.update();
+    for event in session.events() {
+        if let SessionEvent::Left(peer, _) = &event {
+            stats.peers.remove(peer);
+        }
+        events.write(NetPeerEvent(event));
+    }
+    let connected: Vec<PeerId> = session.connected_peers().collect();
+    for peer in &connected {
+        if let Some(s) = session.stats(*peer) {
+            stats.peers.insert(*peer, s.clone());
+        }
+    }
+    let wanted = match state.get() {
+        ConnectionState::Signaling if session.id().is_some() => ConnectionState::WaitingForPeers,
+        ConnectionState::WaitingForPeers if connected.len() >= config.min_peers => {
+            ConnectionState::InGame
+        }
+        ConnectionState::InGame if connected.len() < config.min_peers => {
+            ConnectionState::WaitingForPeers
+        }
+        other => *other,
+    };
+    if wanted != *state.get() {
+        next.set(wanted);
+    }
+}
+
+fn receive<T: Send + Sync + 'static>(
+    session: Option<ResMut<VolleySession>>,
+    mut out: MessageWriter<NetReceived<T>>,
+) {
+    let Some(mut volley) = session else { return };
+    for (from, tick, message) in volley.session.receive_with_tick::<T>() {
+        out.write(NetReceived {
+            from,
+            tick,
+            message,
+        });
+    }
+}
+
+fn send<T: Serialize + Send + Sync + 'static>(
+    session: Option<ResMut<VolleySession>>,
+    mut requests: MessageReader<NetSend<T>>,
+) {
+    let Some(mut volley) = session else {
+        requests.clear();
+        return;
+    };
+    for request in requests.read() {
+        let result = match request.to {
+            NetTarget::Peer(peer) => {
+                volley
+                    .session
+                    .send_with_tick(peer, &request.message, request.tick)
+            }
+            NetTarget::All => volley
+                .session
+                .broadcast_with_tick(&request.message, request.tick),
+        };
+        if let Err(e) = result {
+            warn!("volley: not sent: {e}");
+        }
+    }
+}
