@@ -145,10 +145,8 @@ fn headless_apps_exchange_typed_messages_and_see_each_other_leave() {
                 .write_message(NetSend::all(Position(3.0, 4.0)));
             let sa = seen(a);
             let a_done = !sa.chats.is_empty() && !sa.positions.is_empty();
-            drop(sa);
             let sb = seen(b);
             let b_done = !sb.chats.is_empty() && !sb.positions.is_empty() && !sb.blobs.is_empty();
-            drop(sb);
             a_done && b_done
         });
         assert_eq!(seen(&mut a).chats, vec![(b_id, Chat("hi a".into()))]);
