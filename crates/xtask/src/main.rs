@@ -1,6 +1,7 @@
 //! `cargo xtask <task>`: the project's scripted jobs.
 //!
-//! - `ci`: everything CI runs, in order; `.ci/run` calls exactly this.
+//! - `ci`: everything CI runs, in order; `.ci/run` calls exactly this:
+//!   fmt, clippy, every test, the wasm32 build of the examples.
 //! - `bench`: release benchmarks against the references (installs
 //!   `matchbox_server` from crates.io into `target/tools` when missing).
 
@@ -26,6 +27,8 @@ fn main() -> ExitCode {
         }
     }
 }
+
+const WASM: &str = "wasm32-unknown-unknown";
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -77,6 +80,17 @@ fn setup() -> Result<(), String> {
         install.args(["install", "-y", "iproute2", "util-linux"]);
         step("apt-get install iproute2 util-linux", install)?;
     }
+    let targets = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .current_dir(root())
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    if !targets.lines().any(|t| t.trim() == WASM) {
+        let mut rustup = Command::new("rustup");
+        rustup.current_dir(root()).args(["target", "add", WASM]);
+        step("rustup target add wasm32-unknown-unknown", rustup)?;
+    }
     let has_fmt = succeeds(cargo().args(["fmt", "--version"]));
     let has_clippy = succeeds(cargo().args(["clippy", "--version"]));
     if !(has_fmt && has_clippy) {
@@ -108,6 +122,13 @@ fn ci() -> Result<(), String> {
     let mut test = cargo();
     test.args(["test", "--workspace"]);
     step("cargo test --workspace", test)?;
+    // The browser build: the client crates and every example for wasm32.
+    let mut wasm = cargo();
+    wasm.args(["build", "--target", WASM, "-p", "volley", "--examples"]);
+    step(
+        "cargo build --target wasm32-unknown-unknown --examples",
+        wasm,
+    )?;
     println!("ci passed in {:.0}s", started.elapsed().as_secs_f64());
     Ok(())
 }

@@ -1,0 +1,162 @@
+//! Peers in one room greet each other; a panel shows each peer's RTT and traffic.
+//!
+//! Desktop: `cargo run --example hello -- --server ws://127.0.0.1:3536 --room hello`
+//! (start `volley-server` first). In the browser the server is the page's own
+//! origin and the room comes from `?room=` (default `hello`).
+
+use bevy::prelude::*;
+use serde::{Deserialize, Serialize};
+use volley::bevy::prelude::*;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Greeting(String);
+
+/// Greetings received, for the panel.
+#[derive(Resource, Default)]
+struct Inbox(Vec<String>);
+
+#[derive(Component)]
+struct Panel;
+
+fn main() {
+    let url = room_url();
+    App::new()
+        .add_plugins(DefaultPlugins.set(WindowPlugin {
+            primary_window: Some(Window {
+                title: "volley hello".into(),
+                canvas: Some("#volley-canvas".into()),
+                fit_canvas_to_parent: true,
+                ..default()
+            }),
+            ..default()
+        }))
+        .add_plugins(VolleyPlugin::new(url).app_version("hello-1"))
+        .add_net_message::<Greeting>(Channel::Reliable)
+        .init_resource::<Inbox>()
+        .add_systems(Startup, setup)
+        .add_systems(
+            Update,
+            (greet_newcomers, read_greetings, draw_panel).chain(),
+        )
+        .run();
+}
+
+fn setup(mut commands: Commands) {
+    commands.spawn(Camera2d);
+    commands.spawn((
+        Panel,
+        Text::new("connecting…"),
+        TextFont {
+            font_size: FontSize::Px(18.0),
+            ..default()
+        },
+        Node {
+            position_type: PositionType::Absolute,
+            top: Val::Px(12.0),
+            left: Val::Px(12.0),
+            ..default()
+        },
+    ));
+}
+
+fn greet_newcomers(
+    mut events: MessageReader<NetPeerEvent>,
+    mut out: MessageWriter<NetSend<Greeting>>,
+    mut session: Option<ResMut<VolleySession>>,
+) {
+    let me = session
+        .as_mut()
+        .and_then(|s| s.session().id())
+        .map(|id| short(id))
+        .unwrap_or_default();
+    for NetPeerEvent(event) in events.read() {
+        if let SessionEvent::Connected(peer) = event {
+            out.write(NetSend::to(*peer, Greeting(format!("hello from {me}"))));
+        }
+    }
+}
+
+fn read_greetings(mut greetings: MessageReader<NetReceived<Greeting>>, mut inbox: ResMut<Inbox>) {
+    for g in greetings.read() {
+        inbox.0.push(format!("{}: {}", short(g.from), g.message.0));
+    }
+}
+
+fn draw_panel(
+    state: Res<State<ConnectionState>>,
+    stats: Res<NetStats>,
+    inbox: Res<Inbox>,
+    mut panel: Query<&mut Text, With<Panel>>,
+) {
+    let Ok(mut text) = panel.single_mut() else {
+        return;
+    };
+    let mut lines = vec![format!("volley hello — {:?}", state.get())];
+    let mut peers: Vec<_> = stats.peers.iter().collect();
+    peers.sort_by_key(|(id, _)| **id);
+    for (id, s) in peers {
+        let rtt = s
+            .rtt
+            .map(|r| {
+                format!(
+                    "{:.1} ms ± {:.1}",
+                    r.as_secs_f64() * 1e3,
+                    s.jitter.as_secs_f64() * 1e3
+                )
+            })
+            .unwrap_or_else(|| "…".into());
+        let sent: u64 = s.sent.iter().map(|t| t.bytes).sum();
+        let received: u64 = s.received.iter().map(|t| t.bytes).sum();
+        lines.push(format!(
+            "peer {}  RTT {rtt}  loss {:.0}%  sent {:.1} KB  received {:.1} KB",
+            short(*id),
+            s.loss() * 100.0,
+            sent as f64 / 1e3,
+            received as f64 / 1e3
+        ));
+    }
+    lines.extend(inbox.0.iter().rev().take(8).cloned());
+    text.0 = lines.join("\n");
+}
+
+fn short(id: PeerId) -> String {
+    id.0.to_string()[..8].to_string()
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn room_url() -> String {
+    let mut server = "ws://127.0.0.1:3536".to_string();
+    let mut room = "hello".to_string();
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--server" => server = args.next().unwrap_or(server),
+            "--room" => room = args.next().unwrap_or(room),
+            other => eprintln!("ignoring unknown argument {other}"),
+        }
+    }
+    format!("{}/{room}", server.trim_end_matches('/'))
+}
+
+/// The page's own origin, so one bundle works behind any host name.
+#[cfg(target_arch = "wasm32")]
+fn room_url() -> String {
+    let location = web_sys::window().map(|w| w.location());
+    let (protocol, host, search) = location
+        .map(|l| {
+            (
+                l.protocol().unwrap_or_default(),
+                l.host().unwrap_or_default(),
+                l.search().unwrap_or_default(),
+            )
+        })
+        .unwrap_or_default();
+    let scheme = if protocol == "https:" { "wss" } else { "ws" };
+    let room = search
+        .trim_start_matches('?')
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("room="))
+        .filter(|r| !r.is_empty())
+        .unwrap_or("hello");
+    format!("{scheme}://{host}/{room}")
+}
