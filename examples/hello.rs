@@ -67,7 +67,7 @@ fn greet_newcomers(
     let me = session
         .as_mut()
         .and_then(|s| s.session().id())
-        .map(|id| short(id))
+        .map(short)
         .unwrap_or_default();
     for NetPeerEvent(event) in events.read() {
         if let SessionEvent::Connected(peer) = event {
@@ -91,7 +91,8 @@ fn draw_panel(
     let Ok(mut text) = panel.single_mut() else {
         return;
     };
-    let mut lines = vec![format!("volley hello — {:?}", state.get())];
+    // ASCII only: the default font has no dash or plus-minus glyphs.
+    let mut lines = vec![format!("volley hello - {:?}", state.get())];
     let mut peers: Vec<_> = stats.peers.iter().collect();
     peers.sort_by_key(|(id, _)| **id);
     for (id, s) in peers {
@@ -99,7 +100,7 @@ fn draw_panel(
             .rtt
             .map(|r| {
                 format!(
-                    "{:.1} ms ± {:.1}",
+                    "{:.1} ms +/- {:.1}",
                     r.as_secs_f64() * 1e3,
                     s.jitter.as_secs_f64() * 1e3
                 )

@@ -12,11 +12,13 @@
 //! Usage, at the top of a `#[test]`:
 //! `if !support::netns::isolate("module::test_name") { return; }` — the
 //! outer call re-runs the test binary for that one test inside the namespace
-//! and returns `false` once it passed (panicking with its output otherwise);
-//! inside, it returns `true` and the test body runs.
+//! (at most 180 s) and returns `false` once it passed (panicking with its
+//! output otherwise); inside, it returns `true` and the test body runs.
+
+// Shared by the tests and the benchmarks; each uses only part of it.
+#![allow(dead_code)]
 
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 const INSIDE: &str = "VOLLEY_TEST_NETNS";
 
@@ -29,39 +31,56 @@ const SETUP: &str = "ip link set lo up \
 
 /// See the module docs. `test` is the test's full path as `cargo test` lists it.
 pub fn isolate(test: &str) -> bool {
-    if std::env::var_os(INSIDE).is_some() {
+    if inside() {
         return true;
     }
-    let exe = std::env::current_exe().expect("test binary path");
-    // As root this is a plain network namespace; otherwise a user namespace
-    // maps the caller to root so that it may configure its own interfaces.
-    let script = format!("{SETUP} && exec \"$0\" \"$1\" --exact --nocapture --test-threads=1");
-    let mut child = Command::new("unshare")
-        .args(["--map-root-user", "--net", "--", "sh", "-c", &script])
-        .arg(&exe)
-        .arg(test)
-        .env(INSIDE, "1")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("`unshare` (util-linux) and `ip` (iproute2) are needed for WebRTC tests");
-    let deadline = Instant::now() + Duration::from_secs(180);
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait for the isolated test") {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("{test}: still running after 180 s in its network namespace");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let output = child.wait_with_output().expect("isolated test output");
+    let output = run_isolated(&[test, "--exact", "--nocapture", "--test-threads=1"], true);
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
-        status.success() && stdout.contains("1 passed"),
-        "{test} failed inside its network namespace ({status}):\n{stdout}\n{stderr}"
+        output.status.success() && stdout.contains("1 passed"),
+        "{test} failed inside its network namespace ({}):\n{stdout}\n{stderr}",
+        output.status
     );
     false
+}
+
+/// True inside the namespace.
+pub fn inside() -> bool {
+    std::env::var_os(INSIDE).is_some()
+}
+
+/// Re-runs the current executable with `args` inside a fresh namespace;
+/// `capture` collects its output, otherwise it goes to ours. At most 180 s.
+pub fn run_isolated(args: &[&str], capture: bool) -> std::process::Output {
+    let exe = std::env::current_exe().expect("own executable path");
+    // As root this is a plain network namespace; otherwise a user namespace
+    // maps the caller to root so that it may configure its own interfaces.
+    let script = format!("{SETUP} && exec \"$0\" \"$@\"");
+    let stdio = || {
+        if capture {
+            Stdio::piped()
+        } else {
+            Stdio::inherit()
+        }
+    };
+    Command::new("timeout")
+        .args([
+            "180",
+            "unshare",
+            "--map-root-user",
+            "--net",
+            "--",
+            "sh",
+            "-c",
+            &script,
+        ])
+        .arg(&exe)
+        .args(args)
+        .env(INSIDE, "1")
+        .stdout(stdio())
+        .stderr(stdio())
+        .spawn()
+        .and_then(|child| child.wait_with_output())
+        .expect("`timeout`, `unshare` (util-linux) and `ip` (iproute2) are needed for WebRTC tests")
 }

@@ -1,0 +1,452 @@
+//! Data path: volley_net against raw matchbox_socket, same machine, same run.
+//!
+//! `cargo bench -p volley_net --bench datapath [-- --rounds N --samples S --seconds T]`
+//!
+//! Everything runs inside a private network namespace (the benchmark re-runs
+//! itself under `unshare`, like the WebRTC tests), with an in-process
+//! volley-server and host candidates only. Measured, alternating raw and
+//! volley:
+//! - connect time, socket start → every peer connected to every other (for
+//!   volley: the protocol handshake done too), full mesh of 2, 4 and 8;
+//! - RTT of a 100-byte message echoed back, per channel (p50/p99);
+//! - messages per second delivered, 100 bytes, per channel.
+//!
+//! Every peer is polled from one thread every ~50 µs; the sockets' message
+//! loops run on a 2-thread tokio runtime.
+
+#[path = "../../../tests/support/netns.rs"]
+mod netns;
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use matchbox_socket::{PeerId, PeerState, RtcIceServerConfig, WebRtcSocket};
+use serde::{Deserialize, Serialize};
+use volley_net::{Channel, Session, SessionEvent};
+use volley_server::{Server, ServerConfig};
+
+#[derive(Serialize, Deserialize)]
+struct Echo(Vec<u8>);
+
+#[derive(Serialize, Deserialize)]
+struct EchoUnreliable(Vec<u8>);
+
+const PAYLOAD: usize = 100;
+
+struct Options {
+    rounds: usize,
+    samples: usize,
+    seconds: f64,
+}
+
+fn options() -> Options {
+    let mut o = Options {
+        rounds: 5,
+        samples: 1000,
+        seconds: 2.0,
+    };
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut i = 0;
+    while i < args.len() {
+        let value = args.get(i + 1).cloned().unwrap_or_default();
+        match args[i].as_str() {
+            "--rounds" => o.rounds = value.parse().expect("--rounds N"),
+            "--samples" => o.samples = value.parse().expect("--samples N"),
+            "--seconds" => o.seconds = value.parse().expect("--seconds S"),
+            "--bench" => {
+                i += 1;
+                continue;
+            }
+            other => panic!("unknown option {other}"),
+        }
+        i += 2;
+    }
+    o
+}
+
+fn nap() {
+    std::thread::sleep(Duration::from_micros(50));
+}
+
+/// A peer of either kind, behind one interface so both are driven alike.
+trait Peer {
+    fn poll(&mut self);
+    fn connected(&self) -> usize;
+    fn first_peer(&self) -> Option<PeerId>;
+    fn send(&mut self, channel: Channel, to: PeerId, payload: Vec<u8>);
+    fn receive(&mut self, channel: Channel) -> Vec<(PeerId, Vec<u8>)>;
+}
+
+struct Raw {
+    socket: WebRtcSocket,
+    peers: HashSet<PeerId>,
+}
+
+impl Peer for Raw {
+    fn poll(&mut self) {
+        for (peer, state) in self.socket.update_peers() {
+            match state {
+                PeerState::Connected => self.peers.insert(peer),
+                PeerState::Disconnected => self.peers.remove(&peer),
+            };
+        }
+    }
+    fn connected(&self) -> usize {
+        self.peers.len()
+    }
+    fn first_peer(&self) -> Option<PeerId> {
+        self.peers.iter().next().copied()
+    }
+    fn send(&mut self, channel: Channel, to: PeerId, payload: Vec<u8>) {
+        self.socket
+            .channel_mut(channel.index())
+            .send(payload.into(), to);
+    }
+    fn receive(&mut self, channel: Channel) -> Vec<(PeerId, Vec<u8>)> {
+        self.socket
+            .channel_mut(channel.index())
+            .receive()
+            .into_iter()
+            .map(|(p, b)| (p, b.to_vec()))
+            .collect()
+    }
+}
+
+struct Volley {
+    session: Session,
+    peers: HashSet<PeerId>,
+}
+
+impl Peer for Volley {
+    fn poll(&mut self) {
+        self.session.update();
+        for event in self.session.events() {
+            match event {
+                SessionEvent::Connected(p) => {
+                    self.peers.insert(p);
+                }
+                SessionEvent::Left(p, _) => {
+                    self.peers.remove(&p);
+                }
+                _ => {}
+            }
+        }
+    }
+    fn connected(&self) -> usize {
+        self.peers.len()
+    }
+    fn first_peer(&self) -> Option<PeerId> {
+        self.peers.iter().next().copied()
+    }
+    fn send(&mut self, channel: Channel, to: PeerId, payload: Vec<u8>) {
+        let sent = match channel {
+            Channel::Reliable => self.session.send(to, &Echo(payload)),
+            _ => self.session.send(to, &EchoUnreliable(payload)),
+        };
+        sent.expect("send");
+    }
+    fn receive(&mut self, channel: Channel) -> Vec<(PeerId, Vec<u8>)> {
+        match channel {
+            Channel::Reliable => self
+                .session
+                .receive::<Echo>()
+                .into_iter()
+                .map(|(p, e)| (p, e.0))
+                .collect(),
+            _ => self
+                .session
+                .receive::<EchoUnreliable>()
+                .into_iter()
+                .map(|(p, e)| (p, e.0))
+                .collect(),
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Kind {
+    Raw,
+    Volley,
+}
+
+fn no_ice() -> RtcIceServerConfig {
+    RtcIceServerConfig {
+        urls: vec![],
+        username: None,
+        credential: None,
+    }
+}
+
+fn make(kind: Kind, url: &str, runtime: &tokio::runtime::Runtime) -> Box<dyn Peer> {
+    match kind {
+        Kind::Raw => {
+            let mut builder = WebRtcSocket::builder(url).ice_server(no_ice());
+            for channel in Channel::ALL {
+                builder = builder.add_channel(match channel {
+                    Channel::Reliable => matchbox_socket::ChannelConfig::reliable(),
+                    _ => matchbox_socket::ChannelConfig::unreliable(),
+                });
+            }
+            let (socket, message_loop) = builder.build();
+            runtime.spawn(message_loop);
+            Box::new(Raw {
+                socket,
+                peers: HashSet::new(),
+            })
+        }
+        Kind::Volley => {
+            let (session, message_loop) = Session::builder(url)
+                .register::<Echo>(Channel::Reliable)
+                .and_then(|b| b.register::<EchoUnreliable>(Channel::Unreliable))
+                .expect("register")
+                .build();
+            runtime.spawn(message_loop);
+            Box::new(Volley {
+                session,
+                peers: HashSet::new(),
+            })
+        }
+    }
+}
+
+/// Socket start → every peer connected to all others.
+fn connect_time(kind: Kind, n: usize, url: &str, runtime: &tokio::runtime::Runtime) -> Duration {
+    let started = Instant::now();
+    let mut peers: Vec<Box<dyn Peer>> = (0..n).map(|_| make(kind, url, runtime)).collect();
+    let deadline = started + Duration::from_secs(30);
+    loop {
+        for p in &mut peers {
+            p.poll();
+        }
+        if peers.iter().all(|p| p.connected() == n - 1) {
+            return started.elapsed();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{n} peers did not connect within 30 s"
+        );
+        nap();
+    }
+}
+
+fn pair(
+    kind: Kind,
+    url: &str,
+    runtime: &tokio::runtime::Runtime,
+) -> (Box<dyn Peer>, Box<dyn Peer>) {
+    let mut a = make(kind, url, runtime);
+    let mut b = make(kind, url, runtime);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while a.connected() == 0 || b.connected() == 0 {
+        a.poll();
+        b.poll();
+        assert!(Instant::now() < deadline, "pair did not connect");
+        nap();
+    }
+    // Let the channels settle (RTT probes, SCTP warm-up) before measuring.
+    let settle = Instant::now() + Duration::from_millis(300);
+    while Instant::now() < settle {
+        a.poll();
+        b.poll();
+        nap();
+    }
+    (a, b)
+}
+
+/// RTT samples of 100-byte echoes; lost ones (unreliable) time out after 100 ms.
+fn rtt(
+    a: &mut dyn Peer,
+    b: &mut dyn Peer,
+    channel: Channel,
+    samples: usize,
+) -> (Vec<Duration>, usize) {
+    let to_b = a.first_peer().expect("a has a peer");
+    let mut times = Vec::with_capacity(samples);
+    let mut lost = 0;
+    for seq in 0..samples as u32 {
+        let mut payload = vec![0u8; PAYLOAD];
+        payload[..4].copy_from_slice(&seq.to_le_bytes());
+        let sent = Instant::now();
+        a.send(channel, to_b, payload);
+        let timeout = sent + Duration::from_millis(100);
+        'wait: loop {
+            a.poll();
+            b.poll();
+            for (from, echo) in b.receive(channel) {
+                b.send(channel, from, echo);
+            }
+            for (_, back) in a.receive(channel) {
+                if back[..4] == seq.to_le_bytes() {
+                    times.push(sent.elapsed());
+                    break 'wait;
+                }
+            }
+            if Instant::now() > timeout {
+                lost += 1;
+                break;
+            }
+            nap();
+        }
+    }
+    times.sort();
+    (times, lost)
+}
+
+/// 100-byte messages delivered per second, a → b, sending 50 per poll.
+fn throughput(a: &mut dyn Peer, b: &mut dyn Peer, channel: Channel, seconds: f64) -> f64 {
+    let to_b = a.first_peer().expect("a has a peer");
+    let started = Instant::now();
+    let until = started + Duration::from_secs_f64(seconds);
+    let mut received = 0usize;
+    while Instant::now() < until {
+        for _ in 0..50 {
+            a.send(channel, to_b, vec![7u8; PAYLOAD]);
+        }
+        a.poll();
+        b.poll();
+        received += b.receive(channel).len();
+        nap();
+    }
+    let rate = received as f64 / started.elapsed().as_secs_f64();
+    // Drain what is still queued so the next measurement starts clean.
+    let drain = Instant::now() + Duration::from_millis(500);
+    while Instant::now() < drain {
+        a.poll();
+        b.poll();
+        b.receive(channel);
+        nap();
+    }
+    rate
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+fn main() {
+    if !netns::inside() {
+        let args: Vec<String> = std::env::args().skip(1).collect();
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let status = netns::run_isolated(&args, false).status;
+        std::process::exit(status.code().unwrap_or(1));
+    }
+    let o = options();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let server = runtime.block_on(async {
+        let config = ServerConfig {
+            addr: "127.0.0.1:0".parse().unwrap(),
+            ..ServerConfig::default()
+        };
+        Server::bind(config).await.expect("server").spawn()
+    });
+    let base = format!("ws://{}", server.addr());
+    let kinds = [Kind::Raw, Kind::Volley];
+    let name = |k: Kind| {
+        if k == Kind::Raw {
+            "raw matchbox"
+        } else {
+            "volley"
+        }
+    };
+    let mut room = 0;
+    let mut next_url = || {
+        room += 1;
+        format!("{base}/bench{room}")
+    };
+
+    println!(
+        "data path: volley_net vs raw matchbox_socket 0.15 (loopback in a private netns, host candidates)"
+    );
+    println!(
+        "\nconnect time, socket start -> full mesh connected (median of {} rounds)",
+        o.rounds
+    );
+    println!(
+        "{:<16}{:>12}{:>12}{:>12}",
+        "", "2 peers", "4 peers", "8 peers"
+    );
+    let mut connect = [
+        [Vec::new(), Vec::new(), Vec::new()],
+        [Vec::new(), Vec::new(), Vec::new()],
+    ];
+    for round in 0..o.rounds {
+        for (i, n) in [2, 4, 8].into_iter().enumerate() {
+            let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
+            for k in order {
+                let t = connect_time(kinds[k], n, &next_url(), &runtime);
+                connect[k][i].push(ms(t));
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        }
+    }
+    let mut medians = [[0.0; 3]; 2];
+    for k in 0..2 {
+        let mut line = format!("{:<16}", name(kinds[k]));
+        for i in 0..3 {
+            medians[k][i] = median(&mut connect[k][i]);
+            line += &format!("{:>10.0}ms", medians[k][i]);
+        }
+        println!("{line}");
+    }
+    let mut line = format!("{:<16}", "volley/raw");
+    for (volley, raw) in medians[1].iter().zip(&medians[0]) {
+        line += &format!("{:>11.2}x", volley / raw);
+    }
+    println!("{line}");
+
+    println!(
+        "\n100-byte messages, 2 peers ({} RTT samples, {:.0} s of throughput per channel)",
+        o.samples, o.seconds
+    );
+    println!(
+        "{:<16}{:<12}{:>12}{:>12}{:>8}{:>14}",
+        "", "channel", "RTT p50", "RTT p99", "lost", "msgs/s"
+    );
+    let mut rows = Vec::new();
+    for kind in kinds {
+        let (mut a, mut b) = pair(kind, &next_url(), &runtime);
+        for channel in [Channel::Reliable, Channel::Unreliable] {
+            let (times, lost) = rtt(a.as_mut(), b.as_mut(), channel, o.samples);
+            let rate = throughput(a.as_mut(), b.as_mut(), channel, o.seconds);
+            let p = |q: f64| {
+                times
+                    .get(((times.len().max(1) - 1) as f64 * q) as usize)
+                    .copied()
+                    .map(ms)
+                    .unwrap_or(f64::NAN)
+            };
+            println!(
+                "{:<16}{:<12}{:>10.3}ms{:>10.3}ms{:>8}{:>14.0}",
+                name(kind),
+                channel.name().split('-').next().unwrap_or_default(),
+                p(0.5),
+                p(0.99),
+                lost,
+                rate
+            );
+            rows.push((p(0.5), p(0.99), rate));
+        }
+    }
+    for (c, channel) in ["reliable", "unreliable"].iter().enumerate() {
+        let (raw, volley) = (rows[c], rows[c + 2]);
+        println!(
+            "{:<16}{:<12}{:>11.2}x{:>11.2}x{:>8}{:>13.2}x",
+            "volley/raw",
+            channel,
+            volley.0 / raw.0,
+            volley.1 / raw.1,
+            "",
+            volley.2 / raw.2
+        );
+    }
+    runtime.block_on(server.shutdown());
+}
