@@ -116,12 +116,21 @@ pub enum SessionEvent {
     },
 }
 
+/// The handshake. Each side repeats its `Hello` (every [`HELLO_RETRY`])
+/// until the other confirms it with `got_yours`: the first message on a
+/// fresh data channel can be lost in webrtc-rs when both sides open their
+/// negotiated channels at once, so a single Hello is not enough.
 #[derive(serde::Serialize, serde::Deserialize)]
 struct Hello {
     wire: u32,
     hash: u64,
     app_version: String,
+    /// The sender has received (and accepted) the receiver's Hello.
+    got_yours: bool,
 }
+
+/// How often an unconfirmed Hello is repeated.
+const HELLO_RETRY: Duration = Duration::from_millis(100);
 
 #[derive(Debug, PartialEq, Eq)]
 enum Phase {
@@ -132,6 +141,11 @@ enum Phase {
 
 struct Peer {
     phase: Phase,
+    /// We received its compatible Hello.
+    got_theirs: bool,
+    /// It confirmed ours.
+    they_got_ours: bool,
+    next_hello: Instant,
     stats: PeerStats,
     reassembler: Reassembler,
     /// Invalid packets received.
@@ -455,6 +469,15 @@ impl Session {
                 self.received(peer, channel, &packet, now);
             }
         }
+        let unconfirmed: Vec<PeerId> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| p.phase == Phase::Handshake && now >= p.next_hello)
+            .map(|(id, _)| *id)
+            .collect();
+        for peer in unconfirmed {
+            self.send_hello(peer, now);
+        }
         if now >= self.next_ping {
             self.next_ping = now + self.ping_interval;
             self.ping(now);
@@ -468,20 +491,33 @@ impl Session {
     }
 
     fn joined(&mut self, peer: PeerId) {
+        let now = Instant::now();
         self.peers.insert(
             peer,
             Peer {
                 phase: Phase::Handshake,
+                got_theirs: false,
+                they_got_ours: false,
+                next_hello: now,
                 stats: PeerStats::default(),
                 reassembler: Reassembler::new(DECODE_LIMIT),
                 errors: 0,
             },
         );
         self.events.push_back(SessionEvent::Joined(peer));
+        self.send_hello(peer, now);
+    }
+
+    fn send_hello(&mut self, peer: PeerId, now: Instant) {
+        let Some(p) = self.peers.get_mut(&peer) else {
+            return;
+        };
+        p.next_hello = now + HELLO_RETRY;
         let hello = Hello {
             wire: WIRE_VERSION,
             hash: self.hash,
             app_version: self.app_version.clone(),
+            got_yours: p.got_theirs,
         };
         let mut packet = Vec::new();
         frame::write_header(&mut packet, Header::new(KIND_HELLO, None));
@@ -491,6 +527,18 @@ impl Session {
                 peer,
                 error: e.into(),
             }),
+        }
+    }
+
+    /// Marks the handshake done once both Hellos are known to have arrived.
+    fn maybe_connected(&mut self, peer: PeerId) {
+        if let Some(p) = self.peers.get_mut(&peer)
+            && p.phase == Phase::Handshake
+            && p.got_theirs
+            && p.they_got_ours
+        {
+            p.phase = Phase::Connected;
+            self.events.push_back(SessionEvent::Connected(peer));
         }
     }
 
@@ -576,14 +624,17 @@ impl Session {
                 if registration.channel != channel {
                     return Err(NetError::WrongChannel { kind, channel });
                 }
-                let connected = self
-                    .peers
-                    .get(&peer)
-                    .is_some_and(|p| p.phase == Phase::Connected);
-                if !connected {
+                let Some(p) = self.peers.get_mut(&peer) else {
+                    return Ok(());
+                };
+                if !p.got_theirs {
                     // Unreliable traffic can overtake the handshake; it is dropped.
                     return Ok(());
                 }
+                // A peer sends messages only once connected, which needs our
+                // Hello: its confirmation may simply still be on the way.
+                p.they_got_ours = true;
+                self.maybe_connected(peer);
                 let decode = self
                     .decoders
                     .get(&type_id)
@@ -604,10 +655,14 @@ impl Session {
             return Ok(());
         };
         if hello.wire == WIRE_VERSION && hello.hash == self.hash {
-            if p.phase == Phase::Handshake {
-                p.phase = Phase::Connected;
-                self.events.push_back(SessionEvent::Connected(peer));
+            let first = !p.got_theirs;
+            p.got_theirs = true;
+            p.they_got_ours |= hello.got_yours;
+            // Tell it we have its Hello: when this is news to us, or to it.
+            if first || !hello.got_yours {
+                self.send_hello(peer, Instant::now());
             }
+            self.maybe_connected(peer);
             return Ok(());
         }
         p.phase = Phase::Incompatible;
