@@ -311,3 +311,68 @@ fn reliable_channel_delivers_exactly_once_in_order_through_a_bad_link() {
         server.shutdown().await;
     });
 }
+
+#[test]
+fn garbage_from_a_peer_is_reported_and_dropped() {
+    if !support::netns::isolate("garbage_from_a_peer_is_reported_and_dropped") {
+        return;
+    }
+    run(async {
+        let server = server().await;
+        let mut session = session(&server, "garbage", "1", None);
+        // A raw matchbox peer with volley's channel layout, speaking nonsense.
+        let mut builder =
+            matchbox_socket::WebRtcSocket::builder(format!("ws://{}/garbage", server.addr()))
+                .ice_server(matchbox_socket::RtcIceServerConfig {
+                    urls: vec![],
+                    username: None,
+                    credential: None,
+                });
+        for reliable in [true, false, false] {
+            builder = builder.add_channel(if reliable {
+                matchbox_socket::ChannelConfig::reliable()
+            } else {
+                matchbox_socket::ChannelConfig::unreliable()
+            });
+        }
+        let (mut raw, message_loop) = builder.build();
+        tokio::spawn(message_loop);
+        let mut sent = false;
+        let mut errors = Vec::new();
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while errors.len() < 3 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "errors so far: {errors:?}"
+            );
+            session.update();
+            for (peer, state) in raw.update_peers() {
+                if state == matchbox_socket::PeerState::Connected && !sent {
+                    sent = true;
+                    raw.channel_mut(0).send(vec![200, 0, 1, 2].into(), peer); // unknown kind
+                    raw.channel_mut(0).send(vec![16, 0x80].into(), peer); // unknown flags
+                    raw.channel_mut(1).send(vec![16].into(), peer); // truncated
+                }
+            }
+            for event in session.events() {
+                if let SessionEvent::Error { peer, error } = event {
+                    errors.push((peer, error));
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        let peer = errors[0].0;
+        let mut kinds: Vec<String> = errors.iter().map(|(_, e)| e.to_string()).collect();
+        kinds.sort();
+        assert_eq!(
+            kinds,
+            vec![
+                "truncated packet (1 bytes)",
+                "unknown header flags 0x80",
+                "unknown message kind 200"
+            ]
+        );
+        assert_eq!(session.stats(peer).map(|s| s.invalid_packets), Some(3));
+        server.shutdown().await;
+    });
+}

@@ -148,8 +148,6 @@ struct Peer {
     next_hello: Instant,
     stats: PeerStats,
     reassembler: Reassembler,
-    /// Invalid packets received.
-    errors: u64,
 }
 
 /// Received messages of one type: (sender, tick, the decoded value).
@@ -501,7 +499,6 @@ impl Session {
                 next_hello: now,
                 stats: PeerStats::default(),
                 reassembler: Reassembler::new(DECODE_LIMIT),
-                errors: 0,
             },
         );
         self.events.push_back(SessionEvent::Joined(peer));
@@ -568,7 +565,7 @@ impl Session {
         traffic.bytes += packet.len() as u64;
         if let Err(error) = self.dispatch(peer, channel, packet, now, true) {
             if let Some(p) = self.peers.get_mut(&peer) {
-                p.errors += 1;
+                p.stats.invalid_packets += 1;
             }
             tracing::debug!("dropped a packet from {peer}: {error}");
             self.events.push_back(SessionEvent::Error { peer, error });

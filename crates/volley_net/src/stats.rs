@@ -30,6 +30,9 @@ pub struct PeerStats {
     pub pings_sent: u64,
     /// Pongs received for them.
     pub pongs_received: u64,
+    /// Packets from this peer that were invalid (garbage, unknown kind,
+    /// wrong channel, broken fragments, undecodable payload) and dropped.
+    pub invalid_packets: u64,
 }
 
 impl PeerStats {
