@@ -74,6 +74,26 @@ async fn closed(ws: &mut Ws) -> (u16, String) {
     }
 }
 
+/// The close frame on the read half of a split socket (whose write half may
+/// still be busy sending).
+async fn close_frame(
+    stream: &mut (
+             impl futures_util::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>>
+             + Unpin
+         ),
+) -> tokio_tungstenite::tungstenite::protocol::CloseFrame {
+    loop {
+        match tokio::time::timeout(WAIT, stream.next())
+            .await
+            .expect("close in time")
+        {
+            Some(Ok(Message::Close(frame))) => return frame.expect("a close reason"),
+            Some(Ok(_)) => continue,
+            other => panic!("expected a close frame, got {other:?}"),
+        }
+    }
+}
+
 async fn signal(ws: &mut Ws, to: PeerId, data: &str) {
     let text = format!(r#"{{"Signal":{{"receiver":"{}","data":{data}}}}}"#, to.0);
     ws.send(Message::text(text)).await.unwrap();
@@ -282,16 +302,7 @@ async fn hostile_clients_get_close_reasons_while_a_calm_room_keeps_working() {
         let _ = sink.send(Message::text("x".repeat(1 << 20))).await;
         sink
     });
-    let frame = loop {
-        match tokio::time::timeout(WAIT, stream.next())
-            .await
-            .expect("close in time")
-        {
-            Some(Ok(Message::Close(frame))) => break frame.expect("a close reason"),
-            Some(Ok(_)) => continue,
-            other => panic!("expected a close frame, got {other:?}"),
-        }
-    };
+    let frame = close_frame(&mut stream).await;
     assert_eq!(u16::from(frame.code), 1009);
     assert_eq!(
         frame.reason.as_str(),
@@ -312,16 +323,7 @@ async fn hostile_clients_get_close_reasons_while_a_calm_room_keeps_working() {
             }
         }
     });
-    let frame = loop {
-        match tokio::time::timeout(WAIT, stream.next())
-            .await
-            .expect("close in time")
-        {
-            Some(Ok(Message::Close(frame))) => break frame.expect("a close reason"),
-            Some(Ok(_)) => continue,
-            other => panic!("expected a close frame, got {other:?}"),
-        }
-    };
+    let frame = close_frame(&mut stream).await;
     assert_eq!(u16::from(frame.code), 1008);
     assert_eq!(
         frame.reason.as_str(),
