@@ -8,9 +8,10 @@ use std::time::{Duration, Instant};
 
 use bevy::prelude::*;
 use serde::{Deserialize, Serialize};
+use support::server::with_server;
 use volley::bevy::prelude::*;
 use volley::bevy::{LeftReason, NetError};
-use volley::server::{Server, ServerConfig, ServerHandle};
+use volley::server::ServerHandle;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Chat(String);
@@ -89,19 +90,6 @@ fn connected_peer(app: &mut App) -> Option<PeerId> {
         SessionEvent::Connected(p) => Some(*p),
         _ => None,
     })
-}
-
-fn with_server(test: impl FnOnce(&ServerHandle)) {
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let server = runtime.block_on(async {
-        let config = ServerConfig {
-            addr: "127.0.0.1:0".parse().unwrap(),
-            ..ServerConfig::default()
-        };
-        Server::bind(config).await.unwrap().spawn()
-    });
-    test(&server);
-    runtime.block_on(server.shutdown());
 }
 
 #[test]

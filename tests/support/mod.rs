@@ -1,3 +1,6 @@
 //! Shared test support.
+// Each test binary uses part of it.
+#![allow(dead_code)]
 
 pub mod netns;
+pub mod server;

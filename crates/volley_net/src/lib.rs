@@ -46,7 +46,10 @@ pub mod stats;
 
 pub use conditioner::ConditionerConfig;
 pub use matchbox_socket::{MessageLoopFuture, PeerId};
-pub use session::{IceServer, LeftReason, NetError, Session, SessionBuilder, SessionEvent};
+pub use session::{
+    IceServer, LeftReason, MAX_UNRELIABLE, NetError, ROLLBACK_INBOX, Session, SessionBuilder,
+    SessionEvent,
+};
 pub use stats::PeerStats;
 
 /// The fixed channel layout every volley peer opens, in this order.

@@ -21,6 +21,9 @@ use crate::{Channel, MessageLoopFuture};
 /// at send, since an unreliable fragment lost would lose the whole message.
 pub const MAX_UNRELIABLE: usize = CHUNK;
 
+/// Rollback packets kept between two [`Session::receive_rollback`] calls.
+pub const ROLLBACK_INBOX: usize = 4096;
+
 /// A STUN or TURN server (as in `RTCIceServer`).
 #[derive(Debug, Clone, PartialEq, Eq, Default, serde::Deserialize)]
 pub struct IceServer {
@@ -260,6 +263,7 @@ impl SessionBuilder {
             peers: HashMap::new(),
             events: VecDeque::new(),
             inbox: HashMap::new(),
+            rollback_inbox: VecDeque::new(),
             conditioner: self.conditioner.map(LinkConditioner::new),
             epoch: now,
             ping_interval: self.ping_interval,
@@ -279,6 +283,8 @@ pub struct Session {
     peers: HashMap<PeerId, Peer>,
     events: VecDeque<SessionEvent>,
     inbox: HashMap<TypeId, Inbox>,
+    /// Packets from the rollback channel, for the rollback session (bounded).
+    rollback_inbox: VecDeque<(PeerId, Vec<u8>)>,
     conditioner: Option<LinkConditioner<(PeerId, Channel, Vec<u8>)>>,
     epoch: Instant,
     ping_interval: Duration,
@@ -386,6 +392,34 @@ impl Session {
         Ok(())
     }
 
+    /// Sends an opaque packet on the [`Channel::Rollback`] channel (the
+    /// rollback library frames its own messages; the conditioner and the
+    /// traffic counters apply as on the other channels).
+    pub fn send_rollback(&mut self, peer: PeerId, packet: Vec<u8>) -> Result<(), NetError> {
+        if self
+            .peers
+            .get(&peer)
+            .is_none_or(|p| p.phase != Phase::Connected)
+        {
+            return Err(NetError::UnknownPeer(peer));
+        }
+        if packet.len() > MAX_UNRELIABLE {
+            return Err(NetError::TooLarge {
+                size: packet.len(),
+                limit: MAX_UNRELIABLE,
+            });
+        }
+        self.transmit(peer, Channel::Rollback, packet);
+        Ok(())
+    }
+
+    /// Drains the packets received on the [`Channel::Rollback`] channel from
+    /// connected peers, oldest first. At most [`ROLLBACK_INBOX`] are kept
+    /// between calls; older ones are dropped (they are stale inputs anyway).
+    pub fn receive_rollback(&mut self) -> Vec<(PeerId, Vec<u8>)> {
+        self.rollback_inbox.drain(..).collect()
+    }
+
     fn encode<T: Serialize + 'static>(
         &self,
         message: &T,
@@ -459,13 +493,25 @@ impl Session {
                 }
             }
         }
-        for channel in Channel::ALL {
-            if channel == Channel::Rollback {
-                continue; // read by the rollback session, not here
-            }
+        for channel in [Channel::Reliable, Channel::Unreliable] {
             for (peer, packet) in self.socket.channel_mut(channel.index()).receive() {
                 self.received(peer, channel, &packet, now);
             }
+        }
+        for (peer, packet) in self.socket.channel_mut(Channel::Rollback.index()).receive() {
+            let Some(p) = self.peers.get_mut(&peer) else {
+                continue;
+            };
+            if p.phase != Phase::Connected {
+                continue; // before the handshake, nobody may speak rollback
+            }
+            let traffic = &mut p.stats.received[Channel::Rollback.index()];
+            traffic.packets += 1;
+            traffic.bytes += packet.len() as u64;
+            if self.rollback_inbox.len() >= ROLLBACK_INBOX {
+                self.rollback_inbox.pop_front();
+            }
+            self.rollback_inbox.push_back((peer, packet.to_vec()));
         }
         let unconfirmed: Vec<PeerId> = self
             .peers

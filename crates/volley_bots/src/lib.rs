@@ -1,0 +1,307 @@
+//! Headless bots: each is a Bevy [`App`] with `MinimalPlugins`, the game's
+//! simulation, volley's network and rollback plugins, and a seeded input
+//! policy — the same code a player runs, minus rendering.
+//!
+//! [`run_rooms`] plays several rooms at once in the calling thread and
+//! reports, per room, connect times, frames, rollbacks, desyncs, RTT and
+//! whether every bot ended with the same checksum at the same frame.
+//!
+//! ```no_run
+//! use volley_bots::{BotRun, run_rooms};
+//!
+//! let run = BotRun::new("ws://127.0.0.1:3536", 2, 2, 600);
+//! let rooms = run_rooms(&run);
+//! assert!(rooms.iter().all(|room| room.ok()));
+//! ```
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use bevy::app::{App, PluginsState};
+use bevy::prelude::*;
+use bevy_volley::rollback::{ChecksumHistory, RollbackPlugin, RollbackStatus};
+use bevy_volley::{ConditionerConfig, NetStats, VolleyPlugin};
+use volley_games::box_game::{self, BoxInput};
+
+/// The games bots can play.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Game {
+    /// [`volley_games::box_game`].
+    BoxGame,
+}
+
+/// What to play: rooms × players of `game`, each bot until `frames` are confirmed.
+#[derive(Debug, Clone)]
+pub struct BotRun {
+    /// Signaling server base URL (`ws://host:port`).
+    pub server: String,
+    /// The game.
+    pub game: Game,
+    /// Rooms played at once.
+    pub rooms: usize,
+    /// Bots per room.
+    pub players: usize,
+    /// Frames every bot must confirm.
+    pub frames: i32,
+    /// Seed of the input policies (bot `i` of room `r` uses a seed derived from it).
+    pub seed: u64,
+    /// Simulated bad network on every bot's sends.
+    pub conditioner: Option<ConditionerConfig>,
+    /// Give up after this long.
+    pub timeout: Duration,
+    /// Prefix of the room names (a random one by default, so runs never meet).
+    pub room_prefix: String,
+    /// Frames of input delay.
+    pub input_delay: usize,
+}
+
+impl BotRun {
+    /// `rooms` rooms of `players` bots playing box_game for `frames` frames.
+    pub fn new(server: &str, rooms: usize, players: usize, frames: i32) -> Self {
+        BotRun {
+            server: server.trim_end_matches('/').to_string(),
+            game: Game::BoxGame,
+            rooms,
+            players,
+            frames,
+            seed: 1,
+            conditioner: None,
+            timeout: Duration::from_secs(60),
+            room_prefix: format!("bots-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]),
+            input_delay: 2,
+        }
+    }
+
+    /// The URL bots of room `r` join: a match of exactly `players`.
+    pub fn room_url(&self, room: usize) -> String {
+        format!(
+            "{}/{}-{room}?next={}",
+            self.server, self.room_prefix, self.players
+        )
+    }
+}
+
+/// One bot's outcome.
+#[derive(Debug, Clone, Default)]
+pub struct BotReport {
+    /// Its player handle.
+    pub handle: Option<usize>,
+    /// App start → rollback session started (all peers connected).
+    pub connect_time: Option<Duration>,
+    /// Frames confirmed.
+    pub confirmed_frame: i32,
+    /// Rollbacks and the frames they re-simulated.
+    pub rollbacks: u64,
+    /// Frames re-simulated.
+    pub rollback_frames: u64,
+    /// Desyncs detected.
+    pub desyncs: u64,
+    /// Mean RTT to its peers at the end.
+    pub rtt: Option<Duration>,
+    /// Its checksum of the target frame.
+    pub checksum: Option<u128>,
+    /// Scores by handle at the end.
+    pub scores: Vec<u32>,
+}
+
+/// One room's outcome.
+#[derive(Debug, Clone)]
+pub struct RoomReport {
+    /// Room index.
+    pub room: usize,
+    /// Bots, by join order.
+    pub bots: Vec<BotReport>,
+    /// The frame whose checksums are compared.
+    pub frame: i32,
+    /// Why it failed, if it did.
+    pub failure: Option<String>,
+}
+
+impl RoomReport {
+    /// Every bot confirmed the frame with the same checksum, and nobody desynced.
+    pub fn ok(&self) -> bool {
+        self.failure.is_none()
+    }
+
+    fn judge(&mut self, timed_out: bool) {
+        let checksums: Vec<Option<u128>> = self.bots.iter().map(|b| b.checksum).collect();
+        let desyncs: u64 = self.bots.iter().map(|b| b.desyncs).sum();
+        self.failure = if checksums.iter().any(Option::is_none) {
+            Some(if timed_out {
+                format!(
+                    "timed out: confirmed frames {:?}",
+                    self.bots
+                        .iter()
+                        .map(|b| b.confirmed_frame)
+                        .collect::<Vec<_>>()
+                )
+            } else {
+                "a bot has no checksum".to_string()
+            })
+        } else if checksums.windows(2).any(|w| w[0] != w[1]) {
+            Some(format!("checksums differ at frame {}", self.frame))
+        } else if desyncs > 0 {
+            Some(format!("{desyncs} desyncs detected"))
+        } else {
+            None
+        };
+    }
+}
+
+impl fmt::Display for RoomReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "room {}: {}",
+            self.room,
+            self.failure.as_deref().unwrap_or("ok")
+        )?;
+        for bot in &self.bots {
+            writeln!(
+                f,
+                "  player {:>4}  connect {:>7}  frames {:>5}  rollbacks {:>4} ({:>5} frames)  desyncs {}  rtt {:>8}  checksum {}  scores {:?}",
+                bot.handle.map_or("-".to_string(), |h| h.to_string()),
+                bot.connect_time
+                    .map_or("-".to_string(), |d| format!("{} ms", d.as_millis())),
+                bot.confirmed_frame,
+                bot.rollbacks,
+                bot.rollback_frames,
+                bot.desyncs,
+                bot.rtt.map_or("-".to_string(), |d| format!(
+                    "{:.2} ms",
+                    d.as_secs_f64() * 1e3
+                )),
+                bot.checksum
+                    .map_or("-".to_string(), |c| format!("{:08x}", c as u32)),
+                bot.scores
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// A bot's app: `MinimalPlugins`, the network, rollback and the game.
+pub fn bot_app(run: &BotRun, room_url: &str, seed: u64) -> App {
+    let mut app = App::new();
+    let mut volley = VolleyPlugin::new(room_url).min_peers(run.players.saturating_sub(1).max(1));
+    if let Some(c) = run.conditioner {
+        volley = volley.conditioner(ConditionerConfig {
+            seed: c.seed ^ seed,
+            ..c
+        });
+    }
+    app.add_plugins((
+        MinimalPlugins,
+        volley,
+        RollbackPlugin::<BoxInput>::new(run.players).input_delay(run.input_delay),
+    ));
+    match run.game {
+        Game::BoxGame => {
+            box_game::add_bot(&mut app, run.players, seed);
+        }
+    }
+    app
+}
+
+struct Bot {
+    app: App,
+    room: usize,
+    started: Instant,
+    report: BotReport,
+}
+
+impl Bot {
+    fn done(&self, frame: i32) -> bool {
+        self.report.checksum.is_some() && self.report.confirmed_frame >= frame
+    }
+
+    fn observe(&mut self, frame: i32) {
+        let world = self.app.world_mut();
+        if let Some(status) = world.get_resource::<RollbackStatus>() {
+            if self.report.connect_time.is_none() && status.local_handle.is_some() {
+                self.report.connect_time = Some(self.started.elapsed());
+            }
+            self.report.handle = status.local_handle;
+            self.report.confirmed_frame = status.confirmed_frame;
+            self.report.rollbacks = status.rollbacks;
+            self.report.rollback_frames = status.rollback_frames;
+            self.report.desyncs = status.desyncs;
+        }
+        if self.report.checksum.is_none() && self.report.confirmed_frame >= frame {
+            self.report.checksum = world
+                .get_resource::<ChecksumHistory>()
+                .and_then(|h| h.get(frame))
+                .map(|c| c.total);
+        }
+        if let Some(stats) = world.get_resource::<NetStats>() {
+            let rtts: Vec<Duration> = stats.peers.values().filter_map(|s| s.rtt).collect();
+            if !rtts.is_empty() {
+                self.report.rtt = Some(rtts.iter().sum::<Duration>() / rtts.len() as u32);
+            }
+        }
+    }
+}
+
+/// How often every bot's app is updated.
+const TICK: Duration = Duration::from_millis(4);
+
+/// Plays `run.rooms` rooms at once in this thread, until every bot has
+/// confirmed `run.frames` frames or `run.timeout` passed.
+pub fn run_rooms(run: &BotRun) -> Vec<RoomReport> {
+    let mut bots = Vec::new();
+    for room in 0..run.rooms {
+        let url = run.room_url(room);
+        for i in 0..run.players {
+            let seed = run.seed.wrapping_mul(1_000_003) ^ ((room as u64) << 16 | i as u64);
+            let mut app = bot_app(run, &url, seed);
+            while app.plugins_state() == PluginsState::Adding {
+                bevy::tasks::tick_global_task_pools_on_main_thread();
+            }
+            app.finish();
+            app.cleanup();
+            bots.push(Bot {
+                app,
+                room,
+                started: Instant::now(),
+                report: BotReport::default(),
+            });
+        }
+    }
+    let deadline = Instant::now() + run.timeout;
+    let mut timed_out = false;
+    loop {
+        let tick = Instant::now();
+        for bot in &mut bots {
+            bot.app.update();
+            bot.observe(run.frames);
+        }
+        if bots.iter().all(|b| b.done(run.frames)) {
+            break;
+        }
+        if Instant::now() >= deadline {
+            timed_out = true;
+            break;
+        }
+        if let Some(rest) = TICK.checked_sub(tick.elapsed()) {
+            std::thread::sleep(rest);
+        }
+    }
+    let mut reports: Vec<RoomReport> = (0..run.rooms)
+        .map(|room| RoomReport {
+            room,
+            bots: Vec::new(),
+            frame: run.frames,
+            failure: None,
+        })
+        .collect();
+    for mut bot in bots {
+        bot.report.scores = box_game::scores(bot.app.world_mut());
+        reports[bot.room].bots.push(bot.report);
+    }
+    for report in &mut reports {
+        report.judge(timed_out);
+    }
+    reports
+}

@@ -1,0 +1,85 @@
+//! `volley-bots`: plays rooms of headless bots against a signaling server
+//! and reports per room; exits non-zero on any desync or failure.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use bevy_volley::ConditionerConfig;
+use clap::Parser;
+use volley_bots::{BotRun, Game, run_rooms};
+
+/// Headless bots playing volley's sample games over real WebRTC.
+#[derive(Parser, Debug)]
+#[command(version)]
+struct Cli {
+    /// Signaling server, e.g. ws://127.0.0.1:3536.
+    #[arg(long, default_value = "ws://127.0.0.1:3536")]
+    server: String,
+    /// The game to play.
+    #[arg(long, value_enum, default_value = "box-game")]
+    game: Game,
+    /// Rooms played at once.
+    #[arg(long, default_value_t = 1)]
+    rooms: usize,
+    /// Bots per room.
+    #[arg(long, default_value_t = 2)]
+    players: usize,
+    /// Frames each bot plays (confirmed by every player).
+    #[arg(long, default_value_t = 600)]
+    frames: i32,
+    /// Seed of the bots' input policies.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Frames of input delay.
+    #[arg(long, default_value_t = 2)]
+    input_delay: usize,
+    /// Simulated loss on every send, 0.0–1.0.
+    #[arg(long, default_value_t = 0.0)]
+    loss: f64,
+    /// Simulated one-way delay on every send, in ms.
+    #[arg(long, default_value_t = 0)]
+    delay_ms: u64,
+    /// Simulated jitter (± ms) on that delay.
+    #[arg(long, default_value_t = 0)]
+    jitter_ms: u64,
+    /// Give up after this long.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    timeout: Duration,
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .init();
+    let cli = Cli::parse();
+    if cli.players < 2 || cli.players > 4 {
+        eprintln!("volley-bots: --players must be 2 to 4");
+        return ExitCode::from(2);
+    }
+    let mut run = BotRun::new(&cli.server, cli.rooms, cli.players, cli.frames);
+    run.game = cli.game;
+    run.seed = cli.seed;
+    run.timeout = cli.timeout;
+    run.input_delay = cli.input_delay;
+    if cli.loss > 0.0 || cli.delay_ms > 0 {
+        run.conditioner = Some(ConditionerConfig {
+            loss: cli.loss,
+            latency: Duration::from_millis(cli.delay_ms),
+            jitter: Duration::from_millis(cli.jitter_ms),
+            seed: cli.seed,
+        });
+    }
+    let reports = run_rooms(&run);
+    let failed = reports.iter().filter(|r| !r.ok()).count();
+    for report in &reports {
+        print!("{report}");
+    }
+    println!("{} rooms, {} failed", reports.len(), failed);
+    if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}

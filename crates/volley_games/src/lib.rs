@@ -1,0 +1,7 @@
+//! Sample games for volley. Each game's simulation is a plugin with no
+//! rendering, so headless bots and tests run exactly the code players run;
+//! rendering and input sit behind the `render` feature.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod box_game;

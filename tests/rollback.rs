@@ -1,0 +1,143 @@
+//! Rollback: box_game's simulation under a sync test (and a proof that the
+//! sync test catches non-determinism), and headless bots playing box_game
+//! over real WebRTC through an in-process server, inside a private network
+//! namespace (see `support::netns`).
+
+mod support;
+
+use std::time::Duration;
+
+use bevy::prelude::*;
+use bevy::time::TimeUpdateStrategy;
+use support::server::with_server;
+use volley::bevy::ConditionerConfig;
+use volley::bevy::rollback::bevy_ggrs::{GgrsSchedule, RollbackFrameCount};
+use volley::bevy::rollback::{RollbackPlugin, RollbackStatus};
+use volley_bots::{BotRun, RoomReport, run_rooms};
+use volley_games::box_game::{self, Body, BoxGameStep, BoxInput, Player};
+
+/// A sync-test app of box_game with bots' inputs, one simulation frame per update.
+fn sync_test_app(players: usize, check_distance: usize) -> App {
+    let mut app = App::new();
+    app.add_plugins((
+        MinimalPlugins,
+        RollbackPlugin::<BoxInput>::sync_test(players, check_distance),
+    ))
+    .insert_resource(TimeUpdateStrategy::ManualDuration(Duration::from_nanos(
+        1_000_000_000 / 60 + 1,
+    )));
+    box_game::add_bot(&mut app, players, 7);
+    app
+}
+
+fn run_frames(app: &mut App, frames: i32) {
+    for _ in 0..frames * 2 {
+        app.update();
+        if app.world().resource::<RollbackFrameCount>().0 >= frames {
+            return;
+        }
+    }
+    panic!(
+        "only {} of {frames} frames simulated",
+        app.world().resource::<RollbackFrameCount>().0
+    );
+}
+
+#[test]
+fn box_game_passes_a_600_frame_sync_test() {
+    let mut app = sync_test_app(4, 7);
+    run_frames(&mut app, 600);
+    let status = app.world().resource::<RollbackStatus>().clone();
+    assert_eq!(status.desyncs, 0, "the simulation is not deterministic");
+    let scores = box_game::scores(app.world_mut());
+    assert!(
+        scores.iter().sum::<u32>() > 0,
+        "bots never scored in 600 frames: {scores:?}"
+    );
+}
+
+/// Moves player 0 by a counter that is not rolled back: a re-simulated
+/// frame differs from the first simulation of it.
+fn nondeterministic(mut calls: Local<i32>, mut players: Query<(&Player, &mut Body)>) {
+    *calls += 1;
+    for (player, mut body) in &mut players {
+        if player.handle == 0 {
+            body.x += *calls % 3;
+        }
+    }
+}
+
+#[test]
+fn the_sync_test_catches_a_nondeterministic_system() {
+    let mut app = sync_test_app(2, 7);
+    app.add_systems(GgrsSchedule, nondeterministic.after(BoxGameStep));
+    // A mismatch stops the sync test from advancing: update a bounded number of times.
+    for _ in 0..120 {
+        app.update();
+    }
+    let status = app.world().resource::<RollbackStatus>();
+    assert!(
+        status.desyncs > 0,
+        "a non-rolled-back counter in the simulation went unnoticed"
+    );
+}
+
+fn assert_rooms(label: &str, reports: &[RoomReport]) {
+    for report in reports {
+        print!("{label} {report}");
+    }
+    for report in reports {
+        assert!(report.ok(), "{label}: {report}");
+        assert!(
+            report.bots.iter().all(|b| b.connect_time.is_some()),
+            "{label}: {report}"
+        );
+    }
+}
+
+/// 2 rooms × 2 bots and 1 room × 4 bots at once, 600 frames each.
+fn play_rooms(conditioner: Option<ConditionerConfig>, label: &str) {
+    with_server(|server| {
+        let url = format!("ws://{}", server.addr());
+        let mut pairs = BotRun::new(&url, 2, 2, 600);
+        let mut four = BotRun::new(&url, 1, 4, 600);
+        for run in [&mut pairs, &mut four] {
+            run.conditioner = conditioner;
+            run.timeout = Duration::from_secs(90);
+        }
+        let (pairs, four) = std::thread::scope(|scope| {
+            let a = scope.spawn(|| run_rooms(&pairs));
+            let b = scope.spawn(|| run_rooms(&four));
+            (
+                a.join().expect("the 2-player rooms ran"),
+                b.join().expect("the 4-player room ran"),
+            )
+        });
+        assert_rooms(label, &pairs);
+        assert_rooms(label, &four);
+    });
+}
+
+#[test]
+fn bots_play_600_frames_in_sync_over_webrtc() {
+    if !support::netns::isolate("bots_play_600_frames_in_sync_over_webrtc") {
+        return;
+    }
+    play_rooms(None, "clean");
+}
+
+#[test]
+fn bots_stay_in_sync_with_loss_and_delay() {
+    if !support::netns::isolate("bots_stay_in_sync_with_loss_and_delay") {
+        return;
+    }
+    play_rooms(
+        Some(ConditionerConfig {
+            latency: Duration::from_millis(60),
+            jitter: Duration::ZERO,
+            loss: 0.10,
+            seed: 42,
+        }),
+        "10% loss, 60 ms",
+    );
+}

@@ -1,0 +1,20 @@
+//! An in-process volley-server on 127.0.0.1 for the duration of a test.
+
+use volley::server::{Server, ServerConfig, ServerHandle};
+
+/// Runs `test` with a server on an ephemeral port, then shuts it down.
+pub fn with_server(test: impl FnOnce(&ServerHandle)) {
+    let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
+    let server = runtime.block_on(async {
+        let config = ServerConfig {
+            addr: "127.0.0.1:0".parse().expect("an address"),
+            ..ServerConfig::default()
+        };
+        Server::bind(config)
+            .await
+            .expect("the server binds")
+            .spawn()
+    });
+    test(&server);
+    runtime.block_on(server.shutdown());
+}
