@@ -13,8 +13,8 @@ use support::server::with_server;
 use volley::bevy::ConditionerConfig;
 use volley::bevy::rollback::bevy_ggrs::{GgrsSchedule, RollbackFrameCount};
 use volley::bevy::rollback::{RollbackPlugin, RollbackStatus};
-use volley_bots::{BotRun, RoomReport, run_rooms};
-use volley_games::box_game::{self, Body, BoxGameStep, BoxInput, Player};
+use volley_bots::{BotRun, RoomReport, run_rooms, run_rooms_with};
+use volley_games::box_game::{self, Body, BoxGameStep, BoxInput, Player, Round, Score};
 
 /// A sync-test app of box_game with bots' inputs, one simulation frame per update.
 fn sync_test_app(players: usize, check_distance: usize) -> App {
@@ -140,4 +140,50 @@ fn bots_stay_in_sync_with_loss_and_delay() {
         }),
         "10% loss, 60 ms",
     );
+}
+
+/// From frame 100 on, this bot awards itself a point every frame: only its
+/// own simulation does.
+fn cheat(round: Res<Round>, mut players: Query<(&Player, &mut Score)>) {
+    if round.frame < 100 {
+        return;
+    }
+    for (player, mut score) in &mut players {
+        if player.handle == 0 {
+            score.0 += 1;
+        }
+    }
+}
+
+#[test]
+fn a_desync_between_peers_is_detected_and_named() {
+    if !support::netns::isolate("a_desync_between_peers_is_detected_and_named") {
+        return;
+    }
+    with_server(|server| {
+        let run = BotRun::new(&format!("ws://{}", server.addr()), 1, 2, 300);
+        let reports = run_rooms_with(&run, |app, _, bot| {
+            if bot == 0 {
+                app.add_systems(GgrsSchedule, cheat.after(BoxGameStep));
+            }
+        });
+        let room = &reports[0];
+        print!("{room}");
+        assert!(!room.ok(), "a desync went unnoticed: {room}");
+        assert!(room.bots.iter().all(|b| b.desyncs > 0), "{room}");
+        let named: Vec<&String> = room
+            .bots
+            .iter()
+            .filter_map(|b| b.diagnosis.as_ref())
+            .flat_map(|(_, parts)| parts)
+            .collect();
+        assert!(
+            named.iter().any(|p| p.contains("Score")),
+            "the differing component was not named: {named:?}"
+        );
+        assert!(
+            named.iter().all(|p| !p.contains("Body")),
+            "only Score differs, yet: {named:?}"
+        );
+    });
 }

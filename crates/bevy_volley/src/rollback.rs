@@ -31,7 +31,8 @@
 //!     .run();
 //! ```
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::hash::Hash;
 use std::marker::PhantomData;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -40,9 +41,9 @@ use bevy::ecs::message::{Message, MessageReader, MessageWriter};
 use bevy::ecs::prelude::*;
 use bevy_ggrs::ggrs::{self, DesyncDetection, GgrsEvent, NonBlockingSocket, PlayerType};
 use bevy_ggrs::{
-    AdvanceWorld, Checksum, ChecksumPart, ConfirmedFrameCount, GgrsConfig, GgrsPlugin, LoadWorld,
-    RollbackFrameCount, RollbackFrameRate, RunGgrsSystems, SaveWorld, SaveWorldSystems,
-    SyncTestMismatch,
+    AdvanceWorld, Checksum, ChecksumFlag, ChecksumPart, ConfirmedFrameCount, GgrsConfig,
+    GgrsPlugin, LoadWorld, RollbackApp, RollbackFrameCount, RollbackFrameRate, RunGgrsSystems,
+    SaveWorld, SaveWorldSystems, SyncTestMismatch,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -228,6 +229,11 @@ pub struct RollbackStatus {
     pub desyncs: u64,
     /// Rollback packets from peers that did not decode.
     pub invalid_packets: u64,
+    /// The first desync a peer's [`ChecksumReport`] explained: the frame
+    /// and the names of the checksum parts that differ (debug builds). The
+    /// first is the one that matters: later frames differ in everything the
+    /// first difference spread to.
+    pub first_diagnosis: Option<(i32, Vec<String>)>,
 }
 
 /// Total checksums (and, in debug builds, each part's) of recent frames.
@@ -338,6 +344,7 @@ impl<I: RollbackInput> Plugin for RollbackPlugin<I> {
             .init_resource::<RollbackStatus>()
             .init_resource::<ChecksumHistory>()
             .init_resource::<LastAdvanced>()
+            .init_resource::<ChecksumNames>()
             .add_message::<DesyncDetected>()
             .add_message::<RollbackEvent>()
             // Registered in every build, so debug and release peers agree
@@ -543,8 +550,8 @@ fn peer_left<I: RollbackInput>(
     }
 }
 
-/// Turns ggrs events into Bevy messages; on a desync, sends our checksum
-/// parts to the peer (debug builds) so it can name what differs.
+/// Turns ggrs events into Bevy messages; on the first desync with a peer,
+/// sends it our checksum parts (debug builds) so it can name what differs.
 #[allow(clippy::too_many_arguments)]
 fn ggrs_events<I: RollbackInput>(
     session: Option<ResMut<bevy_ggrs::Session<VolleyGgrs<I>>>>,
@@ -555,6 +562,7 @@ fn ggrs_events<I: RollbackInput>(
     mut desyncs: MessageWriter<DesyncDetected>,
     mut events: MessageWriter<RollbackEvent>,
     mut reports: MessageWriter<NetSend<ChecksumReport>>,
+    mut reported: Local<HashSet<PeerId>>,
 ) {
     let Some(mut session) = session else { return };
     status.frame = frame.0;
@@ -581,6 +589,7 @@ fn ggrs_events<I: RollbackInput>(
                     peer: addr,
                 });
                 if cfg!(debug_assertions)
+                    && reported.insert(addr)
                     && let Some(ours) = history.get(frame)
                 {
                     reports.write(NetSend::to(
@@ -628,6 +637,7 @@ fn ggrs_events<I: RollbackInput>(
 fn compare_reports(
     mut reports: MessageReader<NetReceived<ChecksumReport>>,
     history: Res<ChecksumHistory>,
+    mut status: ResMut<RollbackStatus>,
 ) {
     for report in reports.read() {
         let Some(ours) = history.get(report.message.frame) else {
@@ -644,6 +654,9 @@ fn compare_reports(
                 differing.join(", ")
             }
         );
+        if status.first_diagnosis.is_none() {
+            status.first_diagnosis = Some((report.message.frame, differing));
+        }
     }
 }
 
@@ -661,26 +674,75 @@ pub fn differing_parts(ours: &[(String, u128)], theirs: &[(String, u128)]) -> Ve
         .collect()
 }
 
-/// Records the frame's checksum (and, in debug builds, its parts by name).
+/// How to find one named checksum part: its flag entity's part.
+type PartOf = fn(&mut World) -> Option<(Entity, u128)>;
+
+fn part_of<T: Send + Sync + 'static>(world: &mut World) -> Option<(Entity, u128)> {
+    let mut query = world.query_filtered::<(Entity, &ChecksumPart), With<ChecksumFlag<T>>>();
+    query.iter(world).next().map(|(e, p)| (e, p.0))
+}
+
+/// Checksum parts with a name, for naming what differs in a desync.
+#[derive(Resource, Default)]
+struct ChecksumNames(Vec<(&'static str, PartOf)>);
+
+/// Registering checksummed state so a desync can name it. Each call does
+/// what bevy_ggrs' `checksum_*_with_hash` does, and remembers the type's
+/// name (Bevy keeps component names only with its `debug` feature).
+pub trait ChecksumApp {
+    /// Checksums component `T` of rollback entities (`Hash`), by name.
+    fn checksum_component_named<T: Component + Hash>(&mut self) -> &mut Self;
+    /// Checksums resource `T` (`Hash`), by name.
+    fn checksum_resource_named<T: Resource + Hash>(&mut self) -> &mut Self;
+}
+
+impl ChecksumApp for App {
+    fn checksum_component_named<T: Component + Hash>(&mut self) -> &mut Self {
+        self.checksum_component_with_hash::<T>();
+        name_part::<T>(self)
+    }
+
+    fn checksum_resource_named<T: Resource + Hash>(&mut self) -> &mut Self {
+        self.checksum_resource_with_hash::<T>();
+        name_part::<T>(self)
+    }
+}
+
+fn name_part<T: Send + Sync + 'static>(app: &mut App) -> &mut App {
+    let name = std::any::type_name::<T>();
+    let name = name.rsplit("::").next().unwrap_or(name);
+    app.init_resource::<ChecksumNames>();
+    app.world_mut()
+        .resource_mut::<ChecksumNames>()
+        .0
+        .push((name, part_of::<T>));
+    app
+}
+
+/// Records the frame's checksum (and, in debug builds, its parts by name;
+/// parts registered without a name — bevy_ggrs' own, for entities — are
+/// listed by entity).
 fn record_checksum(world: &mut World) {
     let frame = world.resource::<RollbackFrameCount>().0;
     let total = world.get_resource::<Checksum>().map_or(0, |c| c.0);
     let mut parts = Vec::new();
     if cfg!(debug_assertions) {
+        let names: Vec<(&'static str, PartOf)> = world
+            .get_resource::<ChecksumNames>()
+            .map(|n| n.0.clone())
+            .unwrap_or_default();
+        let mut named = Vec::new();
+        for (name, find) in names {
+            if let Some((entity, value)) = find(world) {
+                named.push(entity);
+                parts.push((name.to_string(), value));
+            }
+        }
         let mut query = world.query::<(Entity, &ChecksumPart)>();
-        let found: Vec<(Entity, u128)> = query.iter(world).map(|(e, p)| (e, p.0)).collect();
-        for (entity, value) in found {
-            let name = world
-                .inspect_entity(entity)
-                .ok()
-                .and_then(|mut infos| {
-                    infos.find_map(|info| {
-                        let name = info.name().to_string();
-                        name.contains("ChecksumFlag<").then_some(name)
-                    })
-                })
-                .unwrap_or_else(|| format!("{entity}"));
-            parts.push((name, value));
+        for (entity, part) in query.iter(world) {
+            if !named.contains(&entity) {
+                parts.push((format!("unnamed part {entity}"), part.0));
+            }
         }
         parts.sort();
     }

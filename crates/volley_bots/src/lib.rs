@@ -104,6 +104,8 @@ pub struct BotReport {
     pub checksum: Option<u128>,
     /// Scores by handle at the end.
     pub scores: Vec<u32>,
+    /// The first desync a peer explained: frame and differing checksum parts.
+    pub diagnosis: Option<(i32, Vec<String>)>,
 }
 
 /// One room's outcome.
@@ -177,6 +179,13 @@ impl fmt::Display for RoomReport {
                     .map_or("-".to_string(), |c| format!("{:08x}", c as u32)),
                 bot.scores
             )?;
+            if let Some((frame, parts)) = &bot.diagnosis {
+                writeln!(
+                    f,
+                    "    desync at frame {frame}: differing {}",
+                    parts.join(", ")
+                )?;
+            }
         }
         Ok(())
     }
@@ -228,6 +237,7 @@ impl Bot {
             self.report.rollbacks = status.rollbacks;
             self.report.rollback_frames = status.rollback_frames;
             self.report.desyncs = status.desyncs;
+            self.report.diagnosis.clone_from(&status.first_diagnosis);
         }
         if self.report.checksum.is_none() && self.report.confirmed_frame >= frame {
             self.report.checksum = world
@@ -250,12 +260,19 @@ const TICK: Duration = Duration::from_millis(4);
 /// Plays `run.rooms` rooms at once in this thread, until every bot has
 /// confirmed `run.frames` frames or `run.timeout` passed.
 pub fn run_rooms(run: &BotRun) -> Vec<RoomReport> {
+    run_rooms_with(run, |_, _, _| {})
+}
+
+/// [`run_rooms`], with `customize(app, room, bot)` applied to every bot's
+/// app before it starts (tests use it to break a bot on purpose).
+pub fn run_rooms_with(run: &BotRun, customize: impl Fn(&mut App, usize, usize)) -> Vec<RoomReport> {
     let mut bots = Vec::new();
     for room in 0..run.rooms {
         let url = run.room_url(room);
         for i in 0..run.players {
             let seed = run.seed.wrapping_mul(1_000_003) ^ ((room as u64) << 16 | i as u64);
             let mut app = bot_app(run, &url, seed);
+            customize(&mut app, room, i);
             while app.plugins_state() == PluginsState::Adding {
                 bevy::tasks::tick_global_task_pools_on_main_thread();
             }

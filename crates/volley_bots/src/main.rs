@@ -50,7 +50,10 @@ struct Cli {
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+                // webrtc-rs and matchbox warn about routine teardown.
+                "warn,rtc=error,webrtc=error,matchbox_socket=error".into()
+            }),
         )
         .init();
     let cli = Cli::parse();

@@ -29,7 +29,7 @@ use bevy::prelude::*;
 use bevy_volley::rollback::bevy_ggrs::{
     GgrsSchedule, LocalInputs, LocalPlayers, PlayerInputs, ReadInputs, Rollback, RollbackApp,
 };
-use bevy_volley::rollback::{RollbackStatus, VolleyGgrs};
+use bevy_volley::rollback::{ChecksumApp, RollbackStatus, VolleyGgrs};
 use serde::{Deserialize, Serialize};
 
 /// ggrs configuration of this game.
@@ -203,9 +203,9 @@ impl Plugin for BoxGamePlugin {
             .rollback_component_with_copy::<Body>()
             .rollback_component_with_copy::<Score>()
             .rollback_resource_with_copy::<Round>()
-            .checksum_component_with_hash::<Body>()
-            .checksum_component_with_hash::<Score>()
-            .checksum_resource_with_hash::<Round>()
+            .checksum_component_named::<Body>()
+            .checksum_component_named::<Score>()
+            .checksum_resource_named::<Round>()
             .add_systems(Startup, spawn)
             .add_systems(
                 GgrsSchedule,
