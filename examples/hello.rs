@@ -7,6 +7,7 @@
 use bevy::prelude::*;
 use serde::{Deserialize, Serialize};
 use volley::bevy::prelude::*;
+use volley_games::launch::Launch;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Greeting(String);
@@ -19,7 +20,7 @@ struct Inbox(Vec<String>);
 struct Panel;
 
 fn main() {
-    let url = room_url();
+    let url = Launch::from_env("hello", None).room_url();
     App::new()
         .add_plugins(DefaultPlugins.set(WindowPlugin {
             primary_window: Some(Window {
@@ -122,42 +123,4 @@ fn draw_panel(
 
 fn short(id: PeerId) -> String {
     id.0.to_string()[..8].to_string()
-}
-
-#[cfg(not(target_arch = "wasm32"))]
-fn room_url() -> String {
-    let mut server = "ws://127.0.0.1:3536".to_string();
-    let mut room = "hello".to_string();
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--server" => server = args.next().unwrap_or(server),
-            "--room" => room = args.next().unwrap_or(room),
-            other => eprintln!("ignoring unknown argument {other}"),
-        }
-    }
-    format!("{}/{room}", server.trim_end_matches('/'))
-}
-
-/// The page's own origin, so one bundle works behind any host name.
-#[cfg(target_arch = "wasm32")]
-fn room_url() -> String {
-    let location = web_sys::window().map(|w| w.location());
-    let (protocol, host, search) = location
-        .map(|l| {
-            (
-                l.protocol().unwrap_or_default(),
-                l.host().unwrap_or_default(),
-                l.search().unwrap_or_default(),
-            )
-        })
-        .unwrap_or_default();
-    let scheme = if protocol == "https:" { "wss" } else { "ws" };
-    let room = search
-        .trim_start_matches('?')
-        .split('&')
-        .find_map(|kv| kv.strip_prefix("room="))
-        .filter(|r| !r.is_empty())
-        .unwrap_or("hello");
-    format!("{scheme}://{host}/{room}")
 }

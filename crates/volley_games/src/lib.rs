@@ -5,3 +5,4 @@
 #![warn(missing_docs)]
 
 pub mod box_game;
+pub mod launch;

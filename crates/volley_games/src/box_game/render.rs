@@ -72,7 +72,7 @@ fn setup(mut commands: Commands) {
         Transform::from_xyz(0.0, 0.0, -1.0),
     ));
     commands.spawn((
-        Text::new("waiting for players…"),
+        Text::new("waiting for players..."),
         TextFont::from_font_size(26.0),
         Node {
             position_type: PositionType::Absolute,
@@ -163,7 +163,7 @@ fn scoreboard(
     };
     if status.local_handle.is_none() {
         text.0 = format!(
-            "{:?}: waiting for players… (WASD or arrows to move)",
+            "{:?}: waiting for players... (WASD or arrows to move)",
             state.get()
         );
         return;
@@ -189,7 +189,7 @@ fn scoreboard(
             line.join("   ")
         ),
         None => format!(
-            "Round {} — first to {WIN_SCORE}   {}",
+            "Round {} - first to {WIN_SCORE}   {}",
             round.number + 1,
             line.join("   ")
         ),
@@ -218,11 +218,9 @@ fn overlay(
         let handle = status.players.iter().position(|p| p == id);
         let name = handle.map_or_else(|| "peer".to_string(), |h| format!("P{}", h + 1));
         lines.push(format!(
-            "{name} rtt {} ± {:.1} ms  loss {:.0}%",
-            s.rtt.map_or("–".to_string(), |r| format!(
-                "{:.1}",
-                r.as_secs_f64() * 1e3
-            )),
+            "{name} rtt {} +/- {:.1} ms  loss {:.0}%",
+            s.rtt
+                .map_or("-".to_string(), |r| format!("{:.1}", r.as_secs_f64() * 1e3)),
             s.jitter.as_secs_f64() * 1e3,
             s.loss() * 100.0
         ));

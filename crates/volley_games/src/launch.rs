@@ -1,0 +1,125 @@
+//! Where a sample connects: from the command line on the desktop
+//! (`--server ws://HOST:PORT --room NAME --players N`), from the page's own
+//! URL in the browser (`/play/<game>?room=NAME&players=N`, the server being
+//! the page's origin, so one bundle works behind any host name).
+
+/// Server, room and player count of a sample game.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Launch {
+    /// `ws://host:port` (or `wss://`).
+    pub server: String,
+    /// The room name.
+    pub room: String,
+    /// Players per match, when the game is matched in groups.
+    pub players: Option<usize>,
+}
+
+impl Launch {
+    /// Reads the command line (native) or the page URL (wasm), with these defaults.
+    pub fn from_env(default_room: &str, default_players: Option<usize>) -> Launch {
+        #[cfg(not(target_arch = "wasm32"))]
+        {
+            Launch::from_args(std::env::args().skip(1), default_room, default_players)
+        }
+        #[cfg(target_arch = "wasm32")]
+        {
+            Launch::from_page(default_room, default_players)
+        }
+    }
+
+    /// Parses `--server`, `--room`, `--players` (others are ignored with a warning).
+    pub fn from_args(
+        args: impl IntoIterator<Item = String>,
+        default_room: &str,
+        default_players: Option<usize>,
+    ) -> Launch {
+        let mut launch = Launch {
+            server: "ws://127.0.0.1:3536".to_string(),
+            room: default_room.to_string(),
+            players: default_players,
+        };
+        let mut args = args.into_iter();
+        while let Some(arg) = args.next() {
+            let mut value = || args.next().unwrap_or_default();
+            match arg.as_str() {
+                "--server" => launch.server = value(),
+                "--room" => launch.room = value(),
+                "--players" => launch.players = value().parse().ok().or(default_players),
+                other => eprintln!("ignoring unknown argument {other}"),
+            }
+        }
+        launch.server = launch.server.trim_end_matches('/').to_string();
+        launch
+    }
+
+    /// The signaling URL for [`bevy_volley::VolleyPlugin::new`]: the room,
+    /// as a match of `players` when set.
+    pub fn room_url(&self) -> String {
+        match self.players {
+            Some(n) => format!("{}/{}?next={n}", self.server, self.room),
+            None => format!("{}/{}", self.server, self.room),
+        }
+    }
+
+    #[cfg(target_arch = "wasm32")]
+    fn from_page(default_room: &str, default_players: Option<usize>) -> Launch {
+        let location = web_sys::window().map(|w| w.location());
+        let (protocol, host, search) = location
+            .map(|l| {
+                (
+                    l.protocol().unwrap_or_default(),
+                    l.host().unwrap_or_default(),
+                    l.search().unwrap_or_default(),
+                )
+            })
+            .unwrap_or_default();
+        let scheme = if protocol == "https:" { "wss" } else { "ws" };
+        Launch::from_query(
+            &format!("{scheme}://{host}"),
+            &search,
+            default_room,
+            default_players,
+        )
+    }
+
+    /// Reads `room` and `players` from a URL query string (`?room=a&players=2`).
+    pub fn from_query(
+        server: &str,
+        query: &str,
+        default_room: &str,
+        default_players: Option<usize>,
+    ) -> Launch {
+        let param = |name: &str| {
+            query
+                .trim_start_matches('?')
+                .split('&')
+                .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
+                .filter(|v| !v.is_empty())
+        };
+        Launch {
+            server: server.to_string(),
+            room: param("room").unwrap_or(default_room).to_string(),
+            players: param("players")
+                .and_then(|p| p.parse().ok())
+                .or(default_players),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arguments_and_queries() {
+        let args = ["--server", "ws://h:1/", "--room", "r", "--players", "3"];
+        let launch = Launch::from_args(args.map(String::from), "d", Some(2));
+        assert_eq!(launch.room_url(), "ws://h:1/r?next=3");
+        let launch = Launch::from_args(Vec::new(), "d", None);
+        assert_eq!(launch.room_url(), "ws://127.0.0.1:3536/d");
+        let launch = Launch::from_query("ws://x", "?players=4&room=abc", "d", Some(2));
+        assert_eq!(launch.room_url(), "ws://x/abc?next=4");
+        let launch = Launch::from_query("ws://x", "?rooms=no&players=many", "d", Some(2));
+        assert_eq!(launch.room_url(), "ws://x/d?next=2");
+    }
+}

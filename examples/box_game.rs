@@ -1,0 +1,43 @@
+//! box_game: 2-4 players shove each other for coins, with rollback netcode.
+//!
+//! Desktop: `cargo run --example box_game -- --server ws://127.0.0.1:3536 --players 2`
+//! (start `volley-server` first; `--room NAME` picks a room, default `box_game`).
+//! In the browser the server is the page's origin and room and players come
+//! from `?room=…&players=N`. Players are matched in groups of N within a room.
+//! WASD or the arrow keys move your box.
+
+use bevy::prelude::*;
+use volley::bevy::VolleyPlugin;
+use volley::bevy::rollback::RollbackPlugin;
+use volley_games::box_game::render::BoxGameRenderPlugin;
+use volley_games::box_game::{BoxGamePlugin, BoxInput};
+use volley_games::launch::Launch;
+
+fn main() {
+    let launch = Launch::from_env("box_game", Some(2));
+    let players = launch.players.unwrap_or(2).clamp(2, 4);
+    let launch = Launch {
+        players: Some(players),
+        ..launch
+    };
+    App::new()
+        .add_plugins(DefaultPlugins.set(WindowPlugin {
+            primary_window: Some(Window {
+                title: "volley box_game".into(),
+                canvas: Some("#volley-canvas".into()),
+                fit_canvas_to_parent: true,
+                ..default()
+            }),
+            ..default()
+        }))
+        .insert_resource(ClearColor(Color::srgb(0.05, 0.05, 0.07)))
+        .add_plugins((
+            VolleyPlugin::new(launch.room_url())
+                .app_version("box_game-1")
+                .min_peers(players - 1),
+            RollbackPlugin::<BoxInput>::new(players),
+            BoxGamePlugin::new(players),
+            BoxGameRenderPlugin,
+        ))
+        .run();
+}
