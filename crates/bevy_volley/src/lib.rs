@@ -36,8 +36,8 @@
 pub mod rollback;
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use bevy::app::{App, Plugin, PostUpdate, PreUpdate, Startup};
 use bevy::ecs::message::{Message, MessageReader, MessageWriter};
@@ -173,6 +173,13 @@ pub struct VolleySession {
     loop_ended: Arc<AtomicBool>,
 }
 
+/// The session being set up on the task pool (asking `/api/ice` first).
+#[derive(Resource)]
+struct PendingSession {
+    slot: Arc<Mutex<Option<Session>>>,
+    loop_ended: Arc<AtomicBool>,
+}
+
 impl VolleySession {
     /// The underlying session (for what the Bevy messages do not cover).
     pub fn session(&mut self) -> &mut Session {
@@ -187,6 +194,7 @@ pub struct VolleyPlugin {
     app_version: String,
     conditioner: Option<ConditionerConfig>,
     ice_servers: Vec<IceServer>,
+    server_ice: bool,
     min_peers: usize,
 }
 
@@ -198,6 +206,7 @@ impl VolleyPlugin {
             app_version: String::new(),
             conditioner: None,
             ice_servers: Vec::new(),
+            server_ice: true,
             min_peers: 1,
         }
     }
@@ -214,9 +223,18 @@ impl VolleyPlugin {
         self
     }
 
-    /// Adds a STUN/TURN server (none by default: host candidates only).
+    /// Adds a STUN/TURN server, used when the signaling server's
+    /// `/api/ice` names none (by default there are none: host candidates
+    /// only, which is all a LAN or loopback needs).
     pub fn ice_server(mut self, server: IceServer) -> Self {
         self.ice_servers.push(server);
+        self
+    }
+
+    /// Whether to ask the signaling server's `/api/ice` for STUN/TURN
+    /// servers before connecting (default: yes).
+    pub fn server_ice(mut self, ask: bool) -> Self {
+        self.server_ice = ask;
         self
     }
 
@@ -240,7 +258,12 @@ impl Plugin for VolleyPlugin {
             .configure_sets(PreUpdate, (VolleySet::Poll, VolleySet::Receive).chain())
             .configure_sets(PostUpdate, VolleySet::Send)
             .add_systems(Startup, connect)
-            .add_systems(PreUpdate, poll.in_set(VolleySet::Poll));
+            .add_systems(
+                PreUpdate,
+                (install, ApplyDeferred, poll)
+                    .chain()
+                    .in_set(VolleySet::Poll),
+            );
     }
 }
 
@@ -295,23 +318,47 @@ fn connect(
             }
         };
     }
-    let (session, message_loop) = builder.build();
+    let slot = Arc::new(Mutex::new(None));
     let loop_ended = Arc::new(AtomicBool::new(false));
-    let flag = loop_ended.clone();
+    let (ready, ended) = (slot.clone(), loop_ended.clone());
+    let ask_server = config.server_ice;
     IoTaskPool::get()
         .spawn(async move {
+            let builder = if ask_server {
+                builder.with_server_ice().await
+            } else {
+                builder
+            };
+            let (session, message_loop) = builder.build();
+            *lock(&ready) = Some(session);
             if let Err(e) = message_loop.await {
                 warn!("volley: session ended: {e}");
             }
-            flag.store(true, Ordering::Release);
+            ended.store(true, Ordering::Release);
         })
         .detach();
     info!("volley: connecting to {}", config.room_url);
-    commands.insert_resource(VolleySession {
-        session,
-        loop_ended,
-    });
+    commands.insert_resource(PendingSession { slot, loop_ended });
     next.set(ConnectionState::Signaling);
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Nothing panics while holding it; a poisoned slot is still a slot.
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Installs the session once its task has built it.
+fn install(mut commands: Commands, pending: Option<Res<PendingSession>>) {
+    let Some(pending) = pending else { return };
+    if let Some(session) = lock(&pending.slot).take() {
+        commands.insert_resource(VolleySession {
+            session,
+            loop_ended: pending.loop_ended.clone(),
+        });
+        commands.remove_resource::<PendingSession>();
+    }
 }
 
 fn poll(

@@ -133,6 +133,8 @@ impl<I: RollbackInput> RollbackPlugin<I> {
     pub fn sync_test(players: usize, check_distance: usize) -> Self {
         let mut plugin = Self::new(players);
         plugin.config.mode = RollbackMode::SyncTest { check_distance };
+        // ggrs needs the prediction window beyond the check distance.
+        plugin.config.max_prediction = plugin.config.max_prediction.max(check_distance + 1);
         plugin
     }
 

@@ -29,6 +29,7 @@ use volley_games::box_game::{self, BoxInput};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Game {
     /// [`volley_games::box_game`].
+    #[value(name = "box_game")]
     BoxGame,
 }
 

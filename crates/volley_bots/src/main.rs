@@ -16,7 +16,7 @@ struct Cli {
     #[arg(long, default_value = "ws://127.0.0.1:3536")]
     server: String,
     /// The game to play.
-    #[arg(long, value_enum, default_value = "box-game")]
+    #[arg(long, value_enum, default_value = "box_game")]
     game: Game,
     /// Rooms played at once.
     #[arg(long, default_value_t = 1)]

@@ -40,6 +40,7 @@ pub mod codec;
 pub mod conditioner;
 pub mod fragment;
 pub mod frame;
+pub mod ice;
 pub mod protocol;
 mod session;
 pub mod stats;

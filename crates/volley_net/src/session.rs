@@ -197,6 +197,27 @@ impl SessionBuilder {
         self
     }
 
+    /// Asks the signaling server's `/api/ice` which STUN/TURN servers to
+    /// use. When it names any, they replace the configured ones; when it
+    /// names none, fails or is not there, the configured ones stay (and
+    /// the reason is logged). Await it before [`SessionBuilder::build`].
+    pub async fn with_server_ice(mut self) -> Self {
+        match crate::ice::fetch_ice_servers(&self.room_url).await {
+            Ok(servers) if !servers.is_empty() => {
+                tracing::debug!("ICE servers from the signaling server: {servers:?}");
+                self.ice_servers = servers;
+            }
+            Ok(_) => tracing::debug!("the signaling server names no ICE servers"),
+            Err(e) => tracing::info!("no ICE servers from the signaling server: {e}"),
+        }
+        self
+    }
+
+    /// The STUN/TURN servers the session will use.
+    pub fn ice_servers(&self) -> &[IceServer] {
+        &self.ice_servers
+    }
+
     /// Part of the protocol hash: peers of different app versions refuse each other.
     pub fn app_version(mut self, version: &str) -> Self {
         self.app_version = version.to_owned();
