@@ -10,8 +10,9 @@ use bevy::prelude::*;
 use volley::bevy::VolleyPlugin;
 use volley::bevy::rollback::RollbackPlugin;
 use volley_games::box_game::render::BoxGameRenderPlugin;
-use volley_games::box_game::{BoxGamePlugin, BoxInput};
+use volley_games::box_game::{self, BoxGamePlugin, BoxInput};
 use volley_games::launch::Launch;
+use volley_games::status::StatusPlugin;
 
 fn main() {
     let launch = Launch::from_env("box_game", Some(2));
@@ -33,11 +34,12 @@ fn main() {
         .insert_resource(ClearColor(Color::srgb(0.05, 0.05, 0.07)))
         .add_plugins((
             VolleyPlugin::new(launch.room_url())
-                .app_version("box_game-1")
+                .app_version(box_game::APP_VERSION)
                 .min_peers(players - 1),
             RollbackPlugin::<BoxInput>::new(players),
             BoxGamePlugin::new(players),
             BoxGameRenderPlugin,
+            StatusPlugin,
         ))
         .run();
 }

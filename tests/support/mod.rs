@@ -2,5 +2,6 @@
 // Each test binary uses part of it.
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod netns;
 pub mod server;

@@ -4,11 +4,17 @@ use volley::server::{Server, ServerConfig, ServerHandle};
 
 /// Runs `test` with a server on an ephemeral port, then shuts it down.
 pub fn with_server(test: impl FnOnce(&ServerHandle)) {
+    with_server_config(ServerConfig::default(), test)
+}
+
+/// [`with_server`] with a configuration (its address is replaced by an
+/// ephemeral port on 127.0.0.1).
+pub fn with_server_config(config: ServerConfig, test: impl FnOnce(&ServerHandle)) {
     let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
     let server = runtime.block_on(async {
         let config = ServerConfig {
             addr: "127.0.0.1:0".parse().expect("an address"),
-            ..ServerConfig::default()
+            ..config
         };
         Server::bind(config)
             .await

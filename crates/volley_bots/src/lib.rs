@@ -56,6 +56,12 @@ pub struct BotRun {
     pub room_prefix: String,
     /// Frames of input delay.
     pub input_delay: usize,
+    /// Bots per room (default: `players`; fewer leaves seats for others,
+    /// e.g. a browser player).
+    pub bots_per_room: usize,
+    /// How long bots keep playing after all are done, so their last inputs
+    /// reach peers that are not bots.
+    pub linger: Duration,
 }
 
 impl BotRun {
@@ -72,6 +78,8 @@ impl BotRun {
             timeout: Duration::from_secs(60),
             room_prefix: format!("bots-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]),
             input_delay: 2,
+            bots_per_room: players,
+            linger: Duration::ZERO,
         }
     }
 
@@ -195,7 +203,12 @@ impl fmt::Display for RoomReport {
 /// A bot's app: `MinimalPlugins`, the network, rollback and the game.
 pub fn bot_app(run: &BotRun, room_url: &str, seed: u64) -> App {
     let mut app = App::new();
-    let mut volley = VolleyPlugin::new(room_url).min_peers(run.players.saturating_sub(1).max(1));
+    let version = match run.game {
+        Game::BoxGame => box_game::APP_VERSION,
+    };
+    let mut volley = VolleyPlugin::new(room_url)
+        .app_version(version)
+        .min_peers(run.players.saturating_sub(1).max(1));
     if let Some(c) = run.conditioner {
         volley = volley.conditioner(ConditionerConfig {
             seed: c.seed ^ seed,
@@ -270,7 +283,7 @@ pub fn run_rooms_with(run: &BotRun, customize: impl Fn(&mut App, usize, usize)) 
     let mut bots = Vec::new();
     for room in 0..run.rooms {
         let url = run.room_url(room);
-        for i in 0..run.players {
+        for i in 0..run.bots_per_room {
             let seed = run.seed.wrapping_mul(1_000_003) ^ ((room as u64) << 16 | i as u64);
             let mut app = bot_app(run, &url, seed);
             customize(&mut app, room, i);
@@ -289,13 +302,17 @@ pub fn run_rooms_with(run: &BotRun, customize: impl Fn(&mut App, usize, usize)) 
     }
     let deadline = Instant::now() + run.timeout;
     let mut timed_out = false;
+    let mut done_at: Option<Instant> = None;
     loop {
         let tick = Instant::now();
         for bot in &mut bots {
             bot.app.update();
             bot.observe(run.frames);
         }
-        if bots.iter().all(|b| b.done(run.frames)) {
+        if done_at.is_none() && bots.iter().all(|b| b.done(run.frames)) {
+            done_at = Some(Instant::now());
+        }
+        if done_at.is_some_and(|at| at.elapsed() >= run.linger) {
             break;
         }
         if Instant::now() >= deadline {

@@ -6,3 +6,4 @@
 
 pub mod box_game;
 pub mod launch;
+pub mod status;

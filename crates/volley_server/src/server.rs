@@ -462,8 +462,15 @@ async fn signaling_or_web(State(shared): State<Arc<Shared>>, request: Request) -
     }
     match &shared.config.web_dir {
         Some(dir) => {
-            let serve =
-                tower_http::services::ServeDir::new(dir).append_index_html_on_directories(true);
+            let mut request = request;
+            if let Some(path) = web_path(request.uri().path())
+                && let Ok(uri) = path.parse()
+            {
+                *request.uri_mut() = uri;
+            }
+            let serve = tower_http::services::ServeDir::new(dir)
+                .append_index_html_on_directories(true)
+                .precompressed_gzip();
             match serve.oneshot(request).await {
                 Ok(response) => response.map(Body::new),
                 Err(never) => match never {},
@@ -478,6 +485,18 @@ async fn signaling_or_web(State(shared): State<Arc<Shared>>, request: Request) -
         )
         .into_response(),
         None => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
+/// Maps the game URLs onto the web directory's layout (`cargo xtask web`):
+/// `/play/<game>` (any query) is `<game>/index.html`, `/play/<game>/<file>`
+/// is `<game>/<file>`; other paths are served as they are.
+fn web_path(path: &str) -> Option<String> {
+    let rest = path.strip_prefix("/play/")?;
+    match rest.split_once('/') {
+        None if !rest.is_empty() => Some(format!("/{rest}/index.html")),
+        None => None,
+        Some((game, file)) => Some(format!("/{game}/{file}")),
     }
 }
 

@@ -101,9 +101,20 @@ async fn signal(ws: &mut Ws, to: PeerId, data: &str) {
 
 /// A raw HTTP/1.1 request; returns (status, body).
 async fn http(server: &ServerHandle, method: &str, path: &str) -> (u16, String) {
+    let (status, _, body) = http_with(server, method, path, "").await;
+    (status, body)
+}
+
+/// A request with extra header lines; returns status, head and body.
+async fn http_with(
+    server: &ServerHandle,
+    method: &str,
+    path: &str,
+    headers: &str,
+) -> (u16, String, String) {
     let mut stream = TcpStream::connect(server.addr()).await.unwrap();
     let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n{headers}Content-Length: 0\r\n\r\n"
     );
     stream.write_all(request.as_bytes()).await.unwrap();
     let mut response = Vec::new();
@@ -113,11 +124,11 @@ async fn http(server: &ServerHandle, method: &str, path: &str) -> (u16, String) 
         .unwrap();
     let response = String::from_utf8_lossy(&response).into_owned();
     let status = response[9..12].parse().unwrap();
-    let body = response
+    let (head, body) = response
         .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
+        .map(|(h, b)| (h.to_ascii_lowercase(), b.to_owned()))
         .unwrap_or_default();
-    (status, body)
+    (status, head, body)
 }
 
 /// A pair in a well-behaved room that must keep working throughout.
@@ -443,6 +454,10 @@ async fn web_dir_is_served_to_browsers_while_upgrades_still_signal() {
     let dir = std::env::temp_dir().join(format!("volley-web-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("index.html"), "<h1>lobby page</h1>").unwrap();
+    std::fs::create_dir_all(dir.join("game")).unwrap();
+    std::fs::write(dir.join("game/index.html"), "<h1>the game</h1>").unwrap();
+    std::fs::write(dir.join("game/game_bg.wasm"), b"\0asm raw").unwrap();
+    std::fs::write(dir.join("game/game_bg.wasm.gz"), b"packed").unwrap();
     let server = start(ServerConfig {
         web_dir: Some(dir.clone()),
         ..ServerConfig::default()
@@ -452,6 +467,25 @@ async fn web_dir_is_served_to_browsers_while_upgrades_still_signal() {
         http(&server, "GET", "/").await,
         (200, "<h1>lobby page</h1>".into())
     );
+    // A game's page, whatever the query; its files beside it.
+    assert_eq!(
+        http(&server, "GET", "/play/game?room=abc&players=2").await,
+        (200, "<h1>the game</h1>".into())
+    );
+    let (status, head, body) = http_with(
+        &server,
+        "GET",
+        "/play/game/game_bg.wasm",
+        "Accept-Encoding: gzip\r\n",
+    )
+    .await;
+    assert_eq!((status, body.as_str()), (200, "packed"));
+    assert!(head.contains("content-type: application/wasm"), "{head}");
+    assert!(head.contains("content-encoding: gzip"), "{head}");
+    let (_, head, body) = http_with(&server, "GET", "/play/game/game_bg.wasm", "").await;
+    assert_eq!(body, "\0asm raw");
+    assert!(!head.contains("content-encoding"), "{head}");
+    assert_eq!(http(&server, "GET", "/play/nothing").await.0, 404);
     let (_ws, _) = join(&server, "").await;
     server.shutdown().await;
     std::fs::remove_dir_all(dir).unwrap();

@@ -32,6 +32,10 @@ use bevy_volley::rollback::bevy_ggrs::{
 use bevy_volley::rollback::{ChecksumApp, RollbackStatus, VolleyGgrs};
 use serde::{Deserialize, Serialize};
 
+/// The app version every box_game peer announces (part of the protocol
+/// hash): desktop, browser and bots must agree.
+pub const APP_VERSION: &str = "box_game-1";
+
 /// ggrs configuration of this game.
 pub type Config = VolleyGgrs<BoxInput>;
 

@@ -1,0 +1,95 @@
+//! What a running sample reports about itself — connection state, rollback
+//! progress, and the checksums of confirmed checkpoint frames — for people
+//! (the page) and for tests (which compare checkpoints across peers). In the
+//! browser it is written as JSON into `data-status` of the page's
+//! `#volley-status` element.
+
+use std::collections::BTreeMap;
+
+use bevy::prelude::*;
+use bevy_volley::ConnectionState;
+use bevy_volley::rollback::{ChecksumHistory, RollbackStatus};
+use serde::Serialize;
+
+/// Frames between checkpoints.
+pub const CHECKPOINT_EVERY: i32 = 100;
+
+/// The game's state as reported.
+#[derive(Resource, Debug, Clone, Default, Serialize)]
+pub struct GameStatus {
+    /// `ConnectionState`, as its name.
+    pub state: String,
+    /// Our player handle, once the match started.
+    pub local_handle: Option<usize>,
+    /// Players in the match.
+    pub players: usize,
+    /// The frame simulated last.
+    pub frame: i32,
+    /// The last frame with every player's input.
+    pub confirmed_frame: i32,
+    /// Rollbacks so far.
+    pub rollbacks: u64,
+    /// Desyncs so far.
+    pub desyncs: u64,
+    /// Checksums (hex) of confirmed frames that are multiples of
+    /// [`CHECKPOINT_EVERY`]: equal across peers when they agree.
+    pub checkpoints: BTreeMap<i32, String>,
+}
+
+/// Keeps [`GameStatus`] current (and, in the browser, on the page).
+pub struct StatusPlugin;
+
+impl Plugin for StatusPlugin {
+    fn build(&self, app: &mut App) {
+        app.init_resource::<GameStatus>()
+            .add_systems(Last, (update_status, publish).chain());
+    }
+}
+
+fn update_status(
+    state: Option<Res<State<ConnectionState>>>,
+    rollback: Option<Res<RollbackStatus>>,
+    history: Option<Res<ChecksumHistory>>,
+    mut status: ResMut<GameStatus>,
+) {
+    if let Some(state) = state {
+        status.state = format!("{:?}", state.get());
+    }
+    let Some(rollback) = rollback else { return };
+    status.local_handle = rollback.local_handle;
+    status.players = rollback.players.len();
+    status.frame = rollback.frame;
+    status.confirmed_frame = rollback.confirmed_frame;
+    status.rollbacks = rollback.rollbacks;
+    status.desyncs = rollback.desyncs;
+    let Some(history) = history else { return };
+    let mut checkpoint = CHECKPOINT_EVERY;
+    while checkpoint <= rollback.confirmed_frame {
+        if !status.checkpoints.contains_key(&checkpoint)
+            && let Some(saved) = history.get(checkpoint)
+        {
+            status
+                .checkpoints
+                .insert(checkpoint, format!("{:032x}", saved.total));
+        }
+        checkpoint += CHECKPOINT_EVERY;
+    }
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn publish() {}
+
+/// Writes the status into the page about four times a second.
+#[cfg(target_arch = "wasm32")]
+fn publish(status: Res<GameStatus>, mut frames: Local<u32>) {
+    *frames += 1;
+    if *frames % 15 != 1 {
+        return;
+    }
+    let element = web_sys::window()
+        .and_then(|w| w.document())
+        .and_then(|d| d.get_element_by_id("volley-status"));
+    if let (Some(element), Ok(json)) = (element, serde_json::to_string(&*status)) {
+        let _ = element.set_attribute("data-status", &json);
+    }
+}

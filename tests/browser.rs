@@ -1,0 +1,173 @@
+//! The browser half, end to end: headless Chromium (through chromedriver)
+//! loads the web bundle from an in-process volley-server and plays box_game
+//! against a native headless bot and against another browser; and the
+//! lobby's "new private room" link opens the game in that room. Inside a
+//! private network namespace (see `support::netns`), like every WebRTC test.
+
+mod support;
+
+use std::time::Duration;
+
+use serde_json::Value;
+use support::browser::{Browser, Driver, target_dir, wait_for, web_bundle};
+use support::server::with_server_config;
+use volley::server::ServerConfig;
+use volley_bots::BotRun;
+
+/// The frame whose checksums are compared.
+const CHECKPOINT: i32 = 300;
+
+fn config(web: std::path::PathBuf) -> ServerConfig {
+    ServerConfig {
+        web_dir: Some(web),
+        ..ServerConfig::default()
+    }
+}
+
+/// The browser's checksum of [`CHECKPOINT`], once confirmed there.
+fn checkpoint(browser: &Browser, seen: &mut Value) -> Option<String> {
+    let status = browser.game_status()?;
+    *seen = status.clone();
+    assert_eq!(status["desyncs"], 0, "desync in the browser: {status}");
+    status["checkpoints"][CHECKPOINT.to_string()]
+        .as_str()
+        .map(str::to_string)
+}
+
+#[test]
+fn a_browser_plays_box_game_against_a_native_bot() {
+    let web = web_bundle();
+    if !support::netns::isolate("a_browser_plays_box_game_against_a_native_bot") {
+        return;
+    }
+    with_server_config(config(web), |server| {
+        let driver = Driver::start();
+        let browser = driver.browser();
+        let mut run = BotRun::new(&format!("ws://{}", server.addr()), 1, 2, CHECKPOINT);
+        run.bots_per_room = 1;
+        run.room_prefix = "e2e-native".into();
+        run.linger = Duration::from_secs(5);
+        run.timeout = Duration::from_secs(150);
+        browser.goto(&format!(
+            "http://{}/play/box_game?room=e2e-native-0&players=2",
+            server.addr()
+        ));
+        let bot = std::thread::spawn(move || volley_bots::run_rooms(&run));
+        let mut seen = Value::Null;
+        let ours = wait_for(
+            "the browser to confirm the checkpoint",
+            Duration::from_secs(150),
+            || checkpoint(&browser, &mut seen),
+        );
+        browser.screenshot(
+            &target_dir()
+                .join("e2e")
+                .join("box_game_browser_vs_native.png"),
+        );
+        let reports = bot.join().expect("the bot ran");
+        let room = &reports[0];
+        print!("{room}");
+        println!("browser: {seen}");
+        assert!(room.ok(), "{room}");
+        let theirs = room.bots[0].checksum.map(|c| format!("{c:032x}"));
+        assert_eq!(
+            Some(ours),
+            theirs,
+            "browser and bot disagree at frame {CHECKPOINT}"
+        );
+        assert_eq!(seen["state"], "InGame", "{seen}");
+        assert_eq!(seen["players"], 2, "{seen}");
+    });
+}
+
+#[test]
+fn two_browsers_play_box_game_against_each_other() {
+    let web = web_bundle();
+    if !support::netns::isolate("two_browsers_play_box_game_against_each_other") {
+        return;
+    }
+    with_server_config(config(web), |server| {
+        let driver = Driver::start();
+        let (a, b) = (driver.browser(), driver.browser());
+        let url = format!(
+            "http://{}/play/box_game?room=e2e-browsers&players=2",
+            server.addr()
+        );
+        a.goto(&url);
+        b.goto(&url);
+        let (mut seen_a, mut seen_b) = (Value::Null, Value::Null);
+        let (mut sum_a, mut sum_b) = (None, None);
+        wait_for(
+            "both browsers to confirm the checkpoint",
+            Duration::from_secs(150),
+            || {
+                if sum_a.is_none() {
+                    sum_a = checkpoint(&a, &mut seen_a);
+                }
+                if sum_b.is_none() {
+                    sum_b = checkpoint(&b, &mut seen_b);
+                }
+                (sum_a.is_some() && sum_b.is_some()).then_some(())
+            },
+        );
+        println!("a: {seen_a}\nb: {seen_b}");
+        assert_eq!(sum_a, sum_b, "the browsers disagree at frame {CHECKPOINT}");
+        let handles = [&seen_a["local_handle"], &seen_b["local_handle"]];
+        assert!(
+            handles.contains(&&Value::from(0)) && handles.contains(&&Value::from(1)),
+            "{handles:?}"
+        );
+    });
+}
+
+#[test]
+fn the_lobby_makes_a_private_room_link_that_opens_the_game() {
+    let web = web_bundle();
+    if !support::netns::isolate("the_lobby_makes_a_private_room_link_that_opens_the_game") {
+        return;
+    }
+    with_server_config(config(web), |server| {
+        let driver = Driver::start();
+        let browser = driver.browser();
+        browser.goto(&format!("http://{}/", server.addr()));
+        wait_for(
+            "the lobby to list the games",
+            Duration::from_secs(20),
+            || {
+                let n = browser
+                    .eval("return document.querySelectorAll('#private-game option').length;");
+                (n.as_u64() >= Some(1)).then_some(())
+            },
+        );
+        browser.eval(
+            "document.getElementById('private-game').value = 'box_game'; \
+             document.getElementById('new-private-room').click(); return null;",
+        );
+        let link = wait_for("the private room link", Duration::from_secs(20), || {
+            let href = browser.eval(
+                "const a = document.getElementById('private-link'); \
+                 return document.getElementById('share').hidden ? null : a.href;",
+            );
+            href.as_str().map(str::to_string)
+        });
+        let prefix = format!("http://{}/play/box_game?room=", server.addr());
+        let code = link
+            .strip_prefix(&prefix)
+            .and_then(|rest| rest.strip_suffix("&players=2"))
+            .unwrap_or_else(|| panic!("unexpected link {link}"));
+        assert_eq!(code.len(), 12, "{link}");
+        browser.goto(&link);
+        let status = wait_for(
+            "the game to join the private room",
+            Duration::from_secs(90),
+            || {
+                browser
+                    .game_status()
+                    .filter(|s| s["state"] == "WaitingForPeers")
+            },
+        );
+        println!("{status}");
+        let url = browser.eval("return location.href;");
+        assert_eq!(url.as_str(), Some(link.as_str()));
+    });
+}
