@@ -691,6 +691,13 @@ struct ChecksumNames(Vec<(&'static str, PartOf)>);
 /// Registering checksummed state so a desync can name it. Each call does
 /// what bevy_ggrs' `checksum_*_with_hash` does, and remembers the type's
 /// name (Bevy keeps component names only with its `debug` feature).
+///
+/// The `Hash` of a checksummed type must write the same bytes on every
+/// platform, or a browser (wasm32) and a desktop peer desync on identical
+/// state: no `usize`/`isize` fields, no collections (their length is a
+/// `usize`), and no derived `Hash` on enums, `Option` included (the
+/// discriminant is hashed as an `isize`). Hash such fields by hand as fixed
+/// widths.
 pub trait ChecksumApp {
     /// Checksums component `T` of rollback entities (`Hash`), by name.
     fn checksum_component_named<T: Component + Hash>(&mut self) -> &mut Self;

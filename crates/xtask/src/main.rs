@@ -258,10 +258,10 @@ fn wasm_bindgen() -> Result<PathBuf, String> {
     Ok(binary)
 }
 
-fn gzip(path: &Path) -> Result<u64, String> {
+fn gzip(path: &Path, level: flate2::Compression) -> Result<u64, String> {
     use std::io::Write;
     let raw = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), level);
     encoder.write_all(&raw).map_err(|e| e.to_string())?;
     let packed = encoder.finish().map_err(|e| e.to_string())?;
     let mut out = path.as_os_str().to_owned();
@@ -322,7 +322,13 @@ fn web(release: bool) -> Result<PathBuf, String> {
         let raw = std::fs::metadata(&wasm)
             .map_err(|e| format!("{}: {e}", wasm.display()))?
             .len();
-        let packed = gzip(&wasm)?;
+        // Release bundles are what players download: squeeze them.
+        let level = if release {
+            flate2::Compression::best()
+        } else {
+            flate2::Compression::fast()
+        };
+        let packed = gzip(&wasm, level)?;
         println!(
             "    {game}: {:.1} MB wasm, {:.1} MB gzip ({profile})",
             raw as f64 / 1e6,

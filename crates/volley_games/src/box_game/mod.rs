@@ -25,6 +25,8 @@
 #[cfg(feature = "render")]
 pub mod render;
 
+use std::hash::{Hash, Hasher};
+
 use bevy::prelude::*;
 use bevy_volley::rollback::bevy_ggrs::{
     GgrsSchedule, LocalInputs, LocalPlayers, PlayerInputs, ReadInputs, Rollback, RollbackApp,
@@ -117,7 +119,7 @@ pub struct Body {
 pub struct Score(pub u32);
 
 /// The round: its number, the winner, the coin generator.
-#[derive(Resource, Clone, Copy, PartialEq, Eq, Hash, Debug)]
+#[derive(Resource, Clone, Copy, PartialEq, Eq, Debug)]
 pub struct Round {
     /// Rounds completed.
     pub number: u32,
@@ -140,6 +142,20 @@ impl Default for Round {
             frame: 0,
             rng: 0x9e37_79b9_7f4a_7c15,
         }
+    }
+}
+
+/// Hashed field by field at fixed widths: a derived `Hash` would hash the
+/// `Option`'s discriminant as an `isize` and the handle as a `usize`, which
+/// are 4 bytes in the browser (wasm32) and 8 natively — the checksums would
+/// differ between a browser and a desktop player in the same state.
+impl Hash for Round {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.number.hash(state);
+        self.winner.map_or(u64::MAX, |w| w as u64).hash(state);
+        self.break_left.hash(state);
+        self.frame.hash(state);
+        self.rng.hash(state);
     }
 }
 

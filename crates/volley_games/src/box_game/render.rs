@@ -5,6 +5,7 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
+use bevy::camera::ScalingMode;
 use bevy::prelude::*;
 use bevy_volley::rollback::RollbackStatus;
 use bevy_volley::rollback::bevy_ggrs::{LocalInputs, LocalPlayers, ReadInputs};
@@ -27,7 +28,7 @@ pub const COLORS: [Color; 4] = [
 pub const PING_SAMPLES: usize = 60;
 /// How often the ping graph takes a sample.
 pub const PING_SAMPLE: Duration = Duration::from_millis(250);
-/// RTT at the top of the graph.
+/// RTT at the top of the graph, at least.
 const GRAPH_MAX_MS: f32 = 100.0;
 const GRAPH_HEIGHT: f32 = 40.0;
 
@@ -63,7 +64,17 @@ struct OverlayText;
 struct GraphBar(usize);
 
 fn setup(mut commands: Commands) {
-    commands.spawn(Camera2d);
+    // The whole arena stays in view at any window size.
+    commands.spawn((
+        Camera2d,
+        Projection::from(OrthographicProjection {
+            scaling_mode: ScalingMode::AutoMin {
+                min_width: (ARENA_W / ONE) as f32 + 40.0,
+                min_height: (ARENA_H / ONE) as f32 + 120.0,
+            },
+            ..OrthographicProjection::default_2d()
+        }),
+    ));
     commands.spawn((
         Sprite::from_color(
             Color::srgb(0.10, 0.11, 0.14),
@@ -101,6 +112,7 @@ fn setup(mut commands: Commands) {
             panel
                 .spawn(Node {
                     height: px(GRAPH_HEIGHT),
+                    align_self: AlignSelf::Start,
                     align_items: AlignItems::End,
                     column_gap: px(1.0),
                     ..default()
@@ -251,13 +263,15 @@ fn ping_graph(history: Res<PingHistory>, mut bars: Query<(&GraphBar, &mut Node)>
         return;
     }
     let offset = PING_SAMPLES - history.samples.len();
+    // The top of the graph: 100 ms, or the worst sample shown.
+    let top = history.samples.iter().copied().fold(GRAPH_MAX_MS, f32::max);
     for (GraphBar(i), mut node) in &mut bars {
         let ms = i
             .checked_sub(offset)
             .and_then(|k| history.samples.get(k))
             .copied()
             .unwrap_or(0.0);
-        node.height = px((ms / GRAPH_MAX_MS).min(1.0) * GRAPH_HEIGHT);
+        node.height = px((ms / top).min(1.0) * GRAPH_HEIGHT);
     }
 }
 
