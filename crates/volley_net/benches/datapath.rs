@@ -145,7 +145,10 @@ impl Peer for Volley {
         };
         sent.expect("send");
     }
+    /// Like the raw socket's `receive`, which reads its channel at the
+    /// moment of the call, this takes in what arrived first.
     fn receive(&mut self, channel: Channel) -> Vec<(PeerId, Vec<u8>)> {
+        self.session.update();
         match channel {
             Channel::Reliable => self
                 .session

@@ -21,6 +21,9 @@ use crate::{Channel, MessageLoopFuture};
 /// at send, since an unreliable fragment lost would lose the whole message.
 pub const MAX_UNRELIABLE: usize = CHUNK;
 
+/// Capacity of the encoding buffer kept between messages.
+const SCRATCH_KEEP: usize = 64 * 1024;
+
 /// Rollback packets kept between two [`Session::receive_rollback`] calls.
 pub const ROLLBACK_INBOX: usize = 4096;
 
@@ -153,15 +156,34 @@ struct Peer {
     reassembler: Reassembler,
 }
 
-/// Received messages of one type: (sender, tick, the decoded value).
-type Inbox = VecDeque<(PeerId, Option<u32>, Box<dyn Any + Send + Sync>)>;
+/// Received messages of one type `T`: (sender, tick, the decoded value).
+type Queue<T> = VecDeque<(PeerId, Option<u32>, T)>;
 
-type Decode = fn(&[u8]) -> Result<Box<dyn Any + Send + Sync>, CodecError>;
+/// A `Queue<T>` behind its type: one per registered type, so a message is
+/// decoded straight into its queue without a box of its own.
+type Inbox = Box<dyn Any + Send + Sync>;
 
-fn decode_any<T: DeserializeOwned + Send + Sync + 'static>(
+/// Decodes a payload of the type and appends it to that type's [`Inbox`].
+type Decode = fn(&[u8], PeerId, Option<u32>, &mut Inbox) -> Result<(), CodecError>;
+
+fn decode_into<T: DeserializeOwned + Send + Sync + 'static>(
     bytes: &[u8],
-) -> Result<Box<dyn Any + Send + Sync>, CodecError> {
-    Ok(Box::new(Bincode.decode::<T>(bytes)?))
+    peer: PeerId,
+    tick: Option<u32>,
+    inbox: &mut Inbox,
+) -> Result<(), CodecError> {
+    let value = Bincode.decode::<T>(bytes)?;
+    if let Some(queue) = inbox.downcast_mut::<Queue<T>>() {
+        queue.push_back((peer, tick, value));
+    }
+    Ok(())
+}
+
+/// Makes a type's empty [`Inbox`].
+type NewInbox = fn() -> Inbox;
+
+fn new_inbox<T: Send + Sync + 'static>() -> Inbox {
+    Box::new(Queue::<T>::new())
 }
 
 /// Configures a [`Session`].
@@ -170,7 +192,7 @@ pub struct SessionBuilder {
     ice_servers: Vec<IceServer>,
     app_version: String,
     registry: Registry,
-    decoders: HashMap<TypeId, Decode>,
+    decoders: HashMap<TypeId, (Decode, NewInbox)>,
     conditioner: Option<ConditionerConfig>,
     ping_interval: Duration,
 }
@@ -238,7 +260,8 @@ impl SessionBuilder {
         T: Serialize + DeserializeOwned + Send + Sync + 'static,
     {
         self.registry.register(TypeId::of::<T>(), name, channel)?;
-        self.decoders.insert(TypeId::of::<T>(), decode_any::<T>);
+        self.decoders
+            .insert(TypeId::of::<T>(), (decode_into::<T>, new_inbox::<T>));
         Ok(self)
     }
 
@@ -280,10 +303,19 @@ impl SessionBuilder {
             hash: self.registry.protocol_hash(&self.app_version),
             app_version: self.app_version,
             registry: self.registry,
-            decoders: self.decoders,
+            inbox: self
+                .decoders
+                .iter()
+                .map(|(id, (_, new))| (*id, new()))
+                .collect(),
+            decoders: self
+                .decoders
+                .into_iter()
+                .map(|(id, (decode, _))| (id, decode))
+                .collect(),
             peers: HashMap::new(),
             events: VecDeque::new(),
-            inbox: HashMap::new(),
+            scratch: Vec::new(),
             rollback_inbox: VecDeque::new(),
             conditioner: self.conditioner.map(LinkConditioner::new),
             epoch: now,
@@ -304,6 +336,8 @@ pub struct Session {
     peers: HashMap<PeerId, Peer>,
     events: VecDeque<SessionEvent>,
     inbox: HashMap<TypeId, Inbox>,
+    /// Where messages are encoded before being copied out at their size.
+    scratch: Vec<u8>,
     /// Packets from the rollback channel, for the rollback session (bounded).
     rollback_inbox: VecDeque<(PeerId, Vec<u8>)>,
     conditioner: Option<LinkConditioner<(PeerId, Channel, Vec<u8>)>>,
@@ -357,13 +391,11 @@ impl Session {
 
     /// Like [`Session::receive`], with the tick each message was sent with.
     pub fn receive_with_tick<T: 'static>(&mut self) -> Vec<(PeerId, Option<u32>, T)> {
-        let Some(queue) = self.inbox.get_mut(&TypeId::of::<T>()) else {
-            return Vec::new();
-        };
-        queue
-            .drain(..)
-            .filter_map(|(peer, tick, value)| value.downcast::<T>().ok().map(|v| (peer, tick, *v)))
-            .collect()
+        self.inbox
+            .get_mut(&TypeId::of::<T>())
+            .and_then(|inbox| inbox.downcast_mut::<Queue<T>>())
+            .map(|queue| queue.drain(..).collect())
+            .unwrap_or_default()
     }
 
     /// Sends `message` to one connected peer.
@@ -442,7 +474,7 @@ impl Session {
     }
 
     fn encode<T: Serialize + 'static>(
-        &self,
+        &mut self,
         message: &T,
         tick: Option<u32>,
     ) -> Result<(Channel, Vec<u8>), NetError> {
@@ -450,20 +482,30 @@ impl Session {
             .registry
             .by_type(TypeId::of::<T>())
             .ok_or(NetError::NotRegistered(std::any::type_name::<T>()))?;
-        let mut packet = Vec::new();
-        frame::write_header(&mut packet, Header::new(registration.kind, tick));
-        Bincode.encode(message, &mut packet)?;
-        if registration.channel != Channel::Reliable && packet.len() > MAX_UNRELIABLE {
+        // Encoded into a reused buffer, then copied once at its exact size:
+        // growing a fresh Vec byte by byte cost several reallocations per
+        // message.
+        let scratch = &mut self.scratch;
+        scratch.clear();
+        frame::write_header(scratch, Header::new(registration.kind, tick));
+        Bincode.encode(message, scratch)?;
+        let size = scratch.len();
+        if registration.channel != Channel::Reliable && size > MAX_UNRELIABLE {
             return Err(NetError::TooLarge {
-                size: packet.len(),
+                size,
                 limit: MAX_UNRELIABLE,
             });
         }
-        if packet.len() > DECODE_LIMIT {
+        if size > DECODE_LIMIT {
             return Err(NetError::TooLarge {
-                size: packet.len(),
+                size,
                 limit: DECODE_LIMIT,
             });
+        }
+        let packet = scratch.to_vec();
+        if scratch.capacity() > SCRATCH_KEEP {
+            // One huge message should not pin its buffer for the session's life.
+            *scratch = Vec::new();
         }
         Ok((registration.channel, packet))
     }
@@ -697,17 +739,19 @@ impl Session {
                 }
                 // A peer sends messages only once connected, which needs our
                 // Hello: its confirmation may simply still be on the way.
-                p.they_got_ours = true;
-                self.maybe_connected(peer);
+                if p.phase == Phase::Handshake {
+                    p.they_got_ours = true;
+                    self.maybe_connected(peer);
+                }
                 let decode = self
                     .decoders
                     .get(&type_id)
                     .ok_or(NetError::UnknownKind(kind))?;
-                let value = decode(payload)?;
-                self.inbox
-                    .entry(type_id)
-                    .or_default()
-                    .push_back((peer, header.tick, value));
+                let inbox = self
+                    .inbox
+                    .get_mut(&type_id)
+                    .ok_or(NetError::UnknownKind(kind))?;
+                decode(payload, peer, header.tick, inbox)?;
                 Ok(())
             }
         }
