@@ -49,7 +49,7 @@ fn a_browser_plays_box_game_against_a_native_bot() {
         run.linger = Duration::from_secs(5);
         run.timeout = Duration::from_secs(150);
         browser.goto(&format!(
-            "http://{}/play/box_game?room=e2e-native-0&players=2",
+            "http://{}/play/box_game?room=e2e-native&players=2",
             server.addr()
         ));
         let bot = std::thread::spawn(move || volley_bots::run_rooms(&run));

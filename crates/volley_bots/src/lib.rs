@@ -52,7 +52,8 @@ pub struct BotRun {
     pub conditioner: Option<ConditionerConfig>,
     /// Give up after this long.
     pub timeout: Duration,
-    /// Prefix of the room names (a random one by default, so runs never meet).
+    /// The room name, or the prefix of the room names when there are
+    /// several (a random one by default, so runs never meet).
     pub room_prefix: String,
     /// Frames of input delay.
     pub input_delay: usize,
@@ -83,12 +84,16 @@ impl BotRun {
         }
     }
 
-    /// The URL bots of room `r` join: a match of exactly `players`.
+    /// The URL bots of room `r` join: a match of exactly `players`, in
+    /// the room named `room_prefix` when there is one room, else
+    /// `room_prefix-r`.
     pub fn room_url(&self, room: usize) -> String {
-        format!(
-            "{}/{}-{room}?next={}",
-            self.server, self.room_prefix, self.players
-        )
+        let name = if self.rooms == 1 {
+            self.room_prefix.clone()
+        } else {
+            format!("{}-{room}", self.room_prefix)
+        };
+        format!("{}/{name}?next={}", self.server, self.players)
     }
 }
 

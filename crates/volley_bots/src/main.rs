@@ -21,9 +21,15 @@ struct Cli {
     /// Rooms played at once.
     #[arg(long, default_value_t = 1)]
     rooms: usize,
-    /// Bots per room.
+    /// Players per room (the match size).
     #[arg(long, default_value_t = 2)]
     players: usize,
+    /// Bots per room (default: all players; fewer leaves seats for people).
+    #[arg(long)]
+    bots: Option<usize>,
+    /// Room name (with several rooms, their prefix); a random one by default.
+    #[arg(long)]
+    room: Option<String>,
     /// Frames each bot plays (confirmed by every player).
     #[arg(long, default_value_t = 600)]
     frames: i32,
@@ -66,6 +72,16 @@ fn main() -> ExitCode {
     run.seed = cli.seed;
     run.timeout = cli.timeout;
     run.input_delay = cli.input_delay;
+    if let Some(bots) = cli.bots {
+        if bots == 0 || bots > cli.players {
+            eprintln!("volley-bots: --bots must be 1 to --players");
+            return ExitCode::from(2);
+        }
+        run.bots_per_room = bots;
+    }
+    if let Some(room) = cli.room {
+        run.room_prefix = room;
+    }
     if cli.loss > 0.0 || cli.delay_ms > 0 {
         run.conditioner = Some(ConditionerConfig {
             loss: cli.loss,

@@ -75,35 +75,8 @@ fn succeeds(command: &mut Command) -> bool {
         .is_ok_and(|s| s.success())
 }
 
-/// Installs what a fresh machine lacks.
-fn setup() -> Result<(), String> {
-    // The WebRTC tests isolate themselves with `unshare` (util-linux) and `ip` (iproute2).
-    let has_ip = succeeds(Command::new("ip").arg("-V"));
-    let has_unshare = succeeds(Command::new("unshare").arg("--version"));
-    if !(has_ip && has_unshare) {
-        let mut update = Command::new("apt-get");
-        update.arg("update");
-        step("apt-get update", update)?;
-        let mut install = Command::new("apt-get");
-        install.args(["install", "-y", "iproute2", "util-linux"]);
-        step("apt-get install iproute2 util-linux", install)?;
-    }
-    // The browser end-to-end tests drive Debian's Chromium through chromedriver.
-    let has_chromium = succeeds(Command::new("chromium").arg("--version"));
-    let has_driver = succeeds(Command::new("chromedriver").arg("--version"));
-    if !(has_chromium && has_driver) {
-        let mut update = Command::new("apt-get");
-        update.arg("update");
-        step("apt-get update", update)?;
-        let mut install = Command::new("apt-get");
-        install.env("DEBIAN_FRONTEND", "noninteractive").args([
-            "install",
-            "-y",
-            "chromium",
-            "chromium-driver",
-        ]);
-        step("apt-get install chromium chromium-driver", install)?;
-    }
+/// The wasm32 target, for the browser builds.
+fn setup_wasm() -> Result<(), String> {
     let targets = Command::new("rustup")
         .args(["target", "list", "--installed"])
         .current_dir(root())
@@ -115,6 +88,36 @@ fn setup() -> Result<(), String> {
         rustup.current_dir(root()).args(["target", "add", WASM]);
         step("rustup target add wasm32-unknown-unknown", rustup)?;
     }
+    Ok(())
+}
+
+/// Installs what a fresh machine lacks for the tests.
+fn setup() -> Result<(), String> {
+    let mut missing = Vec::new();
+    // The WebRTC tests isolate themselves with `unshare` (util-linux) and `ip` (iproute2).
+    if !(succeeds(Command::new("ip").arg("-V"))
+        && succeeds(Command::new("unshare").arg("--version")))
+    {
+        missing.extend(["iproute2", "util-linux"]);
+    }
+    // The browser end-to-end tests drive Debian's Chromium through chromedriver.
+    if !(succeeds(Command::new("chromium").arg("--version"))
+        && succeeds(Command::new("chromedriver").arg("--version")))
+    {
+        missing.extend(["chromium", "chromium-driver"]);
+    }
+    if !missing.is_empty() {
+        let mut update = Command::new("apt-get");
+        update.arg("update");
+        step("apt-get update", update)?;
+        let mut install = Command::new("apt-get");
+        install
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .args(["install", "-y"])
+            .args(&missing);
+        step(&format!("apt-get install {}", missing.join(" ")), install)?;
+    }
+    setup_wasm()?;
     let has_fmt = succeeds(cargo().args(["fmt", "--version"]));
     let has_clippy = succeeds(cargo().args(["clippy", "--version"]));
     if !(has_fmt && has_clippy) {
@@ -281,7 +284,7 @@ fn json_string(s: &str) -> String {
 /// Builds every web game for wasm32, runs wasm-bindgen, and writes one
 /// self-contained bundle per game plus the lobby. Returns the web directory.
 fn web(release: bool) -> Result<PathBuf, String> {
-    setup()?;
+    setup_wasm()?;
     let bindgen = wasm_bindgen()?;
     // All examples (so every one keeps building for the browser); the
     // bundles are made for WEB_GAMES.
@@ -307,16 +310,12 @@ fn web(release: bool) -> Result<PathBuf, String> {
             .join("examples")
             .join(format!("{game}.wasm"));
         let mut run = Command::new(&bindgen);
-        run.args([
-            "--target",
-            "web",
-            "--no-typescript",
-            "--out-name",
-            game,
-            "--out-dir",
-        ])
-        .arg(&out)
-        .arg(&input);
+        run.args(["--target", "web", "--no-typescript", "--out-name", game]);
+        if release {
+            // Function names only serve stack traces; players download every byte.
+            run.args(["--remove-name-section", "--remove-producers-section"]);
+        }
+        run.arg("--out-dir").arg(&out).arg(&input);
         step(&format!("wasm-bindgen {game}"), run)?;
         let wasm = out.join(format!("{game}_bg.wasm"));
         let raw = std::fs::metadata(&wasm)
