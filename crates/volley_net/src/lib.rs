@@ -42,6 +42,7 @@ pub mod fragment;
 pub mod frame;
 pub mod ice;
 pub mod protocol;
+pub mod replication;
 mod session;
 pub mod stats;
 

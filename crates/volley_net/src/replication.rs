@@ -1,0 +1,583 @@
+//! State replication over the mesh, as pure state machines (no sockets, no
+//! ECS): an elected [`Authority`] turns its world, tick by tick, into
+//! per-peer messages; a [`Mirror`] on every other peer rebuilds the world
+//! from them. The engine layer (bevy_volley) extracts and applies worlds and
+//! moves the messages.
+//!
+//! - A newcomer (and every peer after a change of authority) gets the whole
+//!   world reliably ([`ReplicationMessage::Full`]).
+//! - Then every tick a [`ReplicationMessage::Delta`] against the last tick
+//!   that peer acknowledged, unreliably: only what differs from that
+//!   baseline, spawns and despawns included. A lost delta costs nothing but
+//!   a larger next one, and a spawn or despawn is repeated in every delta
+//!   until a tick containing it is acknowledged — reliable by construction.
+//! - A mirror applies a delta onto its copy of the exact baseline tick, and
+//!   acknowledges only deltas it could apply in full.
+//!
+//! The authority is the connected peer with the lowest id ([`elect`]):
+//! every peer computes the same one alone, and when it leaves the next one
+//! takes over from its mirror of the world.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
+
+use matchbox_socket::PeerId;
+use serde::{Deserialize, Serialize};
+
+/// A replicated entity's id, the same on every peer.
+pub type NetId = u64;
+
+/// One entity's components by registration slot: encoded bytes, or `None`
+/// when the entity lacks that component.
+pub type Components = Vec<Option<Vec<u8>>>;
+
+/// The replicated world at one tick.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorldState {
+    /// Entities by id.
+    pub entities: BTreeMap<NetId, Components>,
+}
+
+/// What travels between the authority and the mirrors.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ReplicationMessage {
+    /// The whole world at `tick` (reliable).
+    Full {
+        /// The authority's tick.
+        tick: u32,
+        /// Every entity.
+        world: WorldState,
+    },
+    /// The world at `tick` as changes from `baseline` (unreliable).
+    Delta {
+        /// The authority's tick.
+        tick: u32,
+        /// A tick the receiver acknowledged.
+        baseline: u32,
+        /// Entities new or changed since the baseline: changed slots only
+        /// for entities the baseline has, every slot for new ones.
+        changed: Vec<(NetId, Vec<(u8, Option<Vec<u8>>)>)>,
+        /// Entities gone since the baseline.
+        despawned: Vec<NetId>,
+    },
+    /// A mirror has the world of `tick` (unreliable, to the authority).
+    Ack {
+        /// The tick.
+        tick: u32,
+    },
+}
+
+/// Something a mirror could not use.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReplicationError {
+    /// A delta against a baseline this mirror no longer (or never) had.
+    #[error("delta against unknown baseline {0}")]
+    UnknownBaseline(u32),
+    /// A slot number beyond the registered components.
+    #[error("component slot {slot} out of range ({slots} registered)")]
+    BadSlot {
+        /// The slot.
+        slot: u8,
+        /// Slots registered.
+        slots: usize,
+    },
+    /// A message only an authority should receive, or vice versa.
+    #[error("unexpected message")]
+    Unexpected,
+}
+
+/// The authority among `me` and the connected `peers`: the lowest id.
+pub fn elect(me: PeerId, peers: impl IntoIterator<Item = PeerId>) -> PeerId {
+    peers.into_iter().fold(me, |a, b| a.min(b))
+}
+
+/// How a message must travel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// Reliable and ordered.
+    Reliable,
+    /// Unreliable.
+    Unreliable,
+}
+
+/// Ticks of history the authority keeps for baselines.
+pub const HISTORY: usize = 64;
+
+/// The authority side: world history and each peer's acknowledged tick.
+#[derive(Debug)]
+pub struct Authority {
+    history: VecDeque<(u32, Arc<WorldState>)>,
+    /// Per peer: the baseline for its next delta — the newest tick it
+    /// acknowledged, or the tick of the full world it was sent (`None`, or
+    /// a tick no longer in history: it needs a full world).
+    acked: HashMap<PeerId, Option<u32>>,
+}
+
+impl Default for Authority {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Authority {
+    /// No peers, no history.
+    pub fn new() -> Self {
+        Authority {
+            history: VecDeque::new(),
+            acked: HashMap::new(),
+        }
+    }
+
+    /// A peer to replicate to; it gets the full world next tick.
+    pub fn add_peer(&mut self, peer: PeerId) {
+        self.acked.insert(peer, None);
+    }
+
+    /// A peer that left.
+    pub fn remove_peer(&mut self, peer: PeerId) {
+        self.acked.remove(&peer);
+    }
+
+    /// The peers replicated to.
+    pub fn peers(&self) -> impl Iterator<Item = PeerId> + '_ {
+        self.acked.keys().copied()
+    }
+
+    /// A peer acknowledged `tick` (ignored when older than what it acked,
+    /// or no longer in history).
+    pub fn ack(&mut self, peer: PeerId, tick: u32) {
+        let known = self.history.iter().any(|(t, _)| *t == tick);
+        if let Some(acked) = self.acked.get_mut(&peer)
+            && known
+            && acked.is_none_or(|a| tick > a)
+        {
+            *acked = Some(tick);
+        }
+    }
+
+    /// Records the world at `tick` and returns what each peer needs.
+    pub fn tick(
+        &mut self,
+        tick: u32,
+        world: WorldState,
+    ) -> Vec<(PeerId, Delivery, ReplicationMessage)> {
+        let world = Arc::new(world);
+        self.history.push_back((tick, world.clone()));
+        while self.history.len() > HISTORY {
+            self.history.pop_front();
+        }
+        let oldest = self.history.front().map(|(t, _)| *t);
+        let mut out = Vec::with_capacity(self.acked.len());
+        let mut peers: Vec<PeerId> = self.acked.keys().copied().collect();
+        peers.sort();
+        for peer in peers {
+            let acked = self.acked.get(&peer).copied().flatten();
+            let baseline = acked.and_then(|b| {
+                (oldest.is_some_and(|o| b >= o))
+                    .then(|| self.history.iter().find(|(t, _)| *t == b))
+                    .flatten()
+            });
+            match baseline {
+                Some((base_tick, base)) => {
+                    let (changed, despawned) = diff(base, &world);
+                    out.push((
+                        peer,
+                        Delivery::Unreliable,
+                        ReplicationMessage::Delta {
+                            tick,
+                            baseline: *base_tick,
+                            changed,
+                            despawned,
+                        },
+                    ));
+                }
+                None => {
+                    out.push((
+                        peer,
+                        Delivery::Reliable,
+                        ReplicationMessage::Full {
+                            tick,
+                            world: (*world).clone(),
+                        },
+                    ));
+                    // Reliable delivery means it will have this tick: the
+                    // next deltas build on it (one that overtakes the full
+                    // world is dropped by the mirror and not acknowledged).
+                    self.acked.insert(peer, Some(tick));
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Entities new or changed from `base` to `world`, and those gone.
+#[allow(clippy::type_complexity)]
+pub fn diff(
+    base: &WorldState,
+    world: &WorldState,
+) -> (Vec<(NetId, Vec<(u8, Option<Vec<u8>>)>)>, Vec<NetId>) {
+    let mut changed = Vec::new();
+    for (id, components) in &world.entities {
+        let slots: Vec<(u8, Option<Vec<u8>>)> = match base.entities.get(id) {
+            None => components
+                .iter()
+                .enumerate()
+                .map(|(slot, c)| (slot as u8, c.clone()))
+                .collect(),
+            Some(before) => components
+                .iter()
+                .enumerate()
+                .filter(|(slot, c)| before.get(*slot) != Some(*c))
+                .map(|(slot, c)| (slot as u8, c.clone()))
+                .collect(),
+        };
+        if !slots.is_empty() || !base.entities.contains_key(id) {
+            changed.push((*id, slots));
+        }
+    }
+    let despawned = base
+        .entities
+        .keys()
+        .filter(|id| !world.entities.contains_key(id))
+        .copied()
+        .collect();
+    (changed, despawned)
+}
+
+/// The mirror side: the worlds of recent ticks, to apply deltas onto.
+#[derive(Debug)]
+pub struct Mirror {
+    slots: usize,
+    worlds: BTreeMap<u32, Arc<WorldState>>,
+    current: Option<u32>,
+}
+
+impl Mirror {
+    /// A mirror of a world with `slots` registered components.
+    pub fn new(slots: usize) -> Self {
+        Mirror {
+            slots,
+            worlds: BTreeMap::new(),
+            current: None,
+        }
+    }
+
+    /// The newest world applied, and its tick.
+    pub fn current(&self) -> Option<(u32, &WorldState)> {
+        let tick = self.current?;
+        self.worlds.get(&tick).map(|w| (tick, w.as_ref()))
+    }
+
+    /// Forgets everything (a new authority will send a full world).
+    pub fn reset(&mut self) {
+        self.worlds.clear();
+        self.current = None;
+    }
+
+    /// Applies a message from the authority. Returns the acknowledgement to
+    /// send back when it produced a newer world (`Ok(None)`: stale or
+    /// duplicate, nothing to do).
+    pub fn receive(
+        &mut self,
+        message: ReplicationMessage,
+    ) -> Result<Option<ReplicationMessage>, ReplicationError> {
+        let (tick, world) = match message {
+            ReplicationMessage::Full { tick, world } => {
+                self.check(&world)?;
+                if self.current.is_some_and(|c| tick <= c) {
+                    return Ok(None);
+                }
+                (tick, world)
+            }
+            ReplicationMessage::Delta {
+                tick,
+                baseline,
+                changed,
+                despawned,
+            } => {
+                if self.current.is_some_and(|c| tick <= c) {
+                    return Ok(None);
+                }
+                let base = self
+                    .worlds
+                    .get(&baseline)
+                    .ok_or(ReplicationError::UnknownBaseline(baseline))?;
+                let mut world = (**base).clone();
+                for id in despawned {
+                    world.entities.remove(&id);
+                }
+                for (id, slots) in changed {
+                    let entity = world
+                        .entities
+                        .entry(id)
+                        .or_insert_with(|| vec![None; self.slots]);
+                    for (slot, value) in slots {
+                        let cell =
+                            entity
+                                .get_mut(slot as usize)
+                                .ok_or(ReplicationError::BadSlot {
+                                    slot,
+                                    slots: self.slots,
+                                })?;
+                        *cell = value;
+                    }
+                }
+                (tick, world)
+            }
+            ReplicationMessage::Ack { .. } => return Err(ReplicationError::Unexpected),
+        };
+        self.worlds.insert(tick, Arc::new(world));
+        self.current = Some(tick);
+        // Baselines older than the authority's history are useless.
+        while self.worlds.len() > HISTORY {
+            self.worlds.pop_first();
+        }
+        Ok(Some(ReplicationMessage::Ack { tick }))
+    }
+
+    fn check(&self, world: &WorldState) -> Result<(), ReplicationError> {
+        match world.entities.values().find(|c| c.len() != self.slots) {
+            Some(c) => Err(ReplicationError::BadSlot {
+                slot: c.len().min(255) as u8,
+                slots: self.slots,
+            }),
+            None => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn peer(n: u128) -> PeerId {
+        PeerId(uuid::Uuid::from_u128(n))
+    }
+
+    fn world(entities: &[(NetId, &[Option<&[u8]>])]) -> WorldState {
+        WorldState {
+            entities: entities
+                .iter()
+                .map(|(id, cs)| (*id, cs.iter().map(|c| c.map(<[u8]>::to_vec)).collect()))
+                .collect(),
+        }
+    }
+
+    /// Delivers the authority's messages to the mirror, dropping unreliable
+    /// ones when `lose` says so; acks go back unless lost too.
+    fn deliver(
+        authority: &mut Authority,
+        mirror: &mut Mirror,
+        me: PeerId,
+        messages: Vec<(PeerId, Delivery, ReplicationMessage)>,
+        lose: bool,
+    ) {
+        for (to, delivery, message) in messages {
+            assert_eq!(to, me);
+            if lose && delivery == Delivery::Unreliable {
+                continue;
+            }
+            if let Some(ReplicationMessage::Ack { tick }) = mirror.receive(message).unwrap() {
+                if !lose {
+                    authority.ack(me, tick);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_lowest_id_is_elected_by_everyone() {
+        let (a, b, c) = (peer(1), peer(2), peer(3));
+        assert_eq!(elect(b, [c, a]), a);
+        assert_eq!(elect(a, [b, c]), a);
+        assert_eq!(elect(c, [b]), b);
+        assert_eq!(elect(c, []), c);
+    }
+
+    #[test]
+    fn full_then_deltas_against_the_acknowledged_baseline() {
+        let me = peer(2);
+        let mut authority = Authority::new();
+        let mut mirror = Mirror::new(2);
+        authority.add_peer(me);
+        let w1 = world(&[(1, &[Some(b"a"), None]), (2, &[Some(b"b"), Some(b"x")])]);
+        let out = authority.tick(1, w1.clone());
+        assert!(matches!(
+            out[0],
+            (_, Delivery::Reliable, ReplicationMessage::Full { .. })
+        ));
+        deliver(&mut authority, &mut mirror, me, out, false);
+        assert_eq!(mirror.current(), Some((1, &w1)));
+
+        // Entity 1 changes slot 0, entity 2 goes, entity 3 comes.
+        let w2 = world(&[(1, &[Some(b"A"), None]), (3, &[None, Some(b"c")])]);
+        let out = authority.tick(2, w2.clone());
+        match &out[0].2 {
+            ReplicationMessage::Delta {
+                baseline,
+                changed,
+                despawned,
+                ..
+            } => {
+                assert_eq!(*baseline, 1);
+                assert_eq!(despawned, &vec![2]);
+                assert_eq!(changed.len(), 2);
+                assert_eq!(changed[0], (1, vec![(0, Some(b"A".to_vec()))]));
+            }
+            other => panic!("expected a delta, got {other:?}"),
+        }
+        deliver(&mut authority, &mut mirror, me, out, false);
+        assert_eq!(mirror.current(), Some((2, &w2)));
+    }
+
+    #[test]
+    fn lost_deltas_cost_only_a_larger_next_one() {
+        let me = peer(2);
+        let mut authority = Authority::new();
+        let mut mirror = Mirror::new(1);
+        authority.add_peer(me);
+        let at = |t: u32, n: u64| WorldState {
+            entities: (0..n)
+                .map(|id| (id, vec![Some(vec![(t % 7) as u8, id as u8])]))
+                .collect(),
+        };
+        let out = authority.tick(1, at(1, 3));
+        deliver(&mut authority, &mut mirror, me, out, false);
+        // Ticks 2–5 lost (spawning entity 3 on the way), tick 6 arrives.
+        for t in 2..=5 {
+            let out = authority.tick(t, at(t, 4));
+            deliver(&mut authority, &mut mirror, me, out, true);
+        }
+        assert_eq!(mirror.current().map(|(t, _)| t), Some(1));
+        let out = authority.tick(6, at(6, 4));
+        match &out[0].2 {
+            ReplicationMessage::Delta {
+                baseline, changed, ..
+            } => {
+                assert_eq!(*baseline, 1);
+                assert!(
+                    changed.iter().any(|(id, _)| *id == 3),
+                    "the spawn is repeated"
+                );
+            }
+            other => panic!("expected a delta, got {other:?}"),
+        }
+        deliver(&mut authority, &mut mirror, me, out, false);
+        assert_eq!(mirror.current(), Some((6, &at(6, 4))));
+    }
+
+    #[test]
+    fn stale_and_unusable_messages_change_nothing() {
+        let mut mirror = Mirror::new(1);
+        let full = ReplicationMessage::Full {
+            tick: 5,
+            world: world(&[(1, &[Some(b"a")])]),
+        };
+        assert!(mirror.receive(full.clone()).unwrap().is_some());
+        assert_eq!(mirror.receive(full).unwrap(), None, "a duplicate");
+        let old = ReplicationMessage::Full {
+            tick: 4,
+            world: WorldState::default(),
+        };
+        assert_eq!(
+            mirror.receive(old).unwrap(),
+            None,
+            "older than what we have"
+        );
+        let unknown = ReplicationMessage::Delta {
+            tick: 9,
+            baseline: 7,
+            changed: vec![],
+            despawned: vec![],
+        };
+        assert_eq!(
+            mirror.receive(unknown),
+            Err(ReplicationError::UnknownBaseline(7))
+        );
+        let bad_slot = ReplicationMessage::Delta {
+            tick: 9,
+            baseline: 5,
+            changed: vec![(1, vec![(3, None)])],
+            despawned: vec![],
+        };
+        assert!(matches!(
+            mirror.receive(bad_slot),
+            Err(ReplicationError::BadSlot { .. })
+        ));
+        let wrong_width = ReplicationMessage::Full {
+            tick: 10,
+            world: world(&[(1, &[None, None])]),
+        };
+        assert!(matches!(
+            mirror.receive(wrong_width),
+            Err(ReplicationError::BadSlot { .. })
+        ));
+        assert_eq!(mirror.current().map(|(t, _)| t), Some(5));
+        assert_eq!(
+            mirror.receive(ReplicationMessage::Ack { tick: 1 }),
+            Err(ReplicationError::Unexpected)
+        );
+    }
+
+    #[test]
+    fn a_peer_whose_baseline_fell_out_of_history_gets_a_full_world_again() {
+        let me = peer(2);
+        let mut authority = Authority::new();
+        let mut mirror = Mirror::new(1);
+        authority.add_peer(me);
+        let w = |t: u32| world(&[(1, &[Some(&[t as u8])])]);
+        let out = authority.tick(1, w(1));
+        deliver(&mut authority, &mut mirror, me, out, false);
+        // Nothing arrives for longer than the history: tick 1 falls out.
+        let mut fulls = Vec::new();
+        for t in 2..=(HISTORY as u32 + 2) {
+            let out = authority.tick(t, w(t));
+            if matches!(
+                out[0],
+                (_, Delivery::Reliable, ReplicationMessage::Full { .. })
+            ) {
+                fulls.push(t);
+            }
+            deliver(&mut authority, &mut mirror, me, out, true);
+        }
+        assert_eq!(
+            fulls,
+            vec![HISTORY as u32 + 1],
+            "one full world, when tick 1 fell out"
+        );
+        assert_eq!(mirror.current().map(|(t, _)| t), Some(HISTORY as u32 + 1));
+        // Deltas build on it from then on.
+        let out = authority.tick(HISTORY as u32 + 3, w(3));
+        deliver(&mut authority, &mut mirror, me, out, false);
+        assert_eq!(mirror.current(), Some((HISTORY as u32 + 3, &w(3))));
+    }
+
+    proptest::proptest! {
+        /// Whatever the worlds and whichever unreliable messages are lost,
+        /// the first delta that arrives makes the mirror equal the authority.
+        #[test]
+        fn any_loss_pattern_converges_on_the_next_delivery(
+            worlds in proptest::collection::vec(
+                proptest::collection::btree_map(0u64..12, proptest::collection::vec(
+                    proptest::option::of(proptest::collection::vec(proptest::prelude::any::<u8>(), 0..4)), 2), 0..8),
+                1..40),
+            losses in proptest::collection::vec(proptest::prelude::any::<bool>(), 40),
+        ) {
+            let me = peer(9);
+            let mut authority = Authority::new();
+            let mut mirror = Mirror::new(2);
+            authority.add_peer(me);
+            let mut tick = 0;
+            for (entities, lose) in worlds.iter().zip(&losses) {
+                tick += 1;
+                let out = authority.tick(tick, WorldState { entities: entities.clone() });
+                deliver(&mut authority, &mut mirror, me, out, *lose);
+            }
+            let last = WorldState { entities: worlds.last().cloned().unwrap_or_default() };
+            let out = authority.tick(tick + 1, last.clone());
+            deliver(&mut authority, &mut mirror, me, out, false);
+            proptest::prop_assert_eq!(mirror.current(), Some((tick + 1, &last)));
+        }
+    }
+}
