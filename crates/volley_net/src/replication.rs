@@ -31,6 +31,9 @@ pub type NetId = u64;
 /// when the entity lacks that component.
 pub type Components = Vec<Option<Vec<u8>>>;
 
+/// An entity's changed slots: (slot, the new value or `None` for removed).
+pub type SlotChanges = Vec<(u8, Option<Vec<u8>>)>;
+
 /// The replicated world at one tick.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WorldState {
@@ -56,7 +59,7 @@ pub enum ReplicationMessage {
         baseline: u32,
         /// Entities new or changed since the baseline: changed slots only
         /// for entities the baseline has, every slot for new ones.
-        changed: Vec<(NetId, Vec<(u8, Option<Vec<u8>>)>)>,
+        changed: Vec<(NetId, SlotChanges)>,
         /// Entities gone since the baseline.
         despawned: Vec<NetId>,
     },
@@ -212,14 +215,10 @@ impl Authority {
 }
 
 /// Entities new or changed from `base` to `world`, and those gone.
-#[allow(clippy::type_complexity)]
-pub fn diff(
-    base: &WorldState,
-    world: &WorldState,
-) -> (Vec<(NetId, Vec<(u8, Option<Vec<u8>>)>)>, Vec<NetId>) {
+pub fn diff(base: &WorldState, world: &WorldState) -> (Vec<(NetId, SlotChanges)>, Vec<NetId>) {
     let mut changed = Vec::new();
     for (id, components) in &world.entities {
-        let slots: Vec<(u8, Option<Vec<u8>>)> = match base.entities.get(id) {
+        let slots: SlotChanges = match base.entities.get(id) {
             None => components
                 .iter()
                 .enumerate()
@@ -378,10 +377,10 @@ mod tests {
             if lose && delivery == Delivery::Unreliable {
                 continue;
             }
-            if let Some(ReplicationMessage::Ack { tick }) = mirror.receive(message).unwrap() {
-                if !lose {
-                    authority.ack(me, tick);
-                }
+            if let Some(ReplicationMessage::Ack { tick }) = mirror.receive(message).unwrap()
+                && !lose
+            {
+                authority.ack(me, tick);
             }
         }
     }
