@@ -33,6 +33,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod replication;
 pub mod rollback;
 
 use std::collections::HashMap;

@@ -1,0 +1,521 @@
+//! State sync: the authority peer replicates registered components of
+//! [`Replicated`] entities to every other peer in the room, through
+//! [`volley_net::replication`]'s state machines.
+//!
+//! The authority is decided without a round trip (see `elect_authority`):
+//! a room's first peers elect the lowest id, newcomers adopt the authority
+//! that sends them the world, and when it leaves the lowest remaining id
+//! takes over from its copy of the world ([`AuthorityChanged`]). Only the authority's changes
+//! count: on other peers replicated components are overwritten with the
+//! authority's state every tick.
+//!
+//! ```no_run
+//! use bevy::prelude::*;
+//! use bevy_volley::prelude::*;
+//! use bevy_volley::replication::{ReplicationAppExt, ReplicationPlugin, Replicated};
+//!
+//! #[derive(Component, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+//! struct Position(i32, i32);
+//!
+//! App::new()
+//!     .add_plugins((
+//!         MinimalPlugins,
+//!         VolleyPlugin::new("ws://127.0.0.1:3536/board"),
+//!         ReplicationPlugin::default(),
+//!     ))
+//!     .replicate::<Position>()
+//!     .add_systems(Startup, |mut commands: Commands| {
+//!         commands.spawn((Replicated, Position(0, 0)));
+//!     })
+//!     .run();
+//! ```
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use bevy::app::{App, Plugin, PostUpdate, PreUpdate};
+use bevy::ecs::message::{Message, MessageReader, MessageWriter};
+use bevy::ecs::prelude::*;
+use bevy::platform::time::Instant;
+use bevy::time::Time;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tracing::{debug, warn};
+use volley_net::codec::{Bincode, Codec};
+use volley_net::replication::{
+    Authority, Components, Delivery, Mirror, NetId, ReplicationError, ReplicationMessage,
+    WorldState, elect,
+};
+use volley_net::{Channel, NetError, PeerId, SessionEvent};
+
+use crate::{NetAppExt, NetPeerEvent, NetReceived, VolleySession, VolleySet};
+
+/// Marks an entity for replication (spawn it on the authority).
+#[derive(Component, Debug, Clone, Copy, Default)]
+pub struct Replicated;
+
+/// A replicated entity's id, the same on every peer.
+#[derive(Component, Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct NetEntity(pub NetId);
+
+/// The authority changed (also at the first election).
+#[derive(Message, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AuthorityChanged {
+    /// The previous authority, if any.
+    pub old: Option<PeerId>,
+    /// The new one.
+    pub new: PeerId,
+    /// Whether that is us.
+    pub is_us: bool,
+}
+
+/// Replication's state, for game systems (`run_if(is_authority)`) and overlays.
+#[derive(Resource, Debug, Clone, Default)]
+pub struct ReplicationStatus {
+    /// The current authority.
+    pub authority: Option<PeerId>,
+    /// Whether we are it.
+    pub is_authority: bool,
+    /// The authority's tick (ours when we are it; the last applied otherwise).
+    pub tick: u32,
+    /// Replication messages from peers that were not usable.
+    pub invalid_messages: u64,
+}
+
+/// A run condition: this peer is the authority.
+pub fn is_authority(status: Res<ReplicationStatus>) -> bool {
+    status.is_authority
+}
+
+/// Replicates at `tick_rate` ticks per second (default 30).
+#[derive(Debug, Clone, Copy)]
+pub struct ReplicationPlugin {
+    /// Ticks per second.
+    pub tick_rate: u32,
+}
+
+impl Default for ReplicationPlugin {
+    fn default() -> Self {
+        ReplicationPlugin { tick_rate: 30 }
+    }
+}
+
+/// Sent reliably (full worlds, and deltas too large for one unreliable message).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct ReplicationReliable(pub ReplicationMessage);
+
+/// Sent unreliably (deltas, acknowledgements).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct ReplicationUnreliable(pub ReplicationMessage);
+
+type Extract = fn(&World, Entity) -> Option<Vec<u8>>;
+type Apply = fn(&mut World, Entity, Option<&[u8]>) -> bool;
+
+/// The replicated component types, in registration order (= slot).
+#[derive(Resource, Default)]
+struct Registry(Vec<(&'static str, Extract, Apply)>);
+
+#[derive(Resource)]
+struct Engine {
+    authority: Option<Authority>,
+    mirror: Mirror,
+    period: Duration,
+    since: Duration,
+    next_id: u64,
+    /// NetId → local entity, on every peer.
+    entities: HashMap<NetId, Entity>,
+    /// The mirror tick last applied to the world.
+    applied: Option<u32>,
+    /// When we started waiting for an authority to speak.
+    waiting_since: Option<Instant>,
+}
+
+/// How long a peer without an authority waits for one to speak before it
+/// elects one itself (a room's first peers, all without state).
+pub const ELECTION_WAIT: Duration = Duration::from_millis(500);
+
+impl Plugin for ReplicationPlugin {
+    fn build(&self, app: &mut App) {
+        app.init_resource::<Registry>();
+        let slots = app.world().resource::<Registry>().0.len();
+        app.init_resource::<ReplicationStatus>()
+            .add_message::<AuthorityChanged>()
+            .add_net_message::<ReplicationReliable>(Channel::Reliable)
+            .add_net_message::<ReplicationUnreliable>(Channel::Unreliable)
+            .insert_resource(Engine {
+                authority: None,
+                mirror: Mirror::new(slots),
+                period: Duration::from_secs(1) / self.tick_rate.max(1),
+                since: Duration::ZERO,
+                next_id: 0,
+                entities: HashMap::new(),
+                applied: None,
+                waiting_since: None,
+            })
+            .add_systems(
+                PreUpdate,
+                (elect_authority, receive, apply_world)
+                    .chain()
+                    .after(VolleySet::Receive),
+            )
+            .add_systems(PostUpdate, replicate.before(VolleySet::Send));
+    }
+}
+
+/// Registering replicated components.
+pub trait ReplicationAppExt {
+    /// Replicates component `C` of [`Replicated`] entities. Every peer must
+    /// register the same components in the same order.
+    fn replicate<C>(&mut self) -> &mut Self
+    where
+        C: Component<Mutability = bevy::ecs::component::Mutable>
+            + Clone
+            + PartialEq
+            + Serialize
+            + DeserializeOwned;
+}
+
+impl ReplicationAppExt for App {
+    fn replicate<C>(&mut self) -> &mut Self
+    where
+        C: Component<Mutability = bevy::ecs::component::Mutable>
+            + Clone
+            + PartialEq
+            + Serialize
+            + DeserializeOwned,
+    {
+        self.init_resource::<Registry>();
+        self.world_mut().resource_mut::<Registry>().0.push((
+            std::any::type_name::<C>(),
+            extract::<C>,
+            apply::<C>,
+        ));
+        let slots = self.world().resource::<Registry>().0.len();
+        if let Some(mut engine) = self.world_mut().get_resource_mut::<Engine>() {
+            engine.mirror = Mirror::new(slots);
+        }
+        self
+    }
+}
+
+fn extract<C: Component + Serialize>(world: &World, entity: Entity) -> Option<Vec<u8>> {
+    let component = world.get::<C>(entity)?;
+    let mut bytes = Vec::new();
+    match Bincode.encode(component, &mut bytes) {
+        Ok(()) => Some(bytes),
+        Err(e) => {
+            warn!("volley: cannot encode {}: {e}", std::any::type_name::<C>());
+            None
+        }
+    }
+}
+
+/// Sets (or removes) the component; false when the bytes did not decode.
+fn apply<C>(world: &mut World, entity: Entity, bytes: Option<&[u8]>) -> bool
+where
+    C: Component<Mutability = bevy::ecs::component::Mutable> + Clone + PartialEq + DeserializeOwned,
+{
+    let Ok(mut e) = world.get_entity_mut(entity) else {
+        return true;
+    };
+    match bytes {
+        None => {
+            e.remove::<C>();
+            true
+        }
+        Some(bytes) => match Bincode.decode::<C>(bytes) {
+            Ok(value) => {
+                match e.get_mut::<C>() {
+                    // Only a real change marks it changed.
+                    Some(mut current) => {
+                        if *current != value {
+                            *current = value;
+                        }
+                    }
+                    None => {
+                        e.insert(value);
+                    }
+                }
+                true
+            }
+            Err(_) => false,
+        },
+    }
+}
+
+/// Who the authority is, decided so that a peer with state keeps it:
+/// - a peer that knows no authority adopts the first one that sends it a
+///   world, and elects the lowest id among the connected peers (itself
+///   included) only after [`ELECTION_WAIT`] of silence;
+/// - a known authority stays while connected, even when a peer with a
+///   lower id joins (that peer has no state);
+/// - when it leaves, the lowest remaining id takes over from its mirror;
+/// - two peers claiming authority at once (they elected before seeing each
+///   other) settle on the lower id: a full world from a lower id wins.
+fn elect_authority(
+    volley: Option<ResMut<VolleySession>>,
+    mut engine: ResMut<Engine>,
+    mut status: ResMut<ReplicationStatus>,
+    mut peer_events: MessageReader<NetPeerEvent>,
+    mut changed: MessageWriter<AuthorityChanged>,
+) {
+    let events: Vec<SessionEvent> = peer_events.read().map(|e| e.0.clone()).collect();
+    let Some(mut volley) = volley else { return };
+    let session = volley.session();
+    let Some(me) = session.id() else { return };
+    let peers: Vec<PeerId> = session.connected_peers().collect();
+    if let Some(authority) = engine.authority.as_mut() {
+        for event in &events {
+            match event {
+                SessionEvent::Connected(peer) => authority.add_peer(*peer),
+                SessionEvent::Left(peer, _) => authority.remove_peer(*peer),
+                _ => {}
+            }
+        }
+    }
+    let elected = match status.authority {
+        Some(a) if a == me || peers.contains(&a) => return,
+        Some(_) => elect(me, peers.iter().copied()), // it left
+        None => {
+            // Wait for the mesh to be quiet: each newcomer restarts the wait.
+            if events
+                .iter()
+                .any(|e| matches!(e, SessionEvent::Connected(_)))
+            {
+                engine.waiting_since = Some(Instant::now());
+            }
+            let since = *engine.waiting_since.get_or_insert_with(Instant::now);
+            if since.elapsed() < ELECTION_WAIT {
+                return;
+            }
+            elect(me, peers.iter().copied())
+        }
+    };
+    set_authority(&mut engine, &mut status, &mut changed, me, elected, &peers);
+}
+
+fn set_authority(
+    engine: &mut Engine,
+    status: &mut ReplicationStatus,
+    changed: &mut MessageWriter<AuthorityChanged>,
+    me: PeerId,
+    elected: PeerId,
+    peers: &[PeerId],
+) {
+    let old = status.authority;
+    status.authority = Some(elected);
+    status.is_authority = elected == me;
+    engine.waiting_since = None;
+    if status.is_authority {
+        let mut authority = Authority::new();
+        for peer in peers {
+            authority.add_peer(*peer);
+        }
+        engine.authority = Some(authority);
+        // Our world is the mirror's latest: go on from its tick.
+        status.tick = engine.applied.map_or(status.tick, |t| t.max(status.tick));
+    } else {
+        engine.authority = None;
+        engine.mirror.reset();
+        engine.applied = None;
+    }
+    debug!(
+        "volley: replication authority {elected} (us: {})",
+        status.is_authority
+    );
+    changed.write(AuthorityChanged {
+        old,
+        new: elected,
+        is_us: status.is_authority,
+    });
+}
+
+/// Feeds replication messages into the mirror (from the authority) or the
+/// authority (acknowledgements).
+fn receive(
+    volley: Option<ResMut<VolleySession>>,
+    mut engine: ResMut<Engine>,
+    mut status: ResMut<ReplicationStatus>,
+    mut changed: MessageWriter<AuthorityChanged>,
+    mut reliable: MessageReader<NetReceived<ReplicationReliable>>,
+    mut unreliable: MessageReader<NetReceived<ReplicationUnreliable>>,
+) {
+    let incoming: Vec<(PeerId, ReplicationMessage)> = reliable
+        .read()
+        .map(|m| (m.from, m.message.0.clone()))
+        .chain(unreliable.read().map(|m| (m.from, m.message.0.clone())))
+        .collect();
+    let Some(mut volley) = volley else { return };
+    let session = volley.session();
+    let Some(me) = session.id() else { return };
+    let peers: Vec<PeerId> = session.connected_peers().collect();
+    for (from, message) in incoming {
+        let claims = matches!(message, ReplicationMessage::Full { .. });
+        // Adopt the first authority that speaks, or a lower-id claimant.
+        let adopt = match status.authority {
+            None => claims || matches!(message, ReplicationMessage::Delta { .. }),
+            Some(a) => claims && from != a && from < a,
+        };
+        if adopt {
+            set_authority(&mut engine, &mut status, &mut changed, me, from, &peers);
+        }
+        if let Some(authority) = engine.authority.as_mut() {
+            if let ReplicationMessage::Ack { tick } = message {
+                authority.ack(from, tick);
+            }
+            continue;
+        }
+        if Some(from) != status.authority {
+            continue; // a former authority's last words
+        }
+        match engine.mirror.receive(message) {
+            Ok(Some(ack)) => {
+                if let Err(e) = session.send(from, &ReplicationUnreliable(ack)) {
+                    debug!("volley: ack not sent: {e}");
+                }
+            }
+            Ok(None) => {}
+            // A delta that overtook the full world it builds on: expected.
+            Err(ReplicationError::UnknownBaseline(_)) => {}
+            Err(e) => {
+                status.invalid_messages += 1;
+                debug!("volley: replication message from {from} dropped: {e}");
+            }
+        }
+    }
+}
+
+/// Makes the world match the mirror's newest state (non-authority peers).
+fn apply_world(world: &mut World) {
+    let (tick, state) = {
+        let engine = world.resource::<Engine>();
+        if engine.authority.is_some() {
+            return;
+        }
+        match engine.mirror.current() {
+            Some((tick, state)) if engine.applied != Some(tick) => (tick, state.clone()),
+            _ => return,
+        }
+    };
+    let appliers: Vec<Apply> = world.resource::<Registry>().0.iter().map(|r| r.2).collect();
+    let mut entities = std::mem::take(&mut world.resource_mut::<Engine>().entities);
+    // Gone since the last applied world.
+    let gone: Vec<NetId> = entities
+        .keys()
+        .filter(|id| !state.entities.contains_key(id))
+        .copied()
+        .collect();
+    for id in gone {
+        if let Some(entity) = entities.remove(&id) {
+            world.despawn(entity);
+        }
+    }
+    let mut invalid = 0;
+    for (id, components) in &state.entities {
+        let entity = match entities
+            .get(id)
+            .copied()
+            .filter(|e| world.get_entity(*e).is_ok())
+        {
+            Some(entity) => entity,
+            None => {
+                let entity = world.spawn((Replicated, NetEntity(*id))).id();
+                entities.insert(*id, entity);
+                entity
+            }
+        };
+        for (slot, apply) in appliers.iter().enumerate() {
+            let bytes = components.get(slot).and_then(|c| c.as_deref());
+            if !apply(world, entity, bytes) {
+                invalid += 1;
+            }
+        }
+    }
+    let mut engine = world.resource_mut::<Engine>();
+    engine.entities = entities;
+    engine.applied = Some(tick);
+    let mut status = world.resource_mut::<ReplicationStatus>();
+    status.tick = tick;
+    status.invalid_messages += invalid;
+}
+
+/// On the authority, every tick: ids for new replicated entities, the world
+/// extracted, and each peer's message sent.
+fn replicate(world: &mut World) {
+    let due = {
+        let delta = world.resource::<Time>().delta();
+        let mut engine = world.resource_mut::<Engine>();
+        if engine.authority.is_none() {
+            return;
+        }
+        engine.since += delta;
+        if engine.since < engine.period {
+            false
+        } else {
+            engine.since = Duration::ZERO;
+            true
+        }
+    };
+    if !due {
+        return;
+    }
+    let Some(me) = world
+        .get_resource_mut::<VolleySession>()
+        .and_then(|mut v| v.session().id())
+    else {
+        return;
+    };
+    // Ids: our id's high bits and a counter, unique across authorities.
+    let fresh: Vec<Entity> = world
+        .query_filtered::<Entity, (With<Replicated>, Without<NetEntity>)>()
+        .iter(world)
+        .collect();
+    for entity in fresh {
+        let id = {
+            let mut engine = world.resource_mut::<Engine>();
+            engine.next_id += 1;
+            ((me.0.as_u128() as u64) & 0xffff_ffff_0000_0000) | (engine.next_id & 0xffff_ffff)
+        };
+        world.entity_mut(entity).insert(NetEntity(id));
+        world.resource_mut::<Engine>().entities.insert(id, entity);
+    }
+    let extractors: Vec<Extract> = world.resource::<Registry>().0.iter().map(|r| r.1).collect();
+    let mut state = WorldState::default();
+    let replicated: Vec<(Entity, NetId)> = world
+        .query_filtered::<(Entity, &NetEntity), With<Replicated>>()
+        .iter(world)
+        .map(|(e, n)| (e, n.0))
+        .collect();
+    for (entity, id) in replicated {
+        let components: Components = extractors.iter().map(|x| x(world, entity)).collect();
+        state.entities.insert(id, components);
+    }
+    let tick = {
+        let mut status = world.resource_mut::<ReplicationStatus>();
+        status.tick += 1;
+        status.tick
+    };
+    let messages = match world.resource_mut::<Engine>().authority.as_mut() {
+        Some(authority) => authority.tick(tick, state),
+        None => return,
+    };
+    let Some(mut volley) = world.get_resource_mut::<VolleySession>() else {
+        return;
+    };
+    let session = volley.session();
+    for (peer, delivery, message) in messages {
+        let result = match delivery {
+            Delivery::Reliable => session.send(peer, &ReplicationReliable(message)),
+            Delivery::Unreliable => match session
+                .send(peer, &ReplicationUnreliable(message.clone()))
+            {
+                // Too big for one unreliable message: it goes reliably.
+                Err(NetError::TooLarge { .. }) => session.send(peer, &ReplicationReliable(message)),
+                other => other,
+            },
+        };
+        if let Err(e) = result {
+            debug!("volley: replication to {peer} not sent: {e}");
+        }
+    }
+}

@@ -1,0 +1,194 @@
+//! State sync end to end: headless Bevy apps replicate 200 moving entities
+//! over real WebRTC through an in-process server, with 10 % loss on the
+//! unreliable channel; a peer joins late; the authority leaves and another
+//! takes over. Inside a private network namespace (see `support::netns`).
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use bevy::prelude::*;
+use serde::{Deserialize, Serialize};
+use support::server::with_server;
+use volley::bevy::prelude::*;
+use volley::bevy::replication::{
+    NetEntity, Replicated, ReplicationAppExt, ReplicationPlugin, ReplicationStatus, is_authority,
+};
+
+#[derive(Component, Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+struct Pos(i32, i32);
+
+#[derive(Component, Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+struct Vel(i32, i32);
+
+const ENTITIES: i32 = 200;
+
+/// Whether the authority keeps moving things (cleared to let peers settle).
+#[derive(Resource)]
+struct Moving(bool);
+
+/// The authority of an empty world populates it, once.
+fn populate(mut commands: Commands, existing: Query<(), With<NetEntity>>, mut done: Local<bool>) {
+    if *done || !existing.is_empty() {
+        *done = true;
+        return;
+    }
+    *done = true;
+    for i in 0..ENTITIES {
+        commands.spawn((Replicated, Pos(i * 10, -i * 10), Vel(i % 7 - 3, i % 5 - 2)));
+    }
+}
+
+fn step(moving: Res<Moving>, mut bodies: Query<(&mut Pos, &mut Vel)>) {
+    if !moving.0 {
+        return;
+    }
+    for (mut p, mut v) in &mut bodies {
+        p.0 += v.0;
+        p.1 += v.1;
+        if p.0.abs() > 5_000 {
+            v.0 = -v.0;
+        }
+        if p.1.abs() > 5_000 {
+            v.1 = -v.1;
+        }
+    }
+}
+
+fn app(url: &str, seed: u64) -> App {
+    let mut app = App::new();
+    app.add_plugins((
+        MinimalPlugins,
+        VolleyPlugin::new(url).conditioner(ConditionerConfig {
+            latency: Duration::from_millis(5),
+            jitter: Duration::ZERO,
+            loss: 0.10,
+            seed,
+        }),
+        ReplicationPlugin { tick_rate: 60 },
+    ))
+    .replicate::<Pos>()
+    .replicate::<Vel>()
+    .insert_resource(Moving(true))
+    .add_systems(Update, (populate, step).chain().run_if(is_authority));
+    app
+}
+
+type Snapshot = BTreeMap<u64, (Option<Pos>, Option<Vel>)>;
+
+fn snapshot(app: &mut App) -> Snapshot {
+    let world = app.world_mut();
+    let mut q = world.query::<(&NetEntity, Option<&Pos>, Option<&Vel>)>();
+    q.iter(world)
+        .map(|(n, p, v)| (n.0, (p.copied(), v.copied())))
+        .collect()
+}
+
+fn status(app: &App) -> ReplicationStatus {
+    app.world().resource::<ReplicationStatus>().clone()
+}
+
+/// Updates the apps every 2 ms while `keep_going` (at most `limit`).
+fn pump(apps: &mut [App], limit: Duration, mut keep_going: impl FnMut(&mut [App]) -> bool) {
+    let deadline = Instant::now() + limit;
+    while keep_going(apps) {
+        for app in apps.iter_mut() {
+            app.update();
+        }
+        assert!(Instant::now() < deadline, "not done within {limit:?}");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+fn authority_index(apps: &[App]) -> Option<usize> {
+    apps.iter().position(|a| status(a).is_authority)
+}
+
+/// Stops the authority moving things, waits until every peer has its last
+/// tick, and compares every peer's world with the authority's.
+fn settle_and_compare(apps: &mut [App], label: &str) {
+    let lead = authority_index(apps).expect("an authority");
+    apps[lead].insert_resource(Moving(false));
+    pump(apps, Duration::from_secs(20), |apps| {
+        let lead_tick = status(&apps[lead]).tick;
+        let reference = snapshot(&mut apps[lead]);
+        !apps.iter_mut().enumerate().all(|(i, a)| {
+            i == lead || (status(a).tick + 2 >= lead_tick && snapshot(a) == reference)
+        })
+    });
+    let reference = snapshot(&mut apps[lead]);
+    assert_eq!(
+        reference.len(),
+        ENTITIES as usize,
+        "{label}: the authority's world"
+    );
+    for (i, a) in apps.iter_mut().enumerate() {
+        assert_eq!(
+            snapshot(a),
+            reference,
+            "{label}: peer {i} differs from the authority"
+        );
+    }
+    apps[lead].insert_resource(Moving(true));
+}
+
+#[test]
+fn peers_converge_on_the_authoritys_world_through_loss_late_join_and_handover() {
+    if !support::netns::isolate(
+        "peers_converge_on_the_authoritys_world_through_loss_late_join_and_handover",
+    ) {
+        return;
+    }
+    with_server(|server| {
+        let url = format!("ws://{}/sync", server.addr());
+        let mut apps: Vec<App> = (0..3).map(|i| app(&url, i + 1)).collect();
+        // Three peers: an authority emerges and populates the world.
+        // (Peers alone at first may each elect themselves; a full world
+        // from a lower id wins, so agreement among all is the final state.)
+        pump(&mut apps, Duration::from_secs(30), |apps| {
+            let first = status(&apps[0]).authority;
+            !(first.is_some()
+                && apps.iter().all(|a| status(a).authority == first)
+                && apps
+                    .iter_mut()
+                    .all(|a| snapshot(a).len() == ENTITIES as usize))
+        });
+        let lead = authority_index(&apps).expect("an authority");
+        let authority = status(&apps[lead]).authority;
+
+        // Up to tick 300, then a fourth peer joins and converges.
+        pump(&mut apps, Duration::from_secs(30), |apps| {
+            status(&apps[lead]).tick < 300
+        });
+        apps.push(app(&url, 4));
+        pump(&mut apps, Duration::from_secs(30), |apps| {
+            snapshot(&mut apps[3]).len() != ENTITIES as usize
+        });
+        settle_and_compare(&mut apps, "after the late join");
+
+        // At tick 400 the authority leaves; another takes over.
+        pump(&mut apps, Duration::from_secs(30), |apps| {
+            status(&apps[lead]).tick < 400
+        });
+        let last_tick = status(&apps[lead]).tick;
+        drop(apps.remove(lead));
+        pump(&mut apps, Duration::from_secs(30), |apps| {
+            let new = authority_index(apps);
+            !(new.is_some()
+                && apps
+                    .iter()
+                    .all(|a| status(a).authority == status(&apps[new.unwrap()]).authority))
+        });
+        let new_lead = authority_index(&apps).expect("a new authority");
+        assert_ne!(status(&apps[new_lead]).authority, authority);
+        // It goes on moving the same world, to tick 600 and beyond.
+        pump(&mut apps, Duration::from_secs(30), |apps| {
+            status(&apps[new_lead]).tick < 600.max(last_tick + 100)
+        });
+        settle_and_compare(&mut apps, "after the handover");
+        for a in &apps {
+            assert_eq!(status(a).invalid_messages, 0);
+        }
+    });
+}
