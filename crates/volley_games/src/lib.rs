@@ -7,3 +7,4 @@
 pub mod box_game;
 pub mod launch;
 pub mod status;
+pub mod whiteboard;

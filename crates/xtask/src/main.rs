@@ -201,6 +201,11 @@ const WEB_GAMES: &[(&str, usize, &str)] = &[
         "Shove the other boxes, grab the coins: first to 10 wins. Rollback netcode.",
     ),
     (
+        "whiteboard",
+        16,
+        "A shared canvas: everyone's cursor and strokes, live; latecomers see it all.",
+    ),
+    (
         "hello",
         16,
         "Peers greet each other; RTT and traffic per peer.",
