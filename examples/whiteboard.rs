@@ -8,6 +8,7 @@
 use bevy::prelude::*;
 use volley::bevy::VolleyPlugin;
 use volley_games::launch::Launch;
+use volley_games::status::StatusPlugin;
 use volley_games::whiteboard::render::WhiteboardRenderPlugin;
 use volley_games::whiteboard::{self, WhiteboardPlugin};
 
@@ -32,6 +33,7 @@ fn main() {
             VolleyPlugin::new(launch.room_url()).app_version(whiteboard::APP_VERSION),
             WhiteboardPlugin::default(),
             WhiteboardRenderPlugin,
+            StatusPlugin,
         ))
         .run();
 }

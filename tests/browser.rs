@@ -171,3 +171,92 @@ fn the_lobby_makes_a_private_room_link_that_opens_the_game() {
         assert_eq!(url.as_str(), Some(link.as_str()));
     });
 }
+
+#[test]
+fn the_whiteboard_in_a_browser_shows_a_desktop_peers_stroke_and_keeps_it() {
+    use volley::bevy::replication::ReplicationStatus;
+    use volley_games::whiteboard::{self, LocalPen, Pen, WhiteboardPlugin};
+
+    let web = web_bundle();
+    if !support::netns::isolate(
+        "the_whiteboard_in_a_browser_shows_a_desktop_peers_stroke_and_keeps_it",
+    ) {
+        return;
+    }
+    with_server_config(config(web), |server| {
+        let driver = Driver::start();
+        let browser = driver.browser();
+        browser.goto(&format!(
+            "http://{}/play/whiteboard?room=e2e-board",
+            server.addr()
+        ));
+        let mut native = bevy::app::App::new();
+        native.add_plugins((
+            bevy::MinimalPlugins,
+            volley::bevy::VolleyPlugin::new(format!("ws://{}/e2e-board", server.addr()))
+                .app_version(whiteboard::APP_VERSION),
+            WhiteboardPlugin::default(),
+        ));
+        let pump = |native: &mut bevy::app::App,
+                    what: &str,
+                    done: &mut dyn FnMut(&mut bevy::app::App) -> bool| {
+            let deadline = std::time::Instant::now() + Duration::from_secs(90);
+            while !done(native) {
+                native.update();
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "timed out waiting for {what}"
+                );
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        };
+        // Both sides agree on an authority (the browser reports it too).
+        pump(&mut native, "an authority", &mut |native| {
+            native
+                .world()
+                .resource::<ReplicationStatus>()
+                .authority
+                .is_some()
+                && browser.game_status().is_some_and(|s| {
+                    s["state"] == "InGame" && s["replication_tick"].as_u64() > Some(0)
+                })
+        });
+        // The desktop peer draws a zigzag.
+        let points: Vec<(i16, i16)> = (0..40)
+            .map(|i| (-300 + i * 15, if i % 2 == 0 { -80 } else { 80 }))
+            .collect();
+        native
+            .world_mut()
+            .write_message(LocalPen(Pen::Move((0, 0))));
+        native.world_mut().write_message(LocalPen(Pen::Down {
+            number: 1,
+            color: 1,
+            at: points[0],
+        }));
+        native.world_mut().write_message(LocalPen(Pen::Line {
+            number: 1,
+            points: points[1..].to_vec(),
+        }));
+        // The browser has its stroke and cursor.
+        pump(&mut native, "the stroke in the browser", &mut |_| {
+            browser
+                .game_status()
+                .is_some_and(|s| s["replicated"].as_u64() >= Some(2))
+        });
+        std::thread::sleep(Duration::from_millis(500));
+        browser.screenshot(&target_dir().join("e2e").join("whiteboard_browser.png"));
+        // The desktop peer leaves: the browser keeps the stroke (its cursor
+        // goes) and is the authority now.
+        drop(native);
+        let status = wait_for(
+            "the browser to keep the board alone",
+            Duration::from_secs(60),
+            || {
+                browser
+                    .game_status()
+                    .filter(|s| s["is_authority"] == true && s["replicated"] == 1)
+            },
+        );
+        println!("{status}");
+    });
+}

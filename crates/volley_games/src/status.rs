@@ -1,5 +1,6 @@
 //! What a running sample reports about itself — connection state, rollback
-//! progress, and the checksums of confirmed checkpoint frames — for people
+//! progress and the checksums of confirmed checkpoint frames, state-sync
+//! authority and entity count — for people
 //! (the page) and for tests (which compare checkpoints across peers). In the
 //! browser it is written as JSON into `data-status` of the page's
 //! `#volley-status` element.
@@ -8,6 +9,7 @@ use std::collections::BTreeMap;
 
 use bevy::prelude::*;
 use bevy_volley::ConnectionState;
+use bevy_volley::replication::{NetEntity, ReplicationStatus};
 use bevy_volley::rollback::{ChecksumHistory, RollbackStatus};
 use serde::Serialize;
 
@@ -34,6 +36,12 @@ pub struct GameStatus {
     /// Checksums (hex) of confirmed frames that are multiples of
     /// [`CHECKPOINT_EVERY`]: equal across peers when they agree.
     pub checkpoints: BTreeMap<i32, String>,
+    /// With state sync: whether we are the authority.
+    pub is_authority: bool,
+    /// With state sync: the authority's tick applied (ours when we are it).
+    pub replication_tick: u32,
+    /// With state sync: replicated entities in our world.
+    pub replicated: usize,
 }
 
 /// Keeps [`GameStatus`] current (and, in the browser, on the page).
@@ -50,10 +58,17 @@ fn update_status(
     state: Option<Res<State<ConnectionState>>>,
     rollback: Option<Res<RollbackStatus>>,
     history: Option<Res<ChecksumHistory>>,
+    replication: Option<Res<ReplicationStatus>>,
+    replicated: Query<(), With<NetEntity>>,
     mut status: ResMut<GameStatus>,
 ) {
     if let Some(state) = state {
         status.state = format!("{:?}", state.get());
+    }
+    if let Some(replication) = replication {
+        status.is_authority = replication.is_authority;
+        status.replication_tick = replication.tick;
+        status.replicated = replicated.iter().count();
     }
     let Some(rollback) = rollback else { return };
     status.local_handle = rollback.local_handle;
