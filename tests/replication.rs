@@ -13,7 +13,8 @@ use serde::{Deserialize, Serialize};
 use support::server::with_server;
 use volley::bevy::prelude::*;
 use volley::bevy::replication::{
-    NetEntity, Replicated, ReplicationAppExt, ReplicationPlugin, ReplicationStatus, is_authority,
+    Interpolate, NetEntity, Replicated, ReplicationAppExt, ReplicationPlugin, ReplicationStatus,
+    is_authority,
 };
 
 #[derive(Component, Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -21,6 +22,14 @@ struct Pos(i32, i32);
 
 #[derive(Component, Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 struct Vel(i32, i32);
+
+/// Positions are shown interpolated on the other peers.
+impl Interpolate for Pos {
+    fn interpolate(&self, to: &Self, t: f32) -> Self {
+        let lerp = |a: i32, b: i32| a + ((b - a) as f32 * t).round() as i32;
+        Pos(lerp(self.0, to.0), lerp(self.1, to.1))
+    }
+}
 
 const ENTITIES: i32 = 200;
 
@@ -68,7 +77,7 @@ fn app(url: &str, seed: u64) -> App {
         }),
         ReplicationPlugin { tick_rate: 60 },
     ))
-    .replicate::<Pos>()
+    .replicate_interpolated::<Pos>()
     .replicate::<Vel>()
     .insert_resource(Moving(true))
     .add_systems(Update, (populate, step).chain().run_if(is_authority));
