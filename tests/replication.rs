@@ -13,8 +13,8 @@ use serde::{Deserialize, Serialize};
 use support::server::with_server;
 use volley::bevy::prelude::*;
 use volley::bevy::replication::{
-    Interpolate, NetEntity, Replicated, ReplicationAppExt, ReplicationPlugin, ReplicationStatus,
-    is_authority,
+    Interpolate, NetEntity, Owner, PlayerInput, PredictionAppExt, Replicated, ReplicationAppExt,
+    ReplicationPlugin, ReplicationStatus, is_authority,
 };
 
 #[derive(Component, Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -199,5 +199,118 @@ fn peers_converge_on_the_authoritys_world_through_loss_late_join_and_handover() 
         for a in &apps {
             assert_eq!(status(a).invalid_messages, 0);
         }
+    });
+}
+
+/// A peer-controlled entity, and what moves it.
+#[derive(Component, Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+struct Avatar(i32, i32);
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+struct Nudge(i32, i32);
+
+fn nudge(avatar: &mut Avatar, by: &Nudge) {
+    avatar.0 += by.0;
+    avatar.1 += by.1;
+}
+
+/// The authority gives every connected peer (and itself) an avatar.
+fn give_avatars(
+    mut commands: Commands,
+    mut volley: Option<ResMut<VolleySession>>,
+    owners: Query<&Owner>,
+) {
+    let Some(volley) = volley.as_mut() else {
+        return;
+    };
+    let session = volley.session();
+    let peers: Vec<PeerId> = session
+        .id()
+        .into_iter()
+        .chain(session.connected_peers())
+        .collect();
+    for peer in peers {
+        if !owners.iter().any(|o| o.0 == peer) {
+            commands.spawn((Replicated, Owner(peer), Avatar(0, 0)));
+        }
+    }
+}
+
+fn predicting_app(url: &str, seed: u64) -> App {
+    let mut app = App::new();
+    app.add_plugins((
+        MinimalPlugins,
+        VolleyPlugin::new(url).conditioner(ConditionerConfig {
+            latency: Duration::from_millis(60),
+            jitter: Duration::ZERO,
+            loss: 0.10,
+            seed,
+        }),
+        ReplicationPlugin { tick_rate: 60 },
+    ))
+    .predict::<Avatar, Nudge>(nudge)
+    .add_systems(Update, give_avatars.run_if(is_authority));
+    app
+}
+
+fn my_avatar(app: &mut App) -> Option<Avatar> {
+    let me = app
+        .world_mut()
+        .resource_mut::<VolleySession>()
+        .session()
+        .id()?;
+    let world = app.world_mut();
+    let mut q = world.query::<(&Owner, &Avatar)>();
+    q.iter(world).find(|(o, _)| o.0 == me).map(|(_, a)| *a)
+}
+
+fn avatars(app: &mut App) -> BTreeMap<String, Avatar> {
+    let world = app.world_mut();
+    let mut q = world.query::<(&Owner, &Avatar)>();
+    q.iter(world).map(|(o, a)| (o.0.to_string(), *a)).collect()
+}
+
+#[test]
+fn a_peer_sees_its_own_inputs_at_once_and_ends_where_the_authority_says() {
+    if !support::netns::isolate(
+        "a_peer_sees_its_own_inputs_at_once_and_ends_where_the_authority_says",
+    ) {
+        return;
+    }
+    with_server(|server| {
+        let url = format!("ws://{}/predict", server.addr());
+        let mut apps: Vec<App> = (0..2).map(|i| predicting_app(&url, i + 10)).collect();
+        pump(&mut apps, Duration::from_secs(30), |apps| {
+            let first = status(&apps[0]).authority;
+            !(first.is_some()
+                && apps.iter().all(|a| status(a).authority == first)
+                && apps.iter_mut().all(|a| my_avatar(a).is_some()))
+        });
+        let client = apps
+            .iter()
+            .position(|a| !status(a).is_authority)
+            .expect("a client");
+        // 100 nudges, one per frame: each shows at once, 120 ms before the
+        // authority could have answered.
+        for i in 1..=100 {
+            apps[client]
+                .world_mut()
+                .write_message(PlayerInput(Nudge(1, 2)));
+            for app in apps.iter_mut() {
+                app.update();
+            }
+            assert_eq!(
+                my_avatar(&mut apps[client]),
+                Some(Avatar(i, 2 * i)),
+                "input {i} is predicted at once"
+            );
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        // The authority applies them all; the client ends exactly there.
+        pump(&mut apps, Duration::from_secs(20), |apps| {
+            let a = avatars(&mut apps[0]);
+            !(a == avatars(&mut apps[1]) && a.values().any(|v| *v == Avatar(100, 200)))
+        });
+        assert_eq!(my_avatar(&mut apps[client]), Some(Avatar(100, 200)));
     });
 }

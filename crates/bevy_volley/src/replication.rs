@@ -129,6 +129,8 @@ struct Engine {
     applied_at: Option<Instant>,
     /// When we started waiting for an authority to speak.
     waiting_since: Option<Instant>,
+    /// On the authority: each peer's last input applied.
+    processed: HashMap<PeerId, u32>,
 }
 
 /// How long a peer without an authority waits for one to speak before it
@@ -153,6 +155,7 @@ impl Plugin for ReplicationPlugin {
                 applied: None,
                 applied_at: None,
                 waiting_since: None,
+                processed: HashMap::new(),
             })
             .add_systems(
                 PreUpdate,
@@ -223,6 +226,16 @@ impl ReplicationAppExt for App {
 
 fn register<C: Component + Serialize>(app: &mut App, apply: Apply) -> &mut App {
     app.init_resource::<Registry>();
+    let name = std::any::type_name::<C>();
+    if app
+        .world()
+        .resource::<Registry>()
+        .0
+        .iter()
+        .any(|r| r.0 == name)
+    {
+        return app; // registered already (e.g. by `predict`)
+    }
     app.world_mut().resource_mut::<Registry>().0.push((
         std::any::type_name::<C>(),
         extract::<C>,
@@ -468,6 +481,7 @@ fn set_authority(
     status.authority = Some(elected);
     status.is_authority = elected == me;
     engine.waiting_since = None;
+    engine.processed.clear();
     if status.is_authority {
         let mut authority = Authority::new();
         for peer in peers {
@@ -658,10 +672,15 @@ fn replicate(world: &mut World) {
         status.tick += 1;
         status.tick
     };
-    let messages = match world.resource_mut::<Engine>().authority.as_mut() {
-        Some(authority) => authority.tick(tick, state),
-        None => return,
+    let mut engine = world.resource_mut::<Engine>();
+    let processed = std::mem::take(&mut engine.processed);
+    let messages = match engine.authority.as_mut() {
+        Some(authority) => authority.tick_with_input_acks(tick, state, |peer| {
+            processed.get(&peer).copied().unwrap_or(0)
+        }),
+        None => Vec::new(),
     };
+    engine.processed = processed;
     let Some(mut volley) = world.get_resource_mut::<VolleySession>() else {
         return;
     };
@@ -714,5 +733,196 @@ mod tests {
             values: VecDeque::new(),
         };
         assert_eq!(empty.sample(1.0), None);
+    }
+}
+
+/// The peer that controls a replicated entity: its inputs to it are
+/// predicted there (see [`PredictionAppExt::predict`]).
+#[derive(Component, Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Owner(pub PeerId);
+
+/// Write one on the controlling peer to steer its [`Owner`]ed entities:
+/// applied at once locally, sent to the authority, and replayed on top of
+/// every authoritative correction until the authority has applied it.
+#[derive(Message, Debug, Clone)]
+pub struct PlayerInput<I: Send + Sync + 'static>(pub I);
+
+/// An input with its sequence number, on its way to the authority.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct SequencedInput<I> {
+    /// Per-peer sequence number (across input types).
+    pub seq: u32,
+    /// The input.
+    pub input: I,
+}
+
+/// Our inputs of type `I` the authority has not applied yet.
+#[derive(Resource)]
+struct Pending<I>(VecDeque<(u32, I)>);
+
+/// Our last input sequence number.
+#[derive(Resource, Default)]
+struct InputSeq(u32);
+
+/// Client-side prediction with reconciliation.
+pub trait PredictionAppExt {
+    /// Entities [`Owner`]ed by this peer take `I` inputs ([`PlayerInput`])
+    /// through `step`, a deterministic function of the component and the
+    /// input: predicted locally at once, applied by the authority when it
+    /// arrives (reliably), and after each authoritative snapshot replayed
+    /// from the snapshot for the inputs the authority had not applied yet.
+    /// Registers `C` and [`Owner`] for replication (use plain, not
+    /// interpolated, replication for a predicted component).
+    fn predict<C, I>(&mut self, step: fn(&mut C, &I)) -> &mut Self
+    where
+        C: Component<Mutability = bevy::ecs::component::Mutable>
+            + Clone
+            + PartialEq
+            + Serialize
+            + DeserializeOwned,
+        I: Clone + Serialize + DeserializeOwned + Send + Sync + 'static;
+}
+
+/// The step function of a predicted component, by type.
+#[derive(Resource)]
+struct Step<C, I>(fn(&mut C, &I));
+
+impl PredictionAppExt for App {
+    fn predict<C, I>(&mut self, step: fn(&mut C, &I)) -> &mut Self
+    where
+        C: Component<Mutability = bevy::ecs::component::Mutable>
+            + Clone
+            + PartialEq
+            + Serialize
+            + DeserializeOwned,
+        I: Clone + Serialize + DeserializeOwned + Send + Sync + 'static,
+    {
+        self.replicate::<Owner>()
+            .replicate::<C>()
+            .insert_resource(Step::<C, I>(step))
+            .insert_resource(Pending::<I>(VecDeque::new()))
+            .init_resource::<InputSeq>()
+            .add_message::<PlayerInput<I>>()
+            .add_net_message::<SequencedInput<I>>(Channel::Reliable)
+            .add_systems(
+                PreUpdate,
+                (authority_inputs::<C, I>, reconcile::<C, I>)
+                    .after(apply_world)
+                    .after(VolleySet::Receive),
+            )
+            .add_systems(PostUpdate, predict_local::<C, I>.before(replicate))
+    }
+}
+
+fn predict_local<C, I>(
+    mut inputs: MessageReader<PlayerInput<I>>,
+    mut volley: Option<ResMut<VolleySession>>,
+    status: Res<ReplicationStatus>,
+    step: Res<Step<C, I>>,
+    mut pending: ResMut<Pending<I>>,
+    mut seq: ResMut<InputSeq>,
+    mut owned: Query<(&Owner, &mut C)>,
+) where
+    C: Component<Mutability = bevy::ecs::component::Mutable>,
+    I: Clone + Serialize + Send + Sync + 'static,
+{
+    let Some(volley) = volley.as_mut() else {
+        inputs.clear();
+        return;
+    };
+    let session = volley.session();
+    let (Some(me), Some(authority)) = (session.id(), status.authority) else {
+        inputs.clear();
+        return;
+    };
+    for PlayerInput(input) in inputs.read() {
+        for (owner, mut component) in &mut owned {
+            if owner.0 == me {
+                (step.0)(&mut component, input);
+            }
+        }
+        if status.is_authority {
+            continue; // applied for real
+        }
+        seq.0 += 1;
+        pending.0.push_back((seq.0, input.clone()));
+        let sent = session.send(
+            authority,
+            &SequencedInput {
+                seq: seq.0,
+                input: input.clone(),
+            },
+        );
+        if let Err(e) = sent {
+            debug!("volley: input not sent: {e}");
+        }
+    }
+}
+
+fn authority_inputs<C, I>(
+    mut received: MessageReader<NetReceived<SequencedInput<I>>>,
+    status: Res<ReplicationStatus>,
+    step: Res<Step<C, I>>,
+    mut engine: ResMut<Engine>,
+    mut owned: Query<(&Owner, &mut C)>,
+) where
+    C: Component<Mutability = bevy::ecs::component::Mutable>,
+    I: Send + Sync + 'static,
+{
+    if !status.is_authority {
+        received.clear();
+        return;
+    }
+    for message in received.read() {
+        let last = engine.processed.entry(message.from).or_insert(0);
+        if message.message.seq <= *last {
+            continue;
+        }
+        *last = message.message.seq;
+        for (owner, mut component) in &mut owned {
+            if owner.0 == message.from {
+                (step.0)(&mut component, &message.message.input);
+            }
+        }
+    }
+}
+
+/// After an authoritative world was applied: forget the inputs it
+/// includes, replay the rest on our entities.
+#[allow(clippy::too_many_arguments)]
+fn reconcile<C, I>(
+    mut volley: Option<ResMut<VolleySession>>,
+    engine: Res<Engine>,
+    status: Res<ReplicationStatus>,
+    step: Res<Step<C, I>>,
+    mut pending: ResMut<Pending<I>>,
+    mut changed: MessageReader<AuthorityChanged>,
+    mut seen: Local<Option<u32>>,
+    mut owned: Query<(&Owner, &mut C)>,
+) where
+    C: Component<Mutability = bevy::ecs::component::Mutable>,
+    I: Send + Sync + 'static,
+{
+    if changed.read().count() > 0 {
+        // A new authority never got them; it corrects us from its state.
+        pending.0.clear();
+    }
+    if status.is_authority || engine.applied == *seen {
+        return;
+    }
+    *seen = engine.applied;
+    let ack = engine.mirror.input_ack();
+    while pending.0.front().is_some_and(|(seq, _)| *seq <= ack) {
+        pending.0.pop_front();
+    }
+    let Some(me) = volley.as_mut().and_then(|v| v.session().id()) else {
+        return;
+    };
+    for (owner, mut component) in &mut owned {
+        if owner.0 == me {
+            for (_, input) in &pending.0 {
+                (step.0)(&mut component, input);
+            }
+        }
     }
 }

@@ -48,6 +48,9 @@ pub enum ReplicationMessage {
     Full {
         /// The authority's tick.
         tick: u32,
+        /// The receiver's last input the authority had applied by then
+        /// (client-side prediction replays the ones after it).
+        input_ack: u32,
         /// Every entity.
         world: WorldState,
     },
@@ -55,6 +58,8 @@ pub enum ReplicationMessage {
     Delta {
         /// The authority's tick.
         tick: u32,
+        /// As in `Full`.
+        input_ack: u32,
         /// A tick the receiver acknowledged.
         baseline: u32,
         /// Entities new or changed since the baseline: changed slots only
@@ -164,6 +169,17 @@ impl Authority {
         tick: u32,
         world: WorldState,
     ) -> Vec<(PeerId, Delivery, ReplicationMessage)> {
+        self.tick_with_input_acks(tick, world, |_| 0)
+    }
+
+    /// [`Authority::tick`], telling each peer the last of its inputs
+    /// applied to this world (`input_ack(peer)`).
+    pub fn tick_with_input_acks(
+        &mut self,
+        tick: u32,
+        world: WorldState,
+        input_ack: impl Fn(PeerId) -> u32,
+    ) -> Vec<(PeerId, Delivery, ReplicationMessage)> {
         let world = Arc::new(world);
         self.history.push_back((tick, world.clone()));
         while self.history.len() > HISTORY {
@@ -188,6 +204,7 @@ impl Authority {
                         Delivery::Unreliable,
                         ReplicationMessage::Delta {
                             tick,
+                            input_ack: input_ack(peer),
                             baseline: *base_tick,
                             changed,
                             despawned,
@@ -200,6 +217,7 @@ impl Authority {
                         Delivery::Reliable,
                         ReplicationMessage::Full {
                             tick,
+                            input_ack: input_ack(peer),
                             world: (*world).clone(),
                         },
                     ));
@@ -250,6 +268,7 @@ pub struct Mirror {
     slots: usize,
     worlds: BTreeMap<u32, Arc<WorldState>>,
     current: Option<u32>,
+    input_ack: u32,
 }
 
 impl Mirror {
@@ -259,6 +278,7 @@ impl Mirror {
             slots,
             worlds: BTreeMap::new(),
             current: None,
+            input_ack: 0,
         }
     }
 
@@ -272,6 +292,12 @@ impl Mirror {
     pub fn reset(&mut self) {
         self.worlds.clear();
         self.current = None;
+        self.input_ack = 0;
+    }
+
+    /// Our last input the authority had applied in the current world.
+    pub fn input_ack(&self) -> u32 {
+        self.input_ack
     }
 
     /// Applies a message from the authority. Returns the acknowledgement to
@@ -281,16 +307,21 @@ impl Mirror {
         &mut self,
         message: ReplicationMessage,
     ) -> Result<Option<ReplicationMessage>, ReplicationError> {
-        let (tick, world) = match message {
-            ReplicationMessage::Full { tick, world } => {
+        let (tick, input_ack, world) = match message {
+            ReplicationMessage::Full {
+                tick,
+                input_ack,
+                world,
+            } => {
                 self.check(&world)?;
                 if self.current.is_some_and(|c| tick <= c) {
                     return Ok(None);
                 }
-                (tick, world)
+                (tick, input_ack, world)
             }
             ReplicationMessage::Delta {
                 tick,
+                input_ack,
                 baseline,
                 changed,
                 despawned,
@@ -322,12 +353,13 @@ impl Mirror {
                         *cell = value;
                     }
                 }
-                (tick, world)
+                (tick, input_ack, world)
             }
             ReplicationMessage::Ack { .. } => return Err(ReplicationError::Unexpected),
         };
         self.worlds.insert(tick, Arc::new(world));
         self.current = Some(tick);
+        self.input_ack = input_ack;
         // Baselines older than the authority's history are useless.
         while self.worlds.len() > HISTORY {
             self.worlds.pop_first();
@@ -471,12 +503,14 @@ mod tests {
         let mut mirror = Mirror::new(1);
         let full = ReplicationMessage::Full {
             tick: 5,
+            input_ack: 0,
             world: world(&[(1, &[Some(b"a")])]),
         };
         assert!(mirror.receive(full.clone()).unwrap().is_some());
         assert_eq!(mirror.receive(full).unwrap(), None, "a duplicate");
         let old = ReplicationMessage::Full {
             tick: 4,
+            input_ack: 0,
             world: WorldState::default(),
         };
         assert_eq!(
@@ -486,6 +520,7 @@ mod tests {
         );
         let unknown = ReplicationMessage::Delta {
             tick: 9,
+            input_ack: 0,
             baseline: 7,
             changed: vec![],
             despawned: vec![],
@@ -496,6 +531,7 @@ mod tests {
         );
         let bad_slot = ReplicationMessage::Delta {
             tick: 9,
+            input_ack: 0,
             baseline: 5,
             changed: vec![(1, vec![(3, None)])],
             despawned: vec![],
@@ -506,6 +542,7 @@ mod tests {
         ));
         let wrong_width = ReplicationMessage::Full {
             tick: 10,
+            input_ack: 0,
             world: world(&[(1, &[None, None])]),
         };
         assert!(matches!(
