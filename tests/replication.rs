@@ -75,7 +75,12 @@ fn app(url: &str, seed: u64) -> App {
             loss: 0.10,
             seed,
         }),
-        ReplicationPlugin { tick_rate: 60 },
+        // All 200 moving take ~250 KB/s at 60 ticks/s: a budget of 150 KB/s
+        // makes the authority choose, and every entity still arrives.
+        ReplicationPlugin {
+            tick_rate: 60,
+            budget: Some(150_000),
+        },
     ))
     .replicate_interpolated::<Pos>()
     .replicate::<Vel>()
@@ -246,7 +251,10 @@ fn predicting_app(url: &str, seed: u64) -> App {
             loss: 0.10,
             seed,
         }),
-        ReplicationPlugin { tick_rate: 60 },
+        ReplicationPlugin {
+            tick_rate: 60,
+            budget: None,
+        },
     ))
     .predict::<Avatar, Nudge>(nudge)
     .add_systems(Update, give_avatars.run_if(is_authority));

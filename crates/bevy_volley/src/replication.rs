@@ -87,18 +87,30 @@ pub fn is_authority(status: Res<ReplicationStatus>) -> bool {
     status.is_authority
 }
 
-/// Replicates at `tick_rate` ticks per second (default 30).
+/// Replicates at `tick_rate` ticks per second (default 30), within
+/// `budget` bytes per second per peer when set.
 #[derive(Debug, Clone, Copy)]
 pub struct ReplicationPlugin {
     /// Ticks per second.
     pub tick_rate: u32,
+    /// Bytes per second of deltas per peer (`None`: unlimited). Over it,
+    /// entities' changes wait their turn by [`ReplicationPriority`].
+    pub budget: Option<u32>,
 }
 
 impl Default for ReplicationPlugin {
     fn default() -> Self {
-        ReplicationPlugin { tick_rate: 30 }
+        ReplicationPlugin {
+            tick_rate: 30,
+            budget: None,
+        }
     }
 }
+
+/// How much an entity's changes matter under a bandwidth budget (default
+/// 1): one of priority 4 is updated about four times as often as one of 1.
+#[derive(Component, Debug, Clone, Copy, PartialEq)]
+pub struct ReplicationPriority(pub f32);
 
 /// Sent reliably (full worlds, and deltas too large for one unreliable message).
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -131,6 +143,8 @@ struct Engine {
     waiting_since: Option<Instant>,
     /// On the authority: each peer's last input applied.
     processed: HashMap<PeerId, u32>,
+    /// Delta bytes per peer per tick (`None`: unlimited).
+    budget: Option<usize>,
 }
 
 /// How long a peer without an authority waits for one to speak before it
@@ -156,6 +170,9 @@ impl Plugin for ReplicationPlugin {
                 applied_at: None,
                 waiting_since: None,
                 processed: HashMap::new(),
+                budget: self
+                    .budget
+                    .map(|b| (b / self.tick_rate.max(1)).max(1) as usize),
             })
             .add_systems(
                 PreUpdate,
@@ -484,6 +501,7 @@ fn set_authority(
     engine.processed.clear();
     if status.is_authority {
         let mut authority = Authority::new();
+        authority.set_budget(engine.budget);
         for peer in peers {
             authority.add_peer(*peer);
         }
@@ -672,7 +690,15 @@ fn replicate(world: &mut World) {
         status.tick += 1;
         status.tick
     };
+    let priorities: HashMap<NetId, f32> = world
+        .query::<(&NetEntity, &ReplicationPriority)>()
+        .iter(world)
+        .map(|(n, p)| (n.0, p.0))
+        .collect();
     let mut engine = world.resource_mut::<Engine>();
+    if let Some(authority) = engine.authority.as_mut() {
+        authority.set_priorities(priorities);
+    }
     let processed = std::mem::take(&mut engine.processed);
     let messages = match engine.authority.as_mut() {
         Some(authority) => authority.tick_with_input_acks(tick, state, |peer| {

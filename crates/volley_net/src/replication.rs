@@ -111,55 +111,73 @@ pub enum Delivery {
 /// Ticks of history the authority keeps for baselines.
 pub const HISTORY: usize = 64;
 
-/// The authority side: world history and each peer's acknowledged tick.
-#[derive(Debug)]
+/// The authority side: per peer, the worlds it was sent (what it will have
+/// at each tick once that message arrives), its acknowledged tick, and how
+/// long each entity's changes have waited under a bandwidth budget.
+#[derive(Debug, Default)]
 pub struct Authority {
-    history: VecDeque<(u32, Arc<WorldState>)>,
-    /// Per peer: the baseline for its next delta — the newest tick it
-    /// acknowledged, or the tick of the full world it was sent (`None`, or
-    /// a tick no longer in history: it needs a full world).
-    acked: HashMap<PeerId, Option<u32>>,
+    peers: HashMap<PeerId, PeerLink>,
+    /// Bytes a delta may take per tick, per peer (`None`: no limit).
+    budget: Option<usize>,
+    /// Entity priorities (default 1): under a budget, an entity's changes
+    /// wait in proportion to the others' priorities.
+    priorities: HashMap<NetId, f32>,
 }
 
-impl Default for Authority {
-    fn default() -> Self {
-        Self::new()
-    }
+#[derive(Debug, Default)]
+struct PeerLink {
+    /// The baseline for its next delta: the newest tick it acknowledged, or
+    /// the tick of the full world it was sent (`None`, or a tick no longer
+    /// in `sent`: it needs a full world).
+    acked: Option<u32>,
+    /// What it will have at each recent tick.
+    sent: VecDeque<(u32, Arc<WorldState>)>,
+    /// Accumulated priority of changes not sent yet, by entity.
+    waiting: HashMap<NetId, f32>,
 }
 
 impl Authority {
-    /// No peers, no history.
+    /// No peers, no limit.
     pub fn new() -> Self {
-        Authority {
-            history: VecDeque::new(),
-            acked: HashMap::new(),
-        }
+        Self::default()
+    }
+
+    /// At most `bytes` of changes per peer per tick (bytes/s ÷ tick rate):
+    /// a large world degrades to slower updates of low-priority entities
+    /// instead of flooding the channel. Despawns always go; one entity per
+    /// tick goes even if it alone is over the budget.
+    pub fn set_budget(&mut self, bytes: Option<usize>) {
+        self.budget = bytes;
+    }
+
+    /// Entity priorities for the budget (entities not named: 1).
+    pub fn set_priorities(&mut self, priorities: HashMap<NetId, f32>) {
+        self.priorities = priorities;
     }
 
     /// A peer to replicate to; it gets the full world next tick.
     pub fn add_peer(&mut self, peer: PeerId) {
-        self.acked.insert(peer, None);
+        self.peers.insert(peer, PeerLink::default());
     }
 
     /// A peer that left.
     pub fn remove_peer(&mut self, peer: PeerId) {
-        self.acked.remove(&peer);
+        self.peers.remove(&peer);
     }
 
     /// The peers replicated to.
     pub fn peers(&self) -> impl Iterator<Item = PeerId> + '_ {
-        self.acked.keys().copied()
+        self.peers.keys().copied()
     }
 
     /// A peer acknowledged `tick` (ignored when older than what it acked,
-    /// or no longer in history).
+    /// or no longer known).
     pub fn ack(&mut self, peer: PeerId, tick: u32) {
-        let known = self.history.iter().any(|(t, _)| *t == tick);
-        if let Some(acked) = self.acked.get_mut(&peer)
-            && known
-            && acked.is_none_or(|a| tick > a)
+        if let Some(link) = self.peers.get_mut(&peer)
+            && link.sent.iter().any(|(t, _)| *t == tick)
+            && link.acked.is_none_or(|a| tick > a)
         {
-            *acked = Some(tick);
+            link.acked = Some(tick);
         }
     }
 
@@ -181,55 +199,123 @@ impl Authority {
         input_ack: impl Fn(PeerId) -> u32,
     ) -> Vec<(PeerId, Delivery, ReplicationMessage)> {
         let world = Arc::new(world);
-        self.history.push_back((tick, world.clone()));
-        while self.history.len() > HISTORY {
-            self.history.pop_front();
-        }
-        let oldest = self.history.front().map(|(t, _)| *t);
-        let mut out = Vec::with_capacity(self.acked.len());
-        let mut peers: Vec<PeerId> = self.acked.keys().copied().collect();
+        let mut out = Vec::with_capacity(self.peers.len());
+        let mut peers: Vec<PeerId> = self.peers.keys().copied().collect();
         peers.sort();
         for peer in peers {
-            let acked = self.acked.get(&peer).copied().flatten();
-            let baseline = acked.and_then(|b| {
-                (oldest.is_some_and(|o| b >= o))
-                    .then(|| self.history.iter().find(|(t, _)| *t == b))
-                    .flatten()
-            });
-            match baseline {
+            let Some(link) = self.peers.get_mut(&peer) else {
+                continue;
+            };
+            let baseline = link
+                .acked
+                .and_then(|b| link.sent.iter().find(|(t, _)| *t == b).cloned());
+            let (message, delivery, now_has) = match baseline {
                 Some((base_tick, base)) => {
-                    let (changed, despawned) = diff(base, &world);
-                    out.push((
-                        peer,
-                        Delivery::Unreliable,
-                        ReplicationMessage::Delta {
-                            tick,
-                            input_ack: input_ack(peer),
-                            baseline: *base_tick,
-                            changed,
-                            despawned,
-                        },
-                    ));
+                    let (mut changed, despawned) = diff(&base, &world);
+                    let now_has = match self.budget {
+                        None => world.clone(),
+                        Some(budget) => {
+                            changed =
+                                within_budget(changed, budget, &self.priorities, &mut link.waiting);
+                            Arc::new(applied(&base, &changed, &despawned))
+                        }
+                    };
+                    let message = ReplicationMessage::Delta {
+                        tick,
+                        input_ack: input_ack(peer),
+                        baseline: base_tick,
+                        changed,
+                        despawned,
+                    };
+                    (message, Delivery::Unreliable, now_has)
                 }
                 None => {
-                    out.push((
-                        peer,
-                        Delivery::Reliable,
-                        ReplicationMessage::Full {
-                            tick,
-                            input_ack: input_ack(peer),
-                            world: (*world).clone(),
-                        },
-                    ));
                     // Reliable delivery means it will have this tick: the
                     // next deltas build on it (one that overtakes the full
                     // world is dropped by the mirror and not acknowledged).
-                    self.acked.insert(peer, Some(tick));
+                    link.acked = Some(tick);
+                    link.waiting.clear();
+                    let message = ReplicationMessage::Full {
+                        tick,
+                        input_ack: input_ack(peer),
+                        world: (*world).clone(),
+                    };
+                    (message, Delivery::Reliable, world.clone())
                 }
+            };
+            link.sent.push_back((tick, now_has));
+            while link.sent.len() > HISTORY {
+                link.sent.pop_front();
             }
+            out.push((peer, delivery, message));
         }
         out
     }
+}
+
+/// Bytes a change takes on the wire, roughly (ids and lengths as varints).
+fn change_size(slots: &SlotChanges) -> usize {
+    8 + slots
+        .iter()
+        .map(|(_, v)| 3 + v.as_ref().map_or(0, Vec::len))
+        .sum::<usize>()
+}
+
+/// The changes that fit `budget`, most-waited-for first; the others wait
+/// longer (their priority accumulates), so every entity gets its turn.
+fn within_budget(
+    changed: Vec<(NetId, SlotChanges)>,
+    budget: usize,
+    priorities: &HashMap<NetId, f32>,
+    waiting: &mut HashMap<NetId, f32>,
+) -> Vec<(NetId, SlotChanges)> {
+    let priority = |id: &NetId| priorities.get(id).copied().unwrap_or(1.0);
+    let mut ranked: Vec<(f32, NetId, SlotChanges)> = changed
+        .into_iter()
+        .map(|(id, slots)| {
+            let urgency = waiting.get(&id).copied().unwrap_or(0.0) + priority(&id);
+            (urgency, id, slots)
+        })
+        .collect();
+    ranked.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+    let mut used = 0;
+    let mut sent = Vec::new();
+    let mut still_waiting = HashMap::new();
+    for (urgency, id, slots) in ranked {
+        let size = change_size(&slots);
+        if sent.is_empty() || used + size <= budget {
+            used += size;
+            sent.push((id, slots));
+        } else {
+            still_waiting.insert(id, urgency);
+        }
+    }
+    *waiting = still_waiting;
+    sent.sort_by_key(|(id, _)| *id);
+    sent
+}
+
+/// `base` with `changed` and `despawned` applied: what a mirror builds.
+fn applied(base: &WorldState, changed: &[(NetId, SlotChanges)], despawned: &[NetId]) -> WorldState {
+    let mut world = base.clone();
+    for id in despawned {
+        world.entities.remove(id);
+    }
+    for (id, slots) in changed {
+        let width = slots
+            .iter()
+            .map(|(s, _)| *s as usize + 1)
+            .max()
+            .unwrap_or(0);
+        let entity = world.entities.entry(*id).or_default();
+        if entity.len() < width {
+            entity.resize(width, None);
+        }
+        for (slot, value) in slots {
+            entity[*slot as usize] = value.clone();
+        }
+    }
+    world
 }
 
 /// Entities new or changed from `base` to `world`, and those gone.
@@ -579,14 +665,62 @@ mod tests {
         }
         assert_eq!(
             fulls,
-            vec![HISTORY as u32 + 1],
+            vec![HISTORY as u32 + 2],
             "one full world, when tick 1 fell out"
         );
-        assert_eq!(mirror.current().map(|(t, _)| t), Some(HISTORY as u32 + 1));
+        assert_eq!(mirror.current().map(|(t, _)| t), Some(HISTORY as u32 + 2));
         // Deltas build on it from then on.
         let out = authority.tick(HISTORY as u32 + 3, w(3));
         deliver(&mut authority, &mut mirror, me, out, false);
         assert_eq!(mirror.current(), Some((HISTORY as u32 + 3, &w(3))));
+    }
+
+    #[test]
+    fn a_budget_sends_the_most_urgent_changes_and_starves_nobody() {
+        let me = peer(2);
+        let mut authority = Authority::new();
+        let mut mirror = Mirror::new(1);
+        authority.add_peer(me);
+        // 100 entities of ~10 bytes; about 10 changes fit a tick.
+        let budget = 10 * change_size(&vec![(0, Some(vec![0; 10]))]);
+        authority.set_budget(Some(budget));
+        authority.set_priorities(HashMap::from([(7, 50.0)]));
+        let at = |t: u32| WorldState {
+            entities: (0..100u64)
+                .map(|id| (id, vec![Some(vec![t as u8; 10])]))
+                .collect(),
+        };
+        let out = authority.tick(1, at(1));
+        deliver(&mut authority, &mut mirror, me, out, false);
+        let mut last_seen: HashMap<NetId, u32> = HashMap::new();
+        for t in 2..=40 {
+            let out = authority.tick(t, at(t));
+            if let ReplicationMessage::Delta { changed, .. } = &out[0].2 {
+                let size: usize = changed.iter().map(|(_, s)| change_size(s)).sum();
+                assert!(size <= budget, "tick {t}: {size} bytes over {budget}");
+                assert!(
+                    changed.iter().any(|(id, _)| *id == 7),
+                    "the urgent entity goes every tick"
+                );
+                for (id, _) in changed {
+                    last_seen.insert(*id, t);
+                }
+            }
+            deliver(&mut authority, &mut mirror, me, out, false);
+        }
+        // Everyone got a turn in the last 15 ticks.
+        for id in 0..100 {
+            assert!(
+                last_seen.get(&id).is_some_and(|t| *t > 25),
+                "entity {id} starved"
+            );
+        }
+        // Once the world stops changing, the mirror catches up exactly.
+        for t in 41..=60 {
+            let out = authority.tick(t, at(40));
+            deliver(&mut authority, &mut mirror, me, out, false);
+        }
+        assert_eq!(mirror.current(), Some((60, &at(40))));
     }
 
     proptest::proptest! {

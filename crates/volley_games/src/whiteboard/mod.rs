@@ -117,6 +117,7 @@ impl Plugin for WhiteboardPlugin {
     fn build(&self, app: &mut App) {
         app.add_plugins(ReplicationPlugin {
             tick_rate: self.tick_rate,
+            budget: None,
         })
         .replicate::<Stroke>()
         .replicate::<Cursor>()
