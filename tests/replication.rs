@@ -13,8 +13,8 @@ use serde::{Deserialize, Serialize};
 use support::server::with_server;
 use volley::bevy::prelude::*;
 use volley::bevy::replication::{
-    Interpolate, NetEntity, Owner, PlayerInput, PredictionAppExt, Replicated, ReplicationAppExt,
-    ReplicationPlugin, ReplicationStatus, is_authority,
+    HandOver, Interpolate, NetEntity, Owner, PlayerInput, PredictionAppExt, Replicated,
+    ReplicationAppExt, ReplicationPlugin, ReplicationStatus, is_authority,
 };
 
 #[derive(Component, Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -320,5 +320,44 @@ fn a_peer_sees_its_own_inputs_at_once_and_ends_where_the_authority_says() {
             !(a == avatars(&mut apps[1]) && a.values().any(|v| *v == Avatar(100, 200)))
         });
         assert_eq!(my_avatar(&mut apps[client]), Some(Avatar(100, 200)));
+    });
+}
+
+#[test]
+fn the_authority_hands_over_on_request() {
+    if !support::netns::isolate("the_authority_hands_over_on_request") {
+        return;
+    }
+    with_server(|server| {
+        let url = format!("ws://{}/handover", server.addr());
+        let mut apps: Vec<App> = (0..3).map(|i| app(&url, i + 20)).collect();
+        pump(&mut apps, Duration::from_secs(30), |apps| {
+            let first = status(&apps[0]).authority;
+            !(first.is_some()
+                && apps.iter().all(|a| status(a).authority == first)
+                && apps
+                    .iter_mut()
+                    .all(|a| snapshot(a).len() == ENTITIES as usize))
+        });
+        let old = authority_index(&apps).expect("an authority");
+        let heir = (old + 1) % apps.len();
+        let heir_id = apps[heir]
+            .world_mut()
+            .resource_mut::<VolleySession>()
+            .session()
+            .id()
+            .expect("an id");
+        let tick = status(&apps[old]).tick;
+        apps[old].world_mut().write_message(HandOver(heir_id));
+        pump(&mut apps, Duration::from_secs(20), |apps| {
+            !apps.iter().all(|a| status(a).authority == Some(heir_id))
+        });
+        assert!(status(&apps[heir]).is_authority);
+        assert!(!status(&apps[old]).is_authority);
+        // The heir goes on from where the world was.
+        pump(&mut apps, Duration::from_secs(20), |apps| {
+            status(&apps[heir]).tick < tick + 60
+        });
+        settle_and_compare(&mut apps, "after the handover on request");
     });
 }

@@ -69,6 +69,11 @@ pub struct AuthorityChanged {
     pub is_us: bool,
 }
 
+/// Write one on the authority to hand authority to another connected peer
+/// (ignored elsewhere, and for peers that are not connected).
+#[derive(Message, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HandOver(pub PeerId);
+
 /// Replication's state, for game systems (`run_if(is_authority)`) and overlays.
 #[derive(Resource, Debug, Clone, Default)]
 pub struct ReplicationStatus {
@@ -157,6 +162,7 @@ impl Plugin for ReplicationPlugin {
         let slots = app.world().resource::<Registry>().0.len();
         app.init_resource::<ReplicationStatus>()
             .add_message::<AuthorityChanged>()
+            .add_message::<HandOver>()
             .add_net_message::<ReplicationReliable>(Channel::Reliable)
             .add_net_message::<ReplicationUnreliable>(Channel::Unreliable)
             .insert_resource(Engine {
@@ -176,7 +182,7 @@ impl Plugin for ReplicationPlugin {
             })
             .add_systems(
                 PreUpdate,
-                (elect_authority, receive, apply_world)
+                (elect_authority, receive, hand_over, apply_world)
                     .chain()
                     .after(VolleySet::Receive),
             )
@@ -544,6 +550,13 @@ fn receive(
     let Some(me) = session.id() else { return };
     let peers: Vec<PeerId> = session.connected_peers().collect();
     for (from, message) in incoming {
+        if let ReplicationMessage::Handover { to } = message {
+            // Only the authority we follow may hand over.
+            if Some(from) == status.authority && to != from {
+                set_authority(&mut engine, &mut status, &mut changed, me, to, &peers);
+            }
+            continue;
+        }
         let claims = matches!(message, ReplicationMessage::Full { .. });
         // Adopt the first authority that speaks, or a lower-id claimant.
         let adopt = match status.authority {
@@ -577,6 +590,37 @@ fn receive(
             }
         }
     }
+}
+
+/// On the authority: hands over when asked, telling every peer first.
+fn hand_over(
+    mut requests: MessageReader<HandOver>,
+    volley: Option<ResMut<VolleySession>>,
+    mut engine: ResMut<Engine>,
+    mut status: ResMut<ReplicationStatus>,
+    mut changed: MessageWriter<AuthorityChanged>,
+) {
+    let Some(HandOver(to)) = requests.read().last().copied() else {
+        return;
+    };
+    let Some(mut volley) = volley else { return };
+    let session = volley.session();
+    let Some(me) = session.id() else { return };
+    let peers: Vec<PeerId> = session.connected_peers().collect();
+    if !status.is_authority || to == me || !peers.contains(&to) {
+        return;
+    }
+    for peer in &peers {
+        if let Err(e) = session.send(
+            *peer,
+            &ReplicationReliable(ReplicationMessage::Handover { to }),
+        ) {
+            debug!("volley: handover not sent to {peer}: {e}");
+        }
+    }
+    // We become a mirror of the new authority (from its next full world);
+    // the world we had stays as it is until then.
+    set_authority(&mut engine, &mut status, &mut changed, me, to, &peers);
 }
 
 /// Makes the world match the mirror's newest state (non-authority peers).

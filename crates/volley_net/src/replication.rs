@@ -68,6 +68,12 @@ pub enum ReplicationMessage {
         /// Entities gone since the baseline.
         despawned: Vec<NetId>,
     },
+    /// The authority hands over to `to` (reliable, to every peer): from
+    /// now on `to` replicates, from its copy of the world.
+    Handover {
+        /// The new authority.
+        to: PeerId,
+    },
     /// A mirror has the world of `tick` (unreliable, to the authority).
     Ack {
         /// The tick.
@@ -441,7 +447,9 @@ impl Mirror {
                 }
                 (tick, input_ack, world)
             }
-            ReplicationMessage::Ack { .. } => return Err(ReplicationError::Unexpected),
+            ReplicationMessage::Ack { .. } | ReplicationMessage::Handover { .. } => {
+                return Err(ReplicationError::Unexpected);
+            }
         };
         self.worlds.insert(tick, Arc::new(world));
         self.current = Some(tick);
