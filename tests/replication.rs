@@ -124,7 +124,24 @@ fn authority_index(apps: &[App]) -> Option<usize> {
 fn settle_and_compare(apps: &mut [App], label: &str) {
     let lead = authority_index(apps).expect("an authority");
     apps[lead].insert_resource(Moving(false));
+    let started = Instant::now();
     pump(apps, Duration::from_secs(20), |apps| {
+        if started.elapsed() > Duration::from_secs(19) {
+            // About to fail: say what each peer has.
+            let reference = snapshot(&mut apps[lead]);
+            for (i, a) in apps.iter_mut().enumerate() {
+                let mine = snapshot(a);
+                let differing = mine
+                    .iter()
+                    .filter(|(id, v)| reference.get(id) != Some(v))
+                    .count();
+                eprintln!(
+                    "{label}: peer {i} {:?}, {} entities, {differing} differ from peer {lead}",
+                    status(a),
+                    mine.len()
+                );
+            }
+        }
         let lead_tick = status(&apps[lead]).tick;
         let reference = snapshot(&mut apps[lead]);
         !apps.iter_mut().enumerate().all(|(i, a)| {

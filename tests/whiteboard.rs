@@ -44,7 +44,17 @@ fn pump(apps: &mut [App], what: &str, mut done: impl FnMut(&mut [App]) -> bool) 
         for app in apps.iter_mut() {
             app.update();
         }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        if Instant::now() >= deadline {
+            for (i, a) in apps.iter_mut().enumerate() {
+                eprintln!(
+                    "peer {i}: {:?}, {} strokes, {} cursors",
+                    status(a),
+                    strokes(a).len(),
+                    cursors(a)
+                );
+            }
+            panic!("timed out waiting for {what}");
+        }
         std::thread::sleep(Duration::from_millis(2));
     }
 }

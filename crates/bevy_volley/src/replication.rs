@@ -44,7 +44,7 @@ use tracing::{debug, warn};
 use volley_net::codec::{Bincode, Codec};
 use volley_net::replication::{
     Authority, Components, Delivery, Mirror, NetId, ReplicationError, ReplicationMessage,
-    WorldState, elect,
+    WorldState, claim_wins, elect,
 };
 use volley_net::{Channel, NetError, PeerId, SessionEvent};
 
@@ -85,6 +85,8 @@ pub struct ReplicationStatus {
     pub tick: u32,
     /// Replication messages from peers that were not usable.
     pub invalid_messages: u64,
+    /// The authority's term (see `volley_net::replication::claim_wins`).
+    pub term: u32,
 }
 
 /// A run condition: this peer is the authority.
@@ -471,9 +473,10 @@ fn elect_authority(
             }
         }
     }
-    let elected = match status.authority {
+    let (elected, term) = match status.authority {
         Some(a) if a == me || peers.contains(&a) => return,
-        Some(_) => elect(me, peers.iter().copied()), // it left
+        // It left: the lowest remaining id succeeds it, one term later.
+        Some(_) => (elect(me, peers.iter().copied()), status.term + 1),
         None => {
             // Wait for the mesh to be quiet: each newcomer restarts the wait.
             if events
@@ -486,10 +489,19 @@ fn elect_authority(
             if since.elapsed() < ELECTION_WAIT {
                 return;
             }
-            elect(me, peers.iter().copied())
+            // Elected out of silence: term 0 until someone follows.
+            (elect(me, peers.iter().copied()), 0)
         }
     };
-    set_authority(&mut engine, &mut status, &mut changed, me, elected, &peers);
+    set_authority(
+        &mut engine,
+        &mut status,
+        &mut changed,
+        me,
+        elected,
+        term,
+        &peers,
+    );
 }
 
 fn set_authority(
@@ -498,16 +510,19 @@ fn set_authority(
     changed: &mut MessageWriter<AuthorityChanged>,
     me: PeerId,
     elected: PeerId,
+    term: u32,
     peers: &[PeerId],
 ) {
     let old = status.authority;
     status.authority = Some(elected);
+    status.term = term;
     status.is_authority = elected == me;
     engine.waiting_since = None;
     engine.processed.clear();
     if status.is_authority {
         let mut authority = Authority::new();
         authority.set_budget(engine.budget);
+        authority.set_term(term);
         for peer in peers {
             authority.add_peer(*peer);
         }
@@ -551,20 +566,53 @@ fn receive(
     let peers: Vec<PeerId> = session.connected_peers().collect();
     for (from, message) in incoming {
         if let ReplicationMessage::Handover { to } = message {
-            // Only the authority we follow may hand over.
+            // Only the authority we follow may hand over; its heir's term
+            // is one more.
             if Some(from) == status.authority && to != from {
-                set_authority(&mut engine, &mut status, &mut changed, me, to, &peers);
+                let term = status.term + 1;
+                set_authority(&mut engine, &mut status, &mut changed, me, to, term, &peers);
             }
             continue;
         }
-        let claims = matches!(message, ReplicationMessage::Full { .. });
-        // Adopt the first authority that speaks, or a lower-id claimant.
-        let adopt = match status.authority {
-            None => claims || matches!(message, ReplicationMessage::Delta { .. }),
-            Some(a) => claims && from != a && from < a,
+        let claim = match &message {
+            ReplicationMessage::Full { term, .. } | ReplicationMessage::Delta { term, .. } => {
+                Some(*term)
+            }
+            _ => None,
         };
-        if adopt {
-            set_authority(&mut engine, &mut status, &mut changed, me, from, &peers);
+        if let Some(term) = claim {
+            match status.authority {
+                // The first authority that speaks.
+                None => {
+                    set_authority(
+                        &mut engine,
+                        &mut status,
+                        &mut changed,
+                        me,
+                        from,
+                        term,
+                        &peers,
+                    );
+                }
+                Some(a) if a == from => status.term = status.term.max(term),
+                // Another claimant: the higher term wins, then the lower id
+                // (a newcomer that elected itself does not unseat an
+                // authority that others follow).
+                Some(a) => {
+                    let known = engine.authority.as_ref().map_or(status.term, |x| x.term());
+                    if claim_wins(term, from, known, a) {
+                        set_authority(
+                            &mut engine,
+                            &mut status,
+                            &mut changed,
+                            me,
+                            from,
+                            term,
+                            &peers,
+                        );
+                    }
+                }
+            }
         }
         if let Some(authority) = engine.authority.as_mut() {
             if let ReplicationMessage::Ack { tick } = message {
@@ -620,7 +668,9 @@ fn hand_over(
     }
     // We become a mirror of the new authority (from its next full world);
     // the world we had stays as it is until then.
-    set_authority(&mut engine, &mut status, &mut changed, me, to, &peers);
+    // Our term as authority (it grew when the first peer followed us).
+    let term = engine.authority.as_ref().map_or(status.term, |a| a.term());
+    set_authority(&mut engine, &mut status, &mut changed, me, to, term, &peers);
 }
 
 /// Makes the world match the mirror's newest state (non-authority peers).

@@ -113,12 +113,14 @@ fn main() {
         let now = world(&typed(2, every));
         let full = wire_size(&ReplicationMessage::Full {
             tick: 2,
+            term: 0,
             input_ack: 0,
             world: now.clone(),
         });
         let (changed, despawned) = diff(&before, &now);
         let delta = wire_size(&ReplicationMessage::Delta {
             tick: 2,
+            term: 0,
             input_ack: 0,
             baseline: 1,
             changed,

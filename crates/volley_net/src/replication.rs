@@ -46,6 +46,8 @@ pub struct WorldState {
 pub enum ReplicationMessage {
     /// The whole world at `tick` (reliable).
     Full {
+        /// The sender's authority term (see [`Authority::term`]).
+        term: u32,
         /// The authority's tick.
         tick: u32,
         /// The receiver's last input the authority had applied by then
@@ -56,6 +58,8 @@ pub enum ReplicationMessage {
     },
     /// The world at `tick` as changes from `baseline` (unreliable).
     Delta {
+        /// As in `Full`.
+        term: u32,
         /// The authority's tick.
         tick: u32,
         /// As in `Full`.
@@ -105,6 +109,13 @@ pub fn elect(me: PeerId, peers: impl IntoIterator<Item = PeerId>) -> PeerId {
     peers.into_iter().fold(me, |a, b| a.min(b))
 }
 
+/// Whether a claim of authority `(term, id)` beats the authority we know,
+/// `(known_term, known)`: the higher term wins — an authority others follow
+/// over a newcomer that elected itself — and the lower id breaks ties.
+pub fn claim_wins(term: u32, id: PeerId, known_term: u32, known: PeerId) -> bool {
+    (term, std::cmp::Reverse(id)) > (known_term, std::cmp::Reverse(known))
+}
+
 /// How a message must travel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Delivery {
@@ -128,6 +139,7 @@ pub struct Authority {
     /// Entity priorities (default 1): under a budget, an entity's changes
     /// wait in proportion to the others' priorities.
     priorities: HashMap<NetId, f32>,
+    term: u32,
 }
 
 #[derive(Debug, Default)]
@@ -177,14 +189,30 @@ impl Authority {
     }
 
     /// A peer acknowledged `tick` (ignored when older than what it acked,
-    /// or no longer known).
+    /// or no longer known). The first acknowledgement makes a fresh
+    /// authority (term 0) established (term 1).
     pub fn ack(&mut self, peer: PeerId, tick: u32) {
         if let Some(link) = self.peers.get_mut(&peer)
             && link.sent.iter().any(|(t, _)| *t == tick)
-            && link.acked.is_none_or(|a| tick > a)
         {
-            link.acked = Some(tick);
+            self.term = self.term.max(1);
+            if link.acked.is_none_or(|a| tick > a) {
+                link.acked = Some(tick);
+            }
         }
+    }
+
+    /// The authority's term, sent with every world: 0 for an authority
+    /// that elected itself and nobody follows yet, 1 once a peer follows,
+    /// and one more than its predecessor's for one that took over (see
+    /// [`claim_wins`]). Two peers claiming authority at once settle on it.
+    pub fn term(&self) -> u32 {
+        self.term
+    }
+
+    /// Sets the term (a successor's: the predecessor's + 1).
+    pub fn set_term(&mut self, term: u32) {
+        self.term = term;
     }
 
     /// Records the world at `tick` and returns what each peer needs.
@@ -228,6 +256,7 @@ impl Authority {
                     };
                     let message = ReplicationMessage::Delta {
                         tick,
+                        term: self.term,
                         input_ack: input_ack(peer),
                         baseline: base_tick,
                         changed,
@@ -243,6 +272,7 @@ impl Authority {
                     link.waiting.clear();
                     let message = ReplicationMessage::Full {
                         tick,
+                        term: self.term,
                         input_ack: input_ack(peer),
                         world: (*world).clone(),
                     };
@@ -404,6 +434,7 @@ impl Mirror {
                 tick,
                 input_ack,
                 world,
+                ..
             } => {
                 self.check(&world)?;
                 if self.current.is_some_and(|c| tick <= c) {
@@ -417,6 +448,7 @@ impl Mirror {
                 baseline,
                 changed,
                 despawned,
+                ..
             } => {
                 if self.current.is_some_and(|c| tick <= c) {
                     return Ok(None);
@@ -597,6 +629,7 @@ mod tests {
         let mut mirror = Mirror::new(1);
         let full = ReplicationMessage::Full {
             tick: 5,
+            term: 0,
             input_ack: 0,
             world: world(&[(1, &[Some(b"a")])]),
         };
@@ -604,6 +637,7 @@ mod tests {
         assert_eq!(mirror.receive(full).unwrap(), None, "a duplicate");
         let old = ReplicationMessage::Full {
             tick: 4,
+            term: 0,
             input_ack: 0,
             world: WorldState::default(),
         };
@@ -614,6 +648,7 @@ mod tests {
         );
         let unknown = ReplicationMessage::Delta {
             tick: 9,
+            term: 0,
             input_ack: 0,
             baseline: 7,
             changed: vec![],
@@ -625,6 +660,7 @@ mod tests {
         );
         let bad_slot = ReplicationMessage::Delta {
             tick: 9,
+            term: 0,
             input_ack: 0,
             baseline: 5,
             changed: vec![(1, vec![(3, None)])],
@@ -636,6 +672,7 @@ mod tests {
         ));
         let wrong_width = ReplicationMessage::Full {
             tick: 10,
+            term: 0,
             input_ack: 0,
             world: world(&[(1, &[None, None])]),
         };
@@ -729,6 +766,31 @@ mod tests {
             deliver(&mut authority, &mut mirror, me, out, false);
         }
         assert_eq!(mirror.current(), Some((60, &at(40))));
+    }
+
+    #[test]
+    fn claims_settle_on_the_followed_authority_then_the_lower_id() {
+        let (low, high) = (peer(1), peer(2));
+        // A newcomer that elected itself does not unseat a followed authority.
+        assert!(!claim_wins(0, low, 1, high));
+        assert!(claim_wins(1, high, 0, low));
+        // Equal terms: the lower id.
+        assert!(claim_wins(0, low, 0, high));
+        assert!(!claim_wins(0, high, 0, low));
+        // A successor's term beats its predecessor's.
+        assert!(claim_wins(2, high, 1, low));
+        // The first follower makes an authority's term 1.
+        let mut authority = Authority::new();
+        authority.add_peer(high);
+        let out = authority.tick(1, WorldState::default());
+        assert!(matches!(out[0].2, ReplicationMessage::Full { term: 0, .. }));
+        authority.ack(high, 1);
+        assert_eq!(authority.term(), 1);
+        let out = authority.tick(2, WorldState::default());
+        assert!(matches!(
+            out[0].2,
+            ReplicationMessage::Delta { term: 1, .. }
+        ));
     }
 
     proptest::proptest! {
