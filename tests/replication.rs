@@ -115,6 +115,20 @@ fn pump(apps: &mut [App], limit: Duration, mut keep_going: impl FnMut(&mut [App]
     }
 }
 
+/// Waits until every peer follows the same authority and has its world.
+/// (Peers alone at first may each elect themselves; claims settle by term
+/// and id, so agreement among all is the final state.)
+fn settle_election(apps: &mut [App]) {
+    pump(apps, Duration::from_secs(30), |apps| {
+        let first = status(&apps[0]).authority;
+        !(first.is_some()
+            && apps.iter().all(|a| status(a).authority == first)
+            && apps
+                .iter_mut()
+                .all(|a| snapshot(a).len() == ENTITIES as usize))
+    });
+}
+
 fn authority_index(apps: &[App]) -> Option<usize> {
     apps.iter().position(|a| status(a).is_authority)
 }
@@ -175,16 +189,7 @@ fn peers_converge_on_the_authoritys_world_through_loss_late_join_and_handover() 
         let url = format!("ws://{}/sync", server.addr());
         let mut apps: Vec<App> = (0..3).map(|i| app(&url, i + 1)).collect();
         // Three peers: an authority emerges and populates the world.
-        // (Peers alone at first may each elect themselves; a full world
-        // from a lower id wins, so agreement among all is the final state.)
-        pump(&mut apps, Duration::from_secs(30), |apps| {
-            let first = status(&apps[0]).authority;
-            !(first.is_some()
-                && apps.iter().all(|a| status(a).authority == first)
-                && apps
-                    .iter_mut()
-                    .all(|a| snapshot(a).len() == ENTITIES as usize))
-        });
+        settle_election(&mut apps);
         let lead = authority_index(&apps).expect("an authority");
         let authority = status(&apps[lead]).authority;
 
@@ -348,14 +353,7 @@ fn the_authority_hands_over_on_request() {
     with_server(|server| {
         let url = format!("ws://{}/handover", server.addr());
         let mut apps: Vec<App> = (0..3).map(|i| app(&url, i + 20)).collect();
-        pump(&mut apps, Duration::from_secs(30), |apps| {
-            let first = status(&apps[0]).authority;
-            !(first.is_some()
-                && apps.iter().all(|a| status(a).authority == first)
-                && apps
-                    .iter_mut()
-                    .all(|a| snapshot(a).len() == ENTITIES as usize))
-        });
+        settle_election(&mut apps);
         let old = authority_index(&apps).expect("an authority");
         let heir = (old + 1) % apps.len();
         let heir_id = apps[heir]

@@ -581,37 +581,31 @@ fn receive(
             _ => None,
         };
         if let Some(term) = claim {
-            match status.authority {
+            let adopt = match status.authority {
                 // The first authority that speaks.
-                None => {
-                    set_authority(
-                        &mut engine,
-                        &mut status,
-                        &mut changed,
-                        me,
-                        from,
-                        term,
-                        &peers,
-                    );
+                None => true,
+                Some(a) if a == from => {
+                    status.term = status.term.max(term);
+                    false
                 }
-                Some(a) if a == from => status.term = status.term.max(term),
                 // Another claimant: the higher term wins, then the lower id
                 // (a newcomer that elected itself does not unseat an
                 // authority that others follow).
                 Some(a) => {
                     let known = engine.authority.as_ref().map_or(status.term, |x| x.term());
-                    if claim_wins(term, from, known, a) {
-                        set_authority(
-                            &mut engine,
-                            &mut status,
-                            &mut changed,
-                            me,
-                            from,
-                            term,
-                            &peers,
-                        );
-                    }
+                    claim_wins(term, from, known, a)
                 }
+            };
+            if adopt {
+                set_authority(
+                    &mut engine,
+                    &mut status,
+                    &mut changed,
+                    me,
+                    from,
+                    term,
+                    &peers,
+                );
             }
         }
         if let Some(authority) = engine.authority.as_mut() {
