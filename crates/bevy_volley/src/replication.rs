@@ -192,17 +192,34 @@ impl Plugin for ReplicationPlugin {
     }
 }
 
+/// What a replicated component must be: mutable (the authority's state is
+/// written into it), comparable (only real changes are written), and
+/// serializable. Implemented for every such component.
+pub trait ReplicatedComponent:
+    Component<Mutability = bevy::ecs::component::Mutable>
+    + Clone
+    + PartialEq
+    + Serialize
+    + DeserializeOwned
+{
+}
+
+impl<C> ReplicatedComponent for C where
+    C: Component<Mutability = bevy::ecs::component::Mutable>
+        + Clone
+        + PartialEq
+        + Serialize
+        + DeserializeOwned
+{
+}
+
 /// Registering replicated components.
 pub trait ReplicationAppExt {
     /// Replicates component `C` of [`Replicated`] entities. Every peer must
     /// register the same components in the same order.
     fn replicate<C>(&mut self) -> &mut Self
     where
-        C: Component<Mutability = bevy::ecs::component::Mutable>
-            + Clone
-            + PartialEq
-            + Serialize
-            + DeserializeOwned;
+        C: ReplicatedComponent;
 
     /// Replicates `C` like [`ReplicationAppExt::replicate`], and on peers
     /// other than the authority shows it [`INTERPOLATION_DELAY`] ticks in
@@ -210,23 +227,13 @@ pub trait ReplicationAppExt {
     /// moment: smooth motion at any tick rate, whatever the frame rate.
     fn replicate_interpolated<C>(&mut self) -> &mut Self
     where
-        C: Component<Mutability = bevy::ecs::component::Mutable>
-            + Clone
-            + PartialEq
-            + Serialize
-            + DeserializeOwned
-            + Interpolate;
+        C: ReplicatedComponent + Interpolate;
 }
 
 impl ReplicationAppExt for App {
     fn replicate_interpolated<C>(&mut self) -> &mut Self
     where
-        C: Component<Mutability = bevy::ecs::component::Mutable>
-            + Clone
-            + PartialEq
-            + Serialize
-            + DeserializeOwned
-            + Interpolate,
+        C: ReplicatedComponent + Interpolate,
     {
         register::<C>(self, apply_interpolated::<C>);
         self.add_systems(
@@ -239,11 +246,7 @@ impl ReplicationAppExt for App {
 
     fn replicate<C>(&mut self) -> &mut Self
     where
-        C: Component<Mutability = bevy::ecs::component::Mutable>
-            + Clone
-            + PartialEq
-            + Serialize
-            + DeserializeOwned,
+        C: ReplicatedComponent,
     {
         register::<C>(self, apply::<C>)
     }
@@ -889,11 +892,7 @@ pub trait PredictionAppExt {
     /// interpolated, replication for a predicted component).
     fn predict<C, I>(&mut self, step: fn(&mut C, &I)) -> &mut Self
     where
-        C: Component<Mutability = bevy::ecs::component::Mutable>
-            + Clone
-            + PartialEq
-            + Serialize
-            + DeserializeOwned,
+        C: ReplicatedComponent,
         I: Clone + Serialize + DeserializeOwned + Send + Sync + 'static;
 }
 
@@ -904,11 +903,7 @@ struct Step<C, I>(fn(&mut C, &I));
 impl PredictionAppExt for App {
     fn predict<C, I>(&mut self, step: fn(&mut C, &I)) -> &mut Self
     where
-        C: Component<Mutability = bevy::ecs::component::Mutable>
-            + Clone
-            + PartialEq
-            + Serialize
-            + DeserializeOwned,
+        C: ReplicatedComponent,
         I: Clone + Serialize + DeserializeOwned + Send + Sync + 'static,
     {
         self.replicate::<Owner>()
