@@ -11,6 +11,8 @@
 //!
 //! `cargo bench -p volley_games --bench rollback [-- --frames N]`
 
+#[path = "../../../benches/report.rs"]
+mod report;
 use std::time::{Duration, Instant};
 
 use bevy::prelude::*;
@@ -140,6 +142,14 @@ fn main() {
         "{:<22} {:>18} {:>22} {:>24}",
         "world", "no rollback", "1-frame rollback", "8-frame rollback"
     );
+    let mut table = report::Table::new(
+        "rollback",
+        format!(
+            "Rollback cost per frame (sync test; d-frame rollback = load + d+1 advance/save), median of {frames} frames, µs"
+        ),
+        &["box_game, 4 players", "1,000 entities", "10,000 entities"],
+    );
+    let mut columns: Vec<[f64; 3]> = Vec::new();
     let mut thousand_8 = None;
     for (name, build, frames) in worlds {
         let one = measure(build(1), frames);
@@ -153,10 +163,23 @@ fn main() {
             us(eight.median),
             us(eight.mean)
         );
+        columns.push([us(plain), us(one.median), us(eight.median)]);
         if name.starts_with("1,000") {
             thousand_8 = Some(eight.median);
         }
     }
+    for (i, row) in [
+        "no rollback (µs)",
+        "1-frame rollback (µs)",
+        "8-frame rollback (µs)",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let values: Vec<f64> = columns.iter().map(|c| c[i]).collect();
+        table.row(*row, report::Better::Lower, &values);
+    }
+    table.save();
     if let Some(t) = thousand_8 {
         println!(
             "target: an 8-frame rollback of 1,000 entities within 2 ms: {:.2} ms ({})",

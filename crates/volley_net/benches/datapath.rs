@@ -16,6 +16,8 @@
 
 #[path = "../../../tests/support/netns.rs"]
 mod netns;
+#[path = "../../../benches/report.rs"]
+mod report;
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
@@ -440,6 +442,40 @@ fn main() {
             rows.push((p(0.5), p(0.99), rate));
         }
     }
+    let mut table = report::Table::new(
+        "datapath",
+        format!(
+            "Data path: volley_net vs raw matchbox_socket 0.15, loopback in a private netns, host candidates; connect = median of {} rounds, 100-byte messages, {} RTT samples, {:.0} s of throughput per channel",
+            o.rounds, o.samples, o.seconds
+        ),
+        &["volley_net", "raw matchbox_socket"],
+    );
+    for (i, n) in [2, 4, 8].iter().enumerate() {
+        table.row(
+            format!("connect, {n} peers (ms)"),
+            report::Better::Lower,
+            &[medians[1][i], medians[0][i]],
+        );
+    }
+    for (c, channel) in ["reliable", "unreliable"].iter().enumerate() {
+        let (raw, volley) = (rows[c], rows[c + 2]);
+        table.row(
+            format!("RTT p50, {channel} (ms)"),
+            report::Better::Lower,
+            &[volley.0, raw.0],
+        );
+        table.row(
+            format!("RTT p99, {channel} (ms)"),
+            report::Better::Lower,
+            &[volley.1, raw.1],
+        );
+        table.row(
+            format!("messages/s, {channel}"),
+            report::Better::Higher,
+            &[volley.2, raw.2],
+        );
+    }
+    table.save();
     for (c, channel) in ["reliable", "unreliable"].iter().enumerate() {
         let (raw, volley) = (rows[c], rows[c + 2]);
         println!(

@@ -7,6 +7,8 @@
 //!
 //! `cargo bench -p volley_net --bench replication [-- --rounds N]`
 
+#[path = "../../../benches/report.rs"]
+mod report;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
@@ -101,6 +103,13 @@ fn main() {
         }
     }
 
+    let mut sizes = report::Table::new(
+        "state_sync",
+        format!(
+            "State sync: bytes per entity per tick on the wire, {ENTITIES} entities with position + velocity, bincode 2"
+        ),
+        &["delta", "full world"],
+    );
     println!(
         "1. bytes per entity per tick ({ENTITIES} entities; position + velocity, bincode 2 on the wire)"
     );
@@ -127,6 +136,11 @@ fn main() {
             despawned,
         });
         let per = |bytes: usize| bytes as f64 / ENTITIES as f64;
+        sizes.row(
+            format!("{name} (bytes/entity/tick)"),
+            report::Better::Lower,
+            &[per(delta), per(full)],
+        );
         println!(
             "{name:<14} {:>12.2} {:>12.3} {:>9.3}x",
             per(full),
@@ -135,6 +149,7 @@ fn main() {
         );
     }
 
+    sizes.save();
     println!();
     println!("2. a {ENTITIES}-entity snapshot (id, position, velocity), median of {rounds}");
     println!(
@@ -177,6 +192,40 @@ fn main() {
         us(bincode_decode),
         bincode_bytes.len()
     );
+    let mut codecs = report::Table::new(
+        "codec",
+        format!("Codec: a {ENTITIES}-entity snapshot (id, position, velocity), median of {rounds}"),
+        &["bincode 2 (serde)", "bitcode (serde)", "bitcode (derive)"],
+    );
+    let us_f = |d: Duration| d.as_secs_f64() * 1e6;
+    codecs.row(
+        "encode (µs)",
+        report::Better::Lower,
+        &[
+            us_f(bincode_encode),
+            us_f(bitcode_encode),
+            us_f(derived_encode),
+        ],
+    );
+    codecs.row(
+        "decode (µs)",
+        report::Better::Lower,
+        &[
+            us_f(bincode_decode),
+            us_f(bitcode_decode),
+            us_f(derived_decode),
+        ],
+    );
+    codecs.row(
+        "bytes",
+        report::Better::Lower,
+        &[
+            bincode_bytes.len() as f64,
+            bitcode_bytes.len() as f64,
+            derived_bytes.len() as f64,
+        ],
+    );
+    codecs.save();
     for (name, encode, decode, bytes) in [
         (
             "bitcode (serde)",

@@ -17,6 +17,8 @@
 //!
 //! Options: `--rounds N --seconds S --workers W --idle P --volley-threads T`.
 
+#[path = "../../../benches/report.rs"]
+mod report;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -431,6 +433,25 @@ fn report(o: &Options, kinds: &[Kind], totals: &mut [Totals]) {
         "time-to-match p99 (ms)",
         "RSS per idle peer (KiB, median)",
     ];
+    let columns: Vec<&str> = kinds.iter().map(|k| k.name()).collect();
+    let mut table = report::Table::new(
+        "signaling",
+        format!(
+            "Signaling: same load generator, alternating runs; {} rounds x {:.0} s, {} ?next=2 match workers (offer/answer relay), {} idle peers",
+            o.rounds, o.seconds, o.workers, o.idle
+        ),
+        &columns,
+    );
+    for (i, name) in names.iter().enumerate() {
+        let better = if i == 0 {
+            report::Better::Higher
+        } else {
+            report::Better::Lower
+        };
+        let values: Vec<f64> = rows.iter().map(|r| r[i]).collect();
+        table.row(*name, better, &values);
+    }
+    table.save();
     for (i, name) in names.iter().enumerate() {
         let mut line = format!("{name:<32}");
         for row in &rows {

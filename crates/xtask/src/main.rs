@@ -4,8 +4,9 @@
 //!   set-up (apt packages, wasm32 target, wasm-bindgen-cli), fmt, clippy,
 //!   the wasm32 build and web bundles of the examples, every test
 //!   (including the browser ones, which load those bundles).
-//! - `bench`: release benchmarks against the references (installs
-//!   `matchbox_server` from crates.io into `target/tools` when missing).
+//! - `bench [--quick]`: every benchmark, release builds, against the
+//!   references (installs `matchbox_server` into `target/tools` when
+//!   missing); writes `target/bench/report.md`, `report.json`, SVG plots.
 //! - `web [--release]`: the browser bundles of the examples under
 //!   `target/web/<example>/`, and the lobby page at `target/web/index.html`.
 //! - `play`: the web bundle (built when missing) served by `volley-server`
@@ -23,7 +24,7 @@ fn main() -> ExitCode {
         Some("web") => web(args.iter().any(|a| a == "--release")).map(|_| ()),
         Some("play") => play(),
         _ => {
-            eprintln!("usage: cargo xtask <ci | bench [-- bench args] | web [--release] | play>");
+            eprintln!("usage: cargo xtask <ci | bench [--quick] | web [--release] | play>");
             return ExitCode::from(2);
         }
     };
@@ -184,13 +185,258 @@ fn matchbox_server() -> Result<PathBuf, String> {
     Ok(binary)
 }
 
+/// A benchmark: (what, package, bench target, its arguments, brief ones).
+type BenchRun = (
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static [&'static str],
+    &'static [&'static str],
+);
+
+/// Runs every benchmark (release builds) and writes `target/bench/`:
+/// `report.md`, `report.json` (the raw figures, with the machine), one SVG
+/// plot per table (also copied to `docs/bench/`), and the previous run's
+/// `report.json` as `previous.json`, whose figures the report shows beside
+/// the new ones. `--quick` runs everything briefly (to check the pipeline).
 fn bench(args: &[String]) -> Result<(), String> {
+    let quick = args.iter().any(|a| a == "--quick");
+    let out = target_dir().join("bench");
+    let raw = out.join("raw");
+    if raw.exists() {
+        std::fs::remove_dir_all(&raw).map_err(|e| format!("{}: {e}", raw.display()))?;
+    }
+    std::fs::create_dir_all(&raw).map_err(|e| format!("{}: {e}", raw.display()))?;
+    if out.join("report.json").exists() {
+        std::fs::copy(out.join("report.json"), out.join("previous.json"))
+            .map_err(|e| format!("previous.json: {e}"))?;
+    }
     let matchbox = matchbox_server()?;
-    let mut run = cargo();
-    run.args(["bench", "-p", "volley_server", "--bench", "signaling", "--"])
-        .env("MATCHBOX_SERVER", &matchbox)
-        .args(args.iter().filter(|a| *a != "--"));
-    step("signaling benchmark", run)
+    let runs: [BenchRun; 4] = [
+        (
+            "signaling benchmark",
+            "volley_server",
+            "signaling",
+            &["--rounds", "5", "--seconds", "3"],
+            &["--rounds", "1", "--seconds", "1", "--idle", "1000"],
+        ),
+        (
+            "data-path benchmark",
+            "volley_net",
+            "datapath",
+            &["--rounds", "5", "--samples", "1000", "--seconds", "2"],
+            &["--rounds", "1", "--samples", "100", "--seconds", "1"],
+        ),
+        (
+            "rollback benchmark",
+            "volley_games",
+            "rollback",
+            &["--frames", "300"],
+            &["--frames", "40"],
+        ),
+        (
+            "state-sync and codec benchmark",
+            "volley_net",
+            "replication",
+            &["--rounds", "2000"],
+            &["--rounds", "50"],
+        ),
+    ];
+    for (name, package, bench, full, brief) in runs {
+        let mut run = cargo();
+        run.args(["bench", "-p", package, "--bench", bench, "--"])
+            .args(if quick { brief } else { full })
+            .env("MATCHBOX_SERVER", &matchbox)
+            .env("VOLLEY_BENCH_OUT", &raw);
+        step(name, run)?;
+    }
+    let report = compose_report(&raw, &out)?;
+    println!("{report}");
+    println!("report: {}", out.join("report.md").display());
+    Ok(())
+}
+
+fn read_json(path: &Path) -> Result<serde_json::Value, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// CPU model, cores and memory, from /proc.
+fn machine() -> serde_json::Value {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let cpu = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .map(|l| l.trim_start_matches([' ', '\t', ':']).to_string())
+        .unwrap_or_else(|| "unknown CPU".into());
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let memory_gib = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|l| l.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(0.0, |kib| kib / 1024.0 / 1024.0);
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    serde_json::json!({ "cpu": cpu, "cores": cores, "memory_gib": (memory_gib * 10.0).round() / 10.0 })
+}
+
+fn git_commit() -> String {
+    Command::new("git")
+        .args(["rev-parse", "--short", "HEAD"])
+        .current_dir(root())
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default()
+}
+
+const SECTIONS: [&str; 5] = ["signaling", "datapath", "rollback", "state_sync", "codec"];
+
+/// report.md, report.json and the plots, from the benchmarks' tables.
+fn compose_report(raw: &Path, out: &Path) -> Result<String, String> {
+    let mut tables = Vec::new();
+    for section in SECTIONS {
+        let path = raw.join(format!("{section}.json"));
+        if path.exists() {
+            tables.push(read_json(&path)?);
+        }
+    }
+    let previous = read_json(&out.join("previous.json")).ok();
+    let before = |section: &str, row: &str| -> Option<f64> {
+        previous.as_ref()?["tables"]
+            .as_array()?
+            .iter()
+            .find(|t| t["section"] == section)?["rows"]
+            .as_array()?
+            .iter()
+            .find(|r| r["name"] == row)?["values"][0]
+            .as_f64()
+    };
+    let machine = machine();
+    let commit = git_commit();
+    let mut md = format!(
+        "# volley benchmark report\n\nCommit `{commit}` on {} ({} cores, {} GiB). Reproduce with `cargo xtask bench`.\nRatios are the first column over the second, measured in the same run.\n",
+        machine["cpu"].as_str().unwrap_or_default(),
+        machine["cores"],
+        machine["memory_gib"]
+    );
+    let docs = root().join("docs").join("bench");
+    std::fs::create_dir_all(&docs).map_err(|e| format!("{}: {e}", docs.display()))?;
+    for table in &tables {
+        let section = table["section"].as_str().unwrap_or_default();
+        let columns: Vec<&str> = table["columns"]
+            .as_array()
+            .map(|c| c.iter().filter_map(|v| v.as_str()).collect())
+            .unwrap_or_default();
+        md += &format!(
+            "\n## {section}\n\n{}\n\n",
+            table["title"].as_str().unwrap_or_default()
+        );
+        md += &format!("| | {} |", columns.join(" | "));
+        if columns.len() >= 2 {
+            md += &format!(" {}/{} |", columns[0], columns[1]);
+        }
+        md += " previous run (first column) |\n|---|";
+        md += &"---:|".repeat(columns.len() + usize::from(columns.len() >= 2) + 1);
+        md += "\n";
+        for row in table["rows"].as_array().into_iter().flatten() {
+            let name = row["name"].as_str().unwrap_or_default();
+            let values: Vec<f64> = row["values"]
+                .as_array()
+                .map(|v| v.iter().filter_map(|x| x.as_f64()).collect())
+                .unwrap_or_default();
+            md += &format!("| {name} |");
+            for v in &values {
+                md += &format!(" {} |", figure(*v));
+            }
+            if values.len() >= 2 {
+                md += &format!(" {:.2}× |", values[0] / values[1]);
+            }
+            md += &format!(" {} |\n", before(section, name).map_or("–".into(), figure));
+        }
+        let svg = plot(table);
+        let name = format!("{section}.svg");
+        write(&out.join(&name), &svg)?;
+        write(&docs.join(&name), &svg)?;
+        md += &format!("\n![{section}](../../docs/bench/{name})\n");
+    }
+    write(&out.join("report.md"), &md)?;
+    let json = serde_json::json!({ "commit": commit, "machine": machine, "tables": tables });
+    write(&out.join("report.json"), &format!("{json:#}\n"))?;
+    Ok(md)
+}
+
+fn figure(v: f64) -> String {
+    if v.abs() >= 100.0 {
+        format!("{v:.0}")
+    } else if v.abs() >= 1.0 {
+        format!("{v:.2}")
+    } else {
+        format!("{v:.3}")
+    }
+}
+
+/// Grouped horizontal bars: one group per row, one bar per column, each
+/// row scaled to its largest value (the numbers are printed on the bars).
+fn plot(table: &serde_json::Value) -> String {
+    const COLORS: [&str; 4] = ["#3b82f6", "#f97316", "#22c55e", "#a855f7"];
+    let columns: Vec<&str> = table["columns"]
+        .as_array()
+        .map(|c| c.iter().filter_map(|v| v.as_str()).collect())
+        .unwrap_or_default();
+    let rows = table["rows"].as_array().cloned().unwrap_or_default();
+    let bar = 14.0;
+    let group = bar * columns.len() as f64 + 12.0;
+    let (left, width) = (260.0, 360.0);
+    let height = 40.0 + group * rows.len() as f64 + 20.0 * columns.len() as f64;
+    let mut svg = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{}\" height=\"{height}\" font-family=\"sans-serif\" font-size=\"11\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n<text x=\"8\" y=\"18\" font-size=\"13\" font-weight=\"bold\">{}</text>\n",
+        left + width + 90.0,
+        escape(table["section"].as_str().unwrap_or_default())
+    );
+    for (r, row) in rows.iter().enumerate() {
+        let y0 = 32.0 + group * r as f64;
+        let values: Vec<f64> = row["values"]
+            .as_array()
+            .map(|v| v.iter().filter_map(|x| x.as_f64()).collect())
+            .unwrap_or_default();
+        let max = values.iter().copied().fold(f64::MIN_POSITIVE, f64::max);
+        svg += &format!(
+            "<text x=\"{}\" y=\"{}\" text-anchor=\"end\">{}</text>\n",
+            left - 8.0,
+            y0 + group / 2.0,
+            escape(row["name"].as_str().unwrap_or_default())
+        );
+        for (c, v) in values.iter().enumerate() {
+            let y = y0 + bar * c as f64;
+            let w = (v / max).max(0.0) * width;
+            svg += &format!(
+                "<rect x=\"{left}\" y=\"{y}\" width=\"{w:.1}\" height=\"{}\" fill=\"{}\"/>\n<text x=\"{:.1}\" y=\"{:.1}\">{}</text>\n",
+                bar - 2.0,
+                COLORS[c % COLORS.len()],
+                left + w + 4.0,
+                y + bar - 4.0,
+                figure(*v)
+            );
+        }
+    }
+    let legend = 40.0 + group * rows.len() as f64;
+    for (c, name) in columns.iter().enumerate() {
+        let y = legend + 20.0 * c as f64;
+        svg += &format!(
+            "<rect x=\"{left}\" y=\"{y}\" width=\"12\" height=\"12\" fill=\"{}\"/>\n<text x=\"{}\" y=\"{}\">{}</text>\n",
+            COLORS[c % COLORS.len()],
+            left + 18.0,
+            y + 10.0,
+            escape(name)
+        );
+    }
+    svg += "</svg>\n";
+    svg
+}
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 /// The examples with a web bundle: (name, most players, description).

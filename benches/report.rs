@@ -1,0 +1,91 @@
+//! Shared by the benchmarks (included with `#[path]`): a result table, printed
+//! by the benchmark as it likes and written as JSON into `$VOLLEY_BENCH_OUT`
+//! (set by `cargo xtask bench`, which turns the tables into
+//! `target/bench/report.md`, `report.json` and SVG plots).
+
+// Each benchmark uses part of it.
+#![allow(dead_code)]
+
+/// Which way a figure is better.
+#[derive(Clone, Copy)]
+pub enum Better {
+    /// Smaller (times, bytes, CPU).
+    Lower,
+    /// Larger (rates).
+    Higher,
+}
+
+/// One measured quantity across the table's columns.
+pub struct Row {
+    /// What it is, with its unit.
+    pub name: String,
+    /// One value per column.
+    pub values: Vec<f64>,
+    /// Which way is better.
+    pub better: Better,
+}
+
+/// A benchmark's results: columns are the contenders (volley first, the
+/// reference second when there is one).
+pub struct Table {
+    /// File name and section key (`signaling`, `datapath`, ...).
+    pub section: &'static str,
+    /// A sentence saying what was measured and how.
+    pub title: String,
+    /// The contenders.
+    pub columns: Vec<String>,
+    /// The figures.
+    pub rows: Vec<Row>,
+}
+
+impl Table {
+    /// A table with these columns.
+    pub fn new(section: &'static str, title: impl Into<String>, columns: &[&str]) -> Self {
+        Table {
+            section,
+            title: title.into(),
+            columns: columns.iter().map(|c| c.to_string()).collect(),
+            rows: Vec::new(),
+        }
+    }
+
+    /// Adds a row.
+    pub fn row(&mut self, name: impl Into<String>, better: Better, values: &[f64]) {
+        self.rows.push(Row {
+            name: name.into(),
+            values: values.to_vec(),
+            better,
+        });
+    }
+
+    /// Writes `$VOLLEY_BENCH_OUT/<section>.json` when that is set.
+    pub fn save(&self) {
+        let Some(dir) = std::env::var_os("VOLLEY_BENCH_OUT") else {
+            return;
+        };
+        let dir = std::path::PathBuf::from(dir);
+        let rows: Vec<serde_json::Value> = self
+            .rows
+            .iter()
+            .map(|r| {
+                serde_json::json!({
+                    "name": r.name,
+                    "values": r.values,
+                    "better": match r.better { Better::Lower => "lower", Better::Higher => "higher" },
+                })
+            })
+            .collect();
+        let json = serde_json::json!({
+            "section": self.section,
+            "title": self.title,
+            "columns": self.columns,
+            "rows": rows,
+        });
+        let path = dir.join(format!("{}.json", self.section));
+        if let Err(e) = std::fs::create_dir_all(&dir)
+            .and_then(|()| std::fs::write(&path, format!("{json:#}\n")))
+        {
+            eprintln!("cannot write {}: {e}", path.display());
+        }
+    }
+}
