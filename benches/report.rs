@@ -36,6 +36,9 @@ pub struct Table {
     pub columns: Vec<String>,
     /// The figures.
     pub rows: Vec<Row>,
+    /// Whether the first column over the second means something (volley
+    /// vs a reference); not for tables of several volley cases.
+    pub ratio: bool,
 }
 
 impl Table {
@@ -46,6 +49,7 @@ impl Table {
             title: title.into(),
             columns: columns.iter().map(|c| c.to_string()).collect(),
             rows: Vec::new(),
+            ratio: true,
         }
     }
 
@@ -80,6 +84,7 @@ impl Table {
             "title": self.title,
             "columns": self.columns,
             "rows": rows,
+            "ratio": self.ratio,
         });
         let path = dir.join(format!("{}.json", self.section));
         if let Err(e) = std::fs::create_dir_all(&dir)

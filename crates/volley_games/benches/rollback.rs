@@ -149,6 +149,7 @@ fn main() {
         ),
         &["box_game, 4 players", "1,000 entities", "10,000 entities"],
     );
+    table.ratio = false; // three worlds, no reference
     let mut columns: Vec<[f64; 3]> = Vec::new();
     let mut thousand_8 = None;
     for (name, build, frames) in worlds {

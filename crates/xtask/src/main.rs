@@ -313,7 +313,7 @@ fn compose_report(raw: &Path, out: &Path) -> Result<String, String> {
     let machine = machine();
     let commit = git_commit();
     let mut md = format!(
-        "# volley benchmark report\n\nCommit `{commit}` on {} ({} cores, {} GiB). Reproduce with `cargo xtask bench`.\nRatios are the first column over the second, measured in the same run.\n",
+        "# volley benchmark report\n\nCommit `{commit}` on {} ({} cores, {} GiB). Reproduce with `cargo xtask bench`.\nRatios are the first column over the second (volley over the reference), measured in the same run.\n",
         machine["cpu"].as_str().unwrap_or_default(),
         machine["cores"],
         machine["memory_gib"]
@@ -330,12 +330,13 @@ fn compose_report(raw: &Path, out: &Path) -> Result<String, String> {
             "\n## {section}\n\n{}\n\n",
             table["title"].as_str().unwrap_or_default()
         );
+        let ratio = table["ratio"].as_bool().unwrap_or(true) && columns.len() >= 2;
         md += &format!("| | {} |", columns.join(" | "));
-        if columns.len() >= 2 {
+        if ratio {
             md += &format!(" {}/{} |", columns[0], columns[1]);
         }
         md += " previous run (first column) |\n|---|";
-        md += &"---:|".repeat(columns.len() + usize::from(columns.len() >= 2) + 1);
+        md += &"---:|".repeat(columns.len() + usize::from(ratio) + 1);
         md += "\n";
         for row in table["rows"].as_array().into_iter().flatten() {
             let name = row["name"].as_str().unwrap_or_default();
@@ -347,7 +348,7 @@ fn compose_report(raw: &Path, out: &Path) -> Result<String, String> {
             for v in &values {
                 md += &format!(" {} |", figure(*v));
             }
-            if values.len() >= 2 {
+            if ratio && values.len() >= 2 {
                 md += &format!(" {:.2}× |", values[0] / values[1]);
             }
             md += &format!(" {} |\n", before(section, name).map_or("–".into(), figure));
