@@ -2,13 +2,15 @@
 //! 1. bytes per entity per tick on the wire, full world vs delta against the
 //!    previous tick, for an idle world, 10 % of entities moving and all
 //!    moving (1,000 entities, two components: position and velocity);
-//! 2. encode + decode time of a 1,000-entity snapshot and the bytes it
-//!    takes, bincode 2 vs bitcode, on the same serde types.
+//! 2. encode + decode time and bytes of a box_game input, a 64- and a
+//!    1,000-entity snapshot: bincode 2 vs bitcode (through serde, and with
+//!    its own derive), on the same types.
 //!
 //! `cargo bench -p volley_net --bench replication [-- --rounds N]`
 
 #[path = "../../../benches/report.rs"]
 mod report;
+
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
@@ -151,103 +153,110 @@ fn main() {
 
     sizes.save();
     println!();
-    println!("2. a {ENTITIES}-entity snapshot (id, position, velocity), median of {rounds}");
+    println!("2. codecs, per encode/decode (median of {rounds} batches), bincode 2 vs bitcode");
     println!(
-        "{:<16} {:>12} {:>12} {:>12}",
-        "codec", "encode", "decode", "bytes"
-    );
-    let snapshot = typed(5, 1);
-    let config = bincode::config::standard();
-    let bincode_bytes = bincode::serde::encode_to_vec(&snapshot, config).expect("encodes");
-    let bincode_encode = time(rounds, || {
-        black_box(bincode::serde::encode_to_vec(black_box(&snapshot), config).expect("encodes"));
-    });
-    let bincode_decode = time(rounds, || {
-        let (v, _): (Vec<(u64, Pos, Vel)>, usize) =
-            bincode::serde::decode_from_slice(black_box(&bincode_bytes), config).expect("decodes");
-        black_box(v);
-    });
-    let bitcode_bytes = bitcode::serialize(&snapshot).expect("encodes");
-    let bitcode_encode = time(rounds, || {
-        black_box(bitcode::serialize(black_box(&snapshot)).expect("encodes"));
-    });
-    let bitcode_decode = time(rounds, || {
-        let v: Vec<(u64, Pos, Vel)> =
-            bitcode::deserialize(black_box(&bitcode_bytes)).expect("decodes");
-        black_box(v);
-    });
-    let derived_bytes = bitcode::encode(&snapshot);
-    let derived_encode = time(rounds, || {
-        black_box(bitcode::encode(black_box(&snapshot)));
-    });
-    let derived_decode = time(rounds, || {
-        let v: Vec<(u64, Pos, Vel)> = bitcode::decode(black_box(&derived_bytes)).expect("decodes");
-        black_box(v);
-    });
-    let us = |d: Duration| format!("{:.1} µs", d.as_secs_f64() * 1e6);
-    println!(
-        "{:<16} {:>12} {:>12} {:>12}",
-        "bincode 2 (serde)",
-        us(bincode_encode),
-        us(bincode_decode),
-        bincode_bytes.len()
+        "{:<28} {:<18} {:>12} {:>12} {:>8}",
+        "value", "codec", "encode", "decode", "bytes"
     );
     let mut codecs = report::Table::new(
         "codec",
-        format!("Codec: a {ENTITIES}-entity snapshot (id, position, velocity), median of {rounds}"),
+        format!(
+            "Codec: encode and decode per value (ns, median of {rounds} batches) and bytes; a box_game input, a 64- and a {ENTITIES}-entity snapshot (id, position, velocity)"
+        ),
         &["bincode 2 (serde)", "bitcode (serde)", "bitcode (derive)"],
     );
-    let us_f = |d: Duration| d.as_secs_f64() * 1e6;
-    codecs.row(
-        "encode (µs)",
-        report::Better::Lower,
-        &[
-            us_f(bincode_encode),
-            us_f(bitcode_encode),
-            us_f(derived_encode),
-        ],
-    );
-    codecs.row(
-        "decode (µs)",
-        report::Better::Lower,
-        &[
-            us_f(bincode_decode),
-            us_f(bitcode_decode),
-            us_f(derived_decode),
-        ],
-    );
-    codecs.row(
-        "bytes",
-        report::Better::Lower,
-        &[
-            bincode_bytes.len() as f64,
-            bitcode_bytes.len() as f64,
-            derived_bytes.len() as f64,
-        ],
+    let input = BoxInput(0b0101);
+    codec_rows(&mut codecs, "box_game input", &input, 1000, rounds);
+    let small: Vec<(u64, Pos, Vel)> = typed(5, 1).into_iter().take(64).collect();
+    codec_rows(&mut codecs, "64-entity snapshot", &small, 50, rounds);
+    codec_rows(
+        &mut codecs,
+        "1,000-entity snapshot",
+        &typed(5, 1),
+        5,
+        rounds,
     );
     codecs.save();
-    for (name, encode, decode, bytes) in [
-        (
-            "bitcode (serde)",
-            bitcode_encode,
-            bitcode_decode,
-            bitcode_bytes.len(),
-        ),
-        (
-            "bitcode (derive)",
-            derived_encode,
-            derived_decode,
-            derived_bytes.len(),
-        ),
-    ] {
+}
+
+/// A box_game input as the game sends it every frame (a direction, 4 bits).
+#[derive(
+    Clone, Copy, Serialize, Deserialize, bitcode::Encode, bitcode::Decode, PartialEq, Debug,
+)]
+struct BoxInput(u8);
+
+/// Times `batch` calls per sample and reports per call.
+fn per_call(rounds: usize, batch: usize, mut f: impl FnMut()) -> f64 {
+    time(rounds, || {
+        for _ in 0..batch {
+            f();
+        }
+    })
+    .as_secs_f64()
+        * 1e9
+        / batch as f64
+}
+
+/// Encode/decode ns and bytes of `value` with the three codecs, printed and
+/// added to the table.
+fn codec_rows<T>(table: &mut report::Table, what: &str, value: &T, batch: usize, rounds: usize)
+where
+    T: Serialize + serde::de::DeserializeOwned + bitcode::Encode + bitcode::DecodeOwned,
+{
+    let config = bincode::config::standard();
+    let bincode_bytes = bincode::serde::encode_to_vec(value, config).expect("encodes");
+    let serde_bytes = bitcode::serialize(value).expect("encodes");
+    let derive_bytes = bitcode::encode(value);
+    let encode = [
+        per_call(rounds, batch, || {
+            black_box(bincode::serde::encode_to_vec(black_box(value), config).expect("encodes"));
+        }),
+        per_call(rounds, batch, || {
+            black_box(bitcode::serialize(black_box(value)).expect("encodes"));
+        }),
+        per_call(rounds, batch, || {
+            black_box(bitcode::encode(black_box(value)));
+        }),
+    ];
+    let decode = [
+        per_call(rounds, batch, || {
+            let (v, _): (T, usize) =
+                bincode::serde::decode_from_slice(black_box(&bincode_bytes), config)
+                    .expect("decodes");
+            black_box(v);
+        }),
+        per_call(rounds, batch, || {
+            let v: T = bitcode::deserialize(black_box(&serde_bytes)).expect("decodes");
+            black_box(v);
+        }),
+        per_call(rounds, batch, || {
+            let v: T = bitcode::decode(black_box(&derive_bytes)).expect("decodes");
+            black_box(v);
+        }),
+    ];
+    let bytes = [
+        bincode_bytes.len() as f64,
+        serde_bytes.len() as f64,
+        derive_bytes.len() as f64,
+    ];
+    for (i, codec) in ["bincode 2 (serde)", "bitcode (serde)", "bitcode (derive)"]
+        .iter()
+        .enumerate()
+    {
         println!(
-            "{name:<16} {:>12} {:>12} {:>12}   ({:.2}x / {:.2}x / {:.2}x of bincode)",
-            us(encode),
-            us(decode),
-            bytes,
-            encode.as_secs_f64() / bincode_encode.as_secs_f64(),
-            decode.as_secs_f64() / bincode_decode.as_secs_f64(),
-            bytes as f64 / bincode_bytes.len() as f64
+            "{what:<28} {codec:<18} {:>9.0} ns {:>9.0} ns {:>8}",
+            encode[i], decode[i], bytes[i]
         );
     }
+    table.row(
+        format!("{what}: encode (ns)"),
+        report::Better::Lower,
+        &encode,
+    );
+    table.row(
+        format!("{what}: decode (ns)"),
+        report::Better::Lower,
+        &decode,
+    );
+    table.row(format!("{what}: bytes"), report::Better::Lower, &bytes);
 }
