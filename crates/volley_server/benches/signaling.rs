@@ -296,12 +296,18 @@ async fn match_phase(server: &ServerProcess, o: &Options) -> MatchRun {
     }
 }
 
-async fn idle_phase(server: &ServerProcess, peers: usize) -> f64 {
+/// Idle peers counted when RSS is sampled (those above `--idle` are skipped).
+const IDLE_STEPS: [usize; 3] = [1_000, 5_000, 10_000];
+
+/// Server RSS growth per idle peer, at each of `steps` peers connected.
+async fn idle_phase(server: &ServerProcess, steps: &[usize]) -> Vec<f64> {
     tokio::time::sleep(Duration::from_millis(200)).await;
     let baseline = server.rss_kib();
     let addr = server.addr;
+    let peers = steps.iter().copied().max().unwrap_or(0);
     let mut held = Vec::with_capacity(peers);
     let mut batch = Vec::new();
+    let mut per_peer = Vec::new();
     for n in 0..peers {
         batch.push(tokio::spawn(async move {
             let mut ws = connect(addr, &format!("idle{}", n / 8), n).await;
@@ -309,16 +315,19 @@ async fn idle_phase(server: &ServerProcess, peers: usize) -> f64 {
             assert!(hello.contains("IdAssigned"), "{hello}");
             ws
         }));
-        if batch.len() == 64 || n + 1 == peers {
+        if batch.len() == 64 || n + 1 == peers || steps.contains(&(n + 1)) {
             for task in batch.drain(..) {
                 held.push(task.await.expect("idle peer"));
             }
         }
+        if steps.contains(&(n + 1)) {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let grown = server.rss_kib().saturating_sub(baseline);
+            per_peer.push(grown as f64 / (n + 1) as f64);
+        }
     }
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let grown = server.rss_kib().saturating_sub(baseline);
     drop(held);
-    grown as f64 / peers as f64
+    per_peer
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> f64 {
@@ -335,7 +344,8 @@ struct Totals {
     seconds: f64,
     cpu: Duration,
     latencies: Vec<Duration>,
-    idle_kib: Vec<f64>,
+    /// Per round, KiB per idle peer at each step.
+    idle_kib: Vec<Vec<f64>>,
     /// Server CPU per match (µs), one entry per round.
     cpu_per_match: Vec<f64>,
 }
@@ -373,7 +383,13 @@ fn main() {
             let run = runtime.block_on(match_phase(&server, &o));
             drop(server);
             let server = ServerProcess::start(kind, &matchbox, &o);
-            let idle = runtime.block_on(idle_phase(&server, o.idle));
+            let steps: Vec<usize> = IDLE_STEPS
+                .iter()
+                .copied()
+                .filter(|n| *n < o.idle)
+                .chain([o.idle])
+                .collect();
+            let idle = runtime.block_on(idle_phase(&server, &steps));
             drop(server);
             let per_match = |d: Duration| d.as_secs_f64() * 1e6 / run.matches.max(1) as f64;
             eprintln!(
@@ -383,7 +399,7 @@ fn main() {
                 run.seconds,
                 per_match(run.user),
                 per_match(run.system),
-                idle
+                idle.last().copied().unwrap_or(f64::NAN)
             );
             let t = &mut totals[k];
             t.matches += run.matches;
@@ -398,19 +414,33 @@ fn main() {
 }
 
 fn report(o: &Options, kinds: &[Kind], totals: &mut [Totals]) {
-    let rows: Vec<[f64; 5]> = totals
+    let steps: Vec<usize> = IDLE_STEPS
+        .iter()
+        .copied()
+        .filter(|n| *n < o.idle)
+        .chain([o.idle])
+        .collect();
+    let rows: Vec<Vec<f64>> = totals
         .iter_mut()
         .map(|t| {
             t.latencies.sort();
-            let mut idle = t.idle_kib.clone();
-            idle.sort_by(f64::total_cmp);
-            [
+            let mut row = vec![
                 t.matches as f64 / t.seconds,
                 t.cpu.as_secs_f64() * 1e6 / t.matches.max(1) as f64,
                 percentile(&t.latencies, 0.5),
                 percentile(&t.latencies, 0.99),
-                idle[idle.len() / 2],
-            ]
+            ];
+            // The median over rounds at each step.
+            for step in 0..steps.len() {
+                let mut at: Vec<f64> = t
+                    .idle_kib
+                    .iter()
+                    .filter_map(|r| r.get(step).copied())
+                    .collect();
+                at.sort_by(f64::total_cmp);
+                row.push(at.get(at.len() / 2).copied().unwrap_or(f64::NAN));
+            }
+            row
         })
         .collect();
     println!();
@@ -418,7 +448,7 @@ fn report(o: &Options, kinds: &[Kind], totals: &mut [Totals]) {
         "signaling benchmark: {} rounds x {:.0} s, {} match workers, {} idle peers",
         o.rounds, o.seconds, o.workers, o.idle
     );
-    let mut header = format!("{:<32}", "");
+    let mut header = format!("{:<40}", "");
     for kind in kinds {
         header += &format!("{:>16}", kind.name());
     }
@@ -426,13 +456,17 @@ fn report(o: &Options, kinds: &[Kind], totals: &mut [Totals]) {
         header += &format!("{:>18}", "volley/matchbox");
     }
     println!("{header}");
-    let names = [
+    let mut names: Vec<String> = [
         "matches/s",
         "server CPU per match (µs)",
         "time-to-match p50 (ms)",
         "time-to-match p99 (ms)",
-        "RSS per idle peer (KiB, median)",
-    ];
+    ]
+    .map(String::from)
+    .to_vec();
+    for n in &steps {
+        names.push(format!("RSS per idle peer at {n} peers (KiB)"));
+    }
     let columns: Vec<&str> = kinds.iter().map(|k| k.name()).collect();
     let mut table = report::Table::new(
         "signaling",
@@ -449,11 +483,11 @@ fn report(o: &Options, kinds: &[Kind], totals: &mut [Totals]) {
             report::Better::Lower
         };
         let values: Vec<f64> = rows.iter().map(|r| r[i]).collect();
-        table.row(*name, better, &values);
+        table.row(name.as_str(), better, &values);
     }
     table.save();
     for (i, name) in names.iter().enumerate() {
-        let mut line = format!("{name:<32}");
+        let mut line = format!("{name:<40}");
         for row in &rows {
             line += &format!("{:>16.1}", row[i]);
         }
