@@ -218,7 +218,9 @@ fn signal(to: &str, data: &str) -> Message {
 }
 
 /// One match: two peers meet in a fresh room and complete an offer/answer.
-async fn one_match(addr: SocketAddr, worker: usize, n: usize) -> Duration {
+/// One `?next=2` match with an offer/answer relay: the time to match, and
+/// the two relays' latencies (send → the other peer has it).
+async fn one_match(addr: SocketAddr, worker: usize, n: usize) -> (Duration, [Duration; 2]) {
     let started = Instant::now();
     let path = format!("w{worker}m{n}?next=2");
     let (mut a, mut b) = tokio::join!(connect(addr, &path, 2 * n), connect(addr, &path, 2 * n + 1));
@@ -230,23 +232,27 @@ async fn one_match(addr: SocketAddr, worker: usize, n: usize) -> Duration {
         text = next_text(&mut a) => { assert_eq!(id_of(&text, "NewPeer"), Some(b_id.clone())); (&mut a, &mut b, b_id) }
         text = next_text(&mut b) => { assert_eq!(id_of(&text, "NewPeer"), Some(a_id.clone())); (&mut b, &mut a, a_id) }
     };
+    let offer_sent = Instant::now();
     first
         .send(signal(&second_id, "Offer"))
         .await
         .expect("send offer");
     let offer = next_text(second).await;
+    let offer_relay = offer_sent.elapsed();
     let sender =
         serde_json::from_str::<serde_json::Value>(&offer).expect("json")["Signal"]["sender"]
             .as_str()
             .expect("offer sender")
             .to_owned();
+    let answer_sent = Instant::now();
     second
         .send(signal(&sender, "Answer"))
         .await
         .expect("send answer");
     let answer = next_text(first).await;
+    let answer_relay = answer_sent.elapsed();
     assert!(answer.contains("Answer"), "{answer}");
-    started.elapsed()
+    (started.elapsed(), [offer_relay, answer_relay])
 }
 
 struct MatchRun {
@@ -256,6 +262,8 @@ struct MatchRun {
     user: Duration,
     system: Duration,
     latencies: Vec<Duration>,
+    /// Signal relay latencies, measured while the load runs.
+    relays: Vec<Duration>,
 }
 
 async fn match_phase(server: &ServerProcess, o: &Options) -> MatchRun {
@@ -267,21 +275,26 @@ async fn match_phase(server: &ServerProcess, o: &Options) -> MatchRun {
     for worker in 0..o.workers {
         tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
+            let mut relays = Vec::new();
             let mut n = 0;
             while Instant::now() < until {
-                let waited =
+                let (waited, relayed) =
                     tokio::time::timeout(Duration::from_secs(10), one_match(addr, worker, n))
                         .await
                         .expect("a match within 10 s");
                 latencies.push(waited);
+                relays.extend(relayed);
                 n += 1;
             }
-            latencies
+            (latencies, relays)
         }));
     }
     let mut latencies = Vec::new();
+    let mut relays = Vec::new();
     for task in tasks {
-        latencies.extend(task.await.expect("worker"));
+        let (l, r) = task.await.expect("worker");
+        latencies.extend(l);
+        relays.extend(r);
     }
     let seconds = started.elapsed().as_secs_f64();
     // Let the server finish processing the last closes before reading its CPU.
@@ -293,6 +306,7 @@ async fn match_phase(server: &ServerProcess, o: &Options) -> MatchRun {
         user: user - user_before,
         system: system - system_before,
         latencies,
+        relays,
     }
 }
 
@@ -344,6 +358,7 @@ struct Totals {
     seconds: f64,
     cpu: Duration,
     latencies: Vec<Duration>,
+    relays: Vec<Duration>,
     /// Per round, KiB per idle peer at each step.
     idle_kib: Vec<Vec<f64>>,
     /// Server CPU per match (µs), one entry per round.
@@ -407,6 +422,7 @@ fn main() {
             t.cpu += run.user + run.system;
             t.cpu_per_match.push(per_match(run.user + run.system));
             t.latencies.extend(run.latencies);
+            t.relays.extend(run.relays);
             t.idle_kib.push(idle);
         }
     }
@@ -424,11 +440,14 @@ fn report(o: &Options, kinds: &[Kind], totals: &mut [Totals]) {
         .iter_mut()
         .map(|t| {
             t.latencies.sort();
+            t.relays.sort();
             let mut row = vec![
                 t.matches as f64 / t.seconds,
                 t.cpu.as_secs_f64() * 1e6 / t.matches.max(1) as f64,
                 percentile(&t.latencies, 0.5),
                 percentile(&t.latencies, 0.99),
+                percentile(&t.relays, 0.5),
+                percentile(&t.relays, 0.99),
             ];
             // The median over rounds at each step.
             for step in 0..steps.len() {
@@ -461,6 +480,8 @@ fn report(o: &Options, kinds: &[Kind], totals: &mut [Totals]) {
         "server CPU per match (µs)",
         "time-to-match p50 (ms)",
         "time-to-match p99 (ms)",
+        "signal relay p50 under load (ms)",
+        "signal relay p99 under load (ms)",
     ]
     .map(String::from)
     .to_vec();
@@ -489,7 +510,7 @@ fn report(o: &Options, kinds: &[Kind], totals: &mut [Totals]) {
     for (i, name) in names.iter().enumerate() {
         let mut line = format!("{name:<40}");
         for row in &rows {
-            line += &format!("{:>16.1}", row[i]);
+            line += &format!("{:>16.2}", row[i]);
         }
         if rows.len() == 2 {
             line += &format!("{:>17.2}x", rows[0][i] / rows[1][i]);
