@@ -94,3 +94,20 @@ impl Table {
         }
     }
 }
+
+/// Writes `$VOLLEY_BENCH_OUT/<name>.json` with named series of values (for
+/// line plots such as a latency CDF) when that is set.
+pub fn save_series(name: &str, title: &str, series: &[(String, Vec<f64>)]) {
+    let Some(dir) = std::env::var_os("VOLLEY_BENCH_OUT") else {
+        return;
+    };
+    let series: Vec<serde_json::Value> = series
+        .iter()
+        .map(|(n, v)| serde_json::json!({ "name": n, "values": v }))
+        .collect();
+    let json = serde_json::json!({ "title": title, "series": series });
+    let path = std::path::PathBuf::from(dir).join(format!("{name}.json"));
+    if let Err(e) = std::fs::write(&path, format!("{json:#}\n")) {
+        eprintln!("cannot write {}: {e}", path.display());
+    }
+}

@@ -172,6 +172,63 @@ impl Peer for Volley {
 enum Kind {
     Raw,
     Volley,
+    /// Plain UDP on loopback: the physical floor (RTT and throughput only).
+    Udp,
+}
+
+/// Two UDP sockets on 127.0.0.1 that know each other, polled like the others.
+struct Udp {
+    socket: std::net::UdpSocket,
+    other: std::net::SocketAddr,
+    other_id: PeerId,
+}
+
+impl Peer for Udp {
+    fn poll(&mut self) {}
+    fn connected(&self) -> usize {
+        1
+    }
+    fn first_peer(&self) -> Option<PeerId> {
+        Some(self.other_id)
+    }
+    fn send(&mut self, _: Channel, _: PeerId, payload: Vec<u8>) {
+        // A full loopback buffer drops the datagram, as the network would.
+        let _ = self.socket.send_to(&payload, self.other);
+    }
+    fn receive(&mut self, _: Channel) -> Vec<(PeerId, Vec<u8>)> {
+        let mut out = Vec::new();
+        let mut buf = [0u8; 2048];
+        while let Ok((n, _)) = self.socket.recv_from(&mut buf) {
+            out.push((self.other_id, buf[..n].to_vec()));
+        }
+        out
+    }
+}
+
+fn udp_pair() -> (Box<dyn Peer>, Box<dyn Peer>) {
+    let bind = || {
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("a UDP socket");
+        socket.set_nonblocking(true).expect("non-blocking");
+        socket
+    };
+    let (a, b) = (bind(), bind());
+    let (a_addr, b_addr) = (
+        a.local_addr().expect("an address"),
+        b.local_addr().expect("an address"),
+    );
+    let id = |n: u128| PeerId(uuid::Uuid::from_u128(n));
+    (
+        Box::new(Udp {
+            socket: a,
+            other: b_addr,
+            other_id: id(2),
+        }),
+        Box::new(Udp {
+            socket: b,
+            other: a_addr,
+            other_id: id(1),
+        }),
+    )
 }
 
 fn no_ice() -> RtcIceServerConfig {
@@ -184,6 +241,7 @@ fn no_ice() -> RtcIceServerConfig {
 
 fn make(kind: Kind, url: &str, runtime: &tokio::runtime::Runtime) -> Box<dyn Peer> {
     match kind {
+        Kind::Udp => unreachable!("UDP peers come in pairs: udp_pair()"),
         Kind::Raw => {
             let mut builder = WebRtcSocket::builder(url).ice_server(no_ice());
             for channel in Channel::ALL {
@@ -356,12 +414,10 @@ fn main() {
     });
     let base = format!("ws://{}", server.addr());
     let kinds = [Kind::Raw, Kind::Volley];
-    let name = |k: Kind| {
-        if k == Kind::Raw {
-            "raw matchbox"
-        } else {
-            "volley"
-        }
+    let name = |k: Kind| match k {
+        Kind::Raw => "raw matchbox",
+        Kind::Volley => "volley",
+        Kind::Udp => "plain UDP",
     };
     let mut room = 0;
     let mut next_url = || {
@@ -418,8 +474,12 @@ fn main() {
         "", "channel", "RTT p50", "RTT p99", "lost", "msgs/s"
     );
     let mut rows = Vec::new();
-    for kind in kinds {
-        let (mut a, mut b) = pair(kind, &next_url(), &runtime);
+    let mut cdf = Vec::new();
+    for kind in [Kind::Raw, Kind::Volley, Kind::Udp] {
+        let (mut a, mut b) = match kind {
+            Kind::Udp => udp_pair(),
+            _ => pair(kind, &next_url(), &runtime),
+        };
         for channel in [Channel::Reliable, Channel::Unreliable] {
             let (times, lost) = rtt(a.as_mut(), b.as_mut(), channel, o.samples);
             let rate = throughput(a.as_mut(), b.as_mut(), channel, o.seconds);
@@ -430,6 +490,15 @@ fn main() {
                     .map(ms)
                     .unwrap_or(f64::NAN)
             };
+            let percentiles: Vec<f64> = (1..=99).map(|q| p(f64::from(q) / 100.0)).collect();
+            cdf.push((
+                format!(
+                    "{} {}",
+                    name(kind),
+                    channel.name().split('-').next().unwrap_or_default()
+                ),
+                percentiles,
+            ));
             println!(
                 "{:<16}{:<12}{:>10.3}ms{:>10.3}ms{:>8}{:>14.0}",
                 name(kind),
@@ -448,7 +517,7 @@ fn main() {
             "Data path: volley_net vs raw matchbox_socket 0.15, loopback in a private netns, host candidates; connect = median of {} rounds, 100-byte messages, {} RTT samples, {:.0} s of throughput per channel",
             o.rounds, o.samples, o.seconds
         ),
-        &["volley_net", "raw matchbox_socket"],
+        &["volley_net", "raw matchbox_socket", "plain UDP (floor)"],
     );
     for (i, n) in [2, 4, 8].iter().enumerate() {
         table.row(

@@ -345,8 +345,8 @@ fn compose_report(raw: &Path, out: &Path) -> Result<String, String> {
                 .map(|v| v.iter().filter_map(|x| x.as_f64()).collect())
                 .unwrap_or_default();
             md += &format!("| {name} |");
-            for v in &values {
-                md += &format!(" {} |", figure(*v));
+            for i in 0..columns.len() {
+                md += &format!(" {} |", values.get(i).map_or("–".into(), |v| figure(*v)));
             }
             if ratio && values.len() >= 2 {
                 md += &format!(" {:.2}× |", values[0] / values[1]);
@@ -358,6 +358,17 @@ fn compose_report(raw: &Path, out: &Path) -> Result<String, String> {
         write(&out.join(&name), &svg)?;
         write(&docs.join(&name), &svg)?;
         md += &format!("\n![{section}](../../docs/bench/{name})\n");
+    }
+    let cdf = raw.join("latency_cdf.json");
+    if cdf.exists() {
+        let series = read_json(&cdf)?;
+        let svg = cdf_plot(&series);
+        write(&out.join("latency_cdf.svg"), &svg)?;
+        write(&docs.join("latency_cdf.svg"), &svg)?;
+        md += &format!(
+            "\n## latency CDF\n\n{}\n\n![latency CDF](../../docs/bench/latency_cdf.svg)\n",
+            series["title"].as_str().unwrap_or_default()
+        );
     }
     write(&out.join("report.md"), &md)?;
     let json = serde_json::json!({ "commit": commit, "machine": machine, "tables": tables });
@@ -428,6 +439,70 @@ fn plot(table: &serde_json::Value) -> String {
             left + 18.0,
             y + 10.0,
             escape(name)
+        );
+    }
+    svg += "</svg>\n";
+    svg
+}
+
+/// Percentile (x, 1–99) against value (y, linear from 0), one line per series.
+fn cdf_plot(data: &serde_json::Value) -> String {
+    const COLORS: [&str; 6] = [
+        "#3b82f6", "#93c5fd", "#f97316", "#fdba74", "#22c55e", "#86efac",
+    ];
+    let series = data["series"].as_array().cloned().unwrap_or_default();
+    let values: Vec<Vec<f64>> = series
+        .iter()
+        .map(|s| {
+            s["values"]
+                .as_array()
+                .map(|v| v.iter().filter_map(|x| x.as_f64()).collect())
+                .unwrap_or_default()
+        })
+        .collect();
+    let max = values
+        .iter()
+        .flatten()
+        .copied()
+        .fold(f64::MIN_POSITIVE, f64::max);
+    let (left, top, width, height) = (60.0, 30.0, 520.0, 300.0);
+    let mut svg = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{}\" height=\"{}\" font-family=\"sans-serif\" font-size=\"11\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n<text x=\"8\" y=\"18\" font-size=\"13\" font-weight=\"bold\">latency CDF (ms by percentile)</text>\n<line x1=\"{left}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"black\"/>\n<line x1=\"{left}\" y1=\"{top}\" x2=\"{left}\" y2=\"{}\" stroke=\"black\"/>\n<text x=\"{}\" y=\"{}\" text-anchor=\"end\">percentile</text>\n<text x=\"{}\" y=\"{}\" text-anchor=\"end\">{}</text>\n<text x=\"{}\" y=\"{}\" text-anchor=\"end\">0</text>\n",
+        left + width + 200.0,
+        top + height + 40.0,
+        top + height,
+        left + width,
+        top + height,
+        top + height,
+        left + width,
+        top + height + 16.0,
+        left - 4.0,
+        top + 4.0,
+        figure(max),
+        left - 4.0,
+        top + height
+    );
+    for (i, (s, v)) in series.iter().zip(&values).enumerate() {
+        let points: Vec<String> = v
+            .iter()
+            .enumerate()
+            .map(|(k, y)| {
+                format!(
+                    "{:.1},{:.1}",
+                    left + width * k as f64 / 98.0,
+                    top + height - height * (y / max)
+                )
+            })
+            .collect();
+        let color = COLORS[i % COLORS.len()];
+        svg += &format!(
+            "<polyline fill=\"none\" stroke=\"{color}\" stroke-width=\"2\" points=\"{}\"/>\n<rect x=\"{}\" y=\"{}\" width=\"12\" height=\"12\" fill=\"{color}\"/>\n<text x=\"{}\" y=\"{}\">{}</text>\n",
+            points.join(" "),
+            left + width + 16.0,
+            top + 20.0 * i as f64,
+            left + width + 34.0,
+            top + 20.0 * i as f64 + 10.0,
+            escape(s["name"].as_str().unwrap_or_default())
         );
     }
     svg += "</svg>\n";
