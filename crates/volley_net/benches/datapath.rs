@@ -527,24 +527,29 @@ fn main() {
         );
     }
     for (c, channel) in ["reliable", "unreliable"].iter().enumerate() {
-        let (raw, volley) = (rows[c], rows[c + 2]);
+        let (raw, volley, udp) = (rows[c], rows[c + 2], rows[c + 4]);
         table.row(
             format!("RTT p50, {channel} (ms)"),
             report::Better::Lower,
-            &[volley.0, raw.0],
+            &[volley.0, raw.0, udp.0],
         );
         table.row(
             format!("RTT p99, {channel} (ms)"),
             report::Better::Lower,
-            &[volley.1, raw.1],
+            &[volley.1, raw.1, udp.1],
         );
         table.row(
             format!("messages/s, {channel}"),
             report::Better::Higher,
-            &[volley.2, raw.2],
+            &[volley.2, raw.2, udp.2],
         );
     }
     table.save();
+    report::save_series(
+        "latency_cdf",
+        "RTT of 100-byte echoes (ms) by percentile, 1 to 99",
+        &cdf,
+    );
     for (c, channel) in ["reliable", "unreliable"].iter().enumerate() {
         let (raw, volley) = (rows[c], rows[c + 2]);
         println!(
