@@ -120,6 +120,9 @@ pub struct BotReport {
     pub scores: Vec<u32>,
     /// The first desync a peer explained: frame and differing checksum parts.
     pub diagnosis: Option<(i32, Vec<String>)>,
+    /// Frames confirmed per second from the session's start to the target
+    /// frame (60 at best: below it, the bot could not keep up).
+    pub frame_rate: Option<f64>,
 }
 
 /// One room's outcome.
@@ -257,6 +260,13 @@ impl Bot {
             self.report.rollback_frames = status.rollback_frames;
             self.report.desyncs = status.desyncs;
             self.report.diagnosis.clone_from(&status.first_diagnosis);
+        }
+        if self.report.frame_rate.is_none()
+            && self.report.confirmed_frame >= frame
+            && let Some(connected) = self.report.connect_time
+        {
+            let playing = self.started.elapsed().saturating_sub(connected);
+            self.report.frame_rate = Some(f64::from(frame) / playing.as_secs_f64().max(1e-3));
         }
         if self.report.checksum.is_none() && self.report.confirmed_frame >= frame {
             self.report.checksum = world

@@ -53,6 +53,22 @@ struct Cli {
     timeout: Duration,
 }
 
+/// CPU time of this process so far (user + system), from /proc; 0 elsewhere.
+fn process_cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which may hold spaces): utime is the
+    // 14th field overall, stime the 15th; both in clock ticks (100/s).
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) / 100.0
+}
+
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -90,12 +106,28 @@ fn main() -> ExitCode {
             seed: cli.seed,
         });
     }
+    let started = std::time::Instant::now();
+    let cpu_before = process_cpu_seconds();
     let reports = run_rooms(&run);
     let failed = reports.iter().filter(|r| !r.ok()).count();
     for report in &reports {
         print!("{report}");
     }
     println!("{} rooms, {} failed", reports.len(), failed);
+    // One line for scripts (cargo xtask bench's ramp reads it).
+    let bots = reports.iter().map(|r| r.bots.len()).sum::<usize>().max(1);
+    let slowest = reports
+        .iter()
+        .flat_map(|r| &r.bots)
+        .map(|b| b.frame_rate.unwrap_or(0.0))
+        .fold(f64::INFINITY, f64::min);
+    let cpu = (process_cpu_seconds() - cpu_before) / started.elapsed().as_secs_f64();
+    println!(
+        "SUMMARY {{\"rooms\":{},\"failed\":{failed},\"bots\":{bots},\"slowest_fps\":{:.2},\"cpu_per_bot_pct\":{:.2}}}",
+        reports.len(),
+        if slowest.is_finite() { slowest } else { 0.0 },
+        100.0 * cpu / bots as f64
+    );
     if failed == 0 {
         ExitCode::SUCCESS
     } else {

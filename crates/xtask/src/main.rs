@@ -250,6 +250,7 @@ fn bench(args: &[String]) -> Result<(), String> {
             .env("VOLLEY_BENCH_OUT", &raw);
         step(name, run)?;
     }
+    bots_ramp(&raw, quick)?;
     let report = compose_report(&raw, &out)?;
     println!("{report}");
     println!("report: {}", out.join("report.md").display());
@@ -288,7 +289,114 @@ fn git_commit() -> String {
         .unwrap_or_default()
 }
 
-const SECTIONS: [&str; 5] = ["signaling", "datapath", "rollback", "state_sync", "codec"];
+const SECTIONS: [&str; 6] = [
+    "signaling",
+    "datapath",
+    "rollback",
+    "state_sync",
+    "codec",
+    "bots",
+];
+
+/// Frames per second a bot must keep to count as keeping up (of 60).
+const KEEPS_UP_FPS: f64 = 55.0;
+
+/// Bots at scale: concurrent 2-player box_game rooms of headless bots (one
+/// `volley-bots` process, against a release `volley-server` on 127.0.0.1),
+/// doubling until a room fails (desync, differing checksums, timeout) or a
+/// bot falls below [`KEEPS_UP_FPS`]; writes the `bots` table.
+fn bots_ramp(raw: &Path, quick: bool) -> Result<(), String> {
+    let mut build = cargo();
+    build.args([
+        "build",
+        "--release",
+        "-p",
+        "volley_server",
+        "-p",
+        "volley_bots",
+    ]);
+    step("cargo build --release (server, bots)", build)?;
+    let bin = target_dir().join("release");
+    let addr = "127.0.0.1:3547";
+    let mut server = Command::new(bin.join("volley-server"))
+        .args(["--addr", addr])
+        .env("RUST_LOG", "error")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map_err(|e| format!("volley-server: {e}"))?;
+    let deadline = Instant::now() + std::time::Duration::from_secs(10);
+    while std::net::TcpStream::connect(addr).is_err() {
+        if Instant::now() > deadline {
+            let _ = server.kill();
+            return Err("volley-server did not start".into());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let steps: &[usize] = if quick {
+        &[1, 2]
+    } else {
+        &[1, 2, 4, 8, 16, 32, 64]
+    };
+    let frames = if quick { "120" } else { "600" };
+    let mut last_good: Option<(f64, f64, f64, f64)> = None;
+    let mut first_bad = 0.0;
+    println!("==> bots at scale");
+    for rooms in steps {
+        let output = Command::new(bin.join("volley-bots"))
+            .args([
+                "--server",
+                &format!("ws://{addr}"),
+                "--rooms",
+                &rooms.to_string(),
+            ])
+            .args(["--players", "2", "--frames", frames, "--timeout", "120s"])
+            .output()
+            .map_err(|e| format!("volley-bots: {e}"))?;
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let summary = stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("SUMMARY "))
+            .and_then(|j| serde_json::from_str::<serde_json::Value>(j).ok());
+        let (fps, cpu, bots) = summary.as_ref().map_or((0.0, 0.0, 0.0), |s| {
+            (
+                s["slowest_fps"].as_f64().unwrap_or(0.0),
+                s["cpu_per_bot_pct"].as_f64().unwrap_or(0.0),
+                s["bots"].as_f64().unwrap_or(0.0),
+            )
+        });
+        let ok = output.status.success() && fps >= KEEPS_UP_FPS;
+        println!(
+            "    {rooms:>3} rooms ({bots} bots): slowest {fps:.1} frames/s, {cpu:.1}% of a core per bot: {}",
+            if ok { "ok" } else { "FAILED" }
+        );
+        if ok {
+            last_good = Some((*rooms as f64, bots, fps, cpu));
+        } else {
+            first_bad = *rooms as f64;
+            break;
+        }
+    }
+    let _ = server.kill();
+    let _ = server.wait();
+    let (rooms, bots, fps, cpu) = last_good.unwrap_or_default();
+    let table = serde_json::json!({
+        "section": "bots",
+        "title": format!(
+            "Bots at scale: concurrent 2-player box_game rooms of headless bots in one volley-bots process (one thread), {frames} frames each, doubling until a room fails or a bot keeps under {KEEPS_UP_FPS} frames/s"
+        ),
+        "columns": ["box_game bots"],
+        "ratio": false,
+        "rows": [
+            { "name": "last good count of rooms", "values": [rooms], "better": "higher" },
+            { "name": "bots at it", "values": [bots], "better": "higher" },
+            { "name": "slowest bot at it (frames/s)", "values": [fps], "better": "higher" },
+            { "name": "CPU per bot at it (% of a core)", "values": [cpu], "better": "lower" },
+            { "name": "first failing count of rooms (0: none failed)", "values": [first_bad], "better": "higher" },
+        ],
+    });
+    write(&raw.join("bots.json"), &format!("{table:#}\n"))
+}
 
 /// report.md, report.json and the plots, from the benchmarks' tables.
 fn compose_report(raw: &Path, out: &Path) -> Result<String, String> {
