@@ -36,6 +36,8 @@ pub struct GameStatus {
     /// Checksums (hex) of confirmed frames that are multiples of
     /// [`CHECKPOINT_EVERY`]: equal across peers when they agree.
     pub checkpoints: BTreeMap<i32, String>,
+    /// With state sync: the authority's peer id.
+    pub authority: Option<String>,
     /// With state sync: whether we are the authority.
     pub is_authority: bool,
     /// With state sync: the authority's tick applied (ours when we are it).
@@ -66,6 +68,7 @@ fn update_status(
         status.state = format!("{:?}", state.get());
     }
     if let Some(replication) = replication {
+        status.authority = replication.authority.map(|a| a.to_string());
         status.is_authority = replication.is_authority;
         status.replication_tick = replication.tick;
         status.replicated = replicated.iter().count();
