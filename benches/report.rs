@@ -1,4 +1,5 @@
-//! Shared by the benchmarks (included with `#[path]`): a result table, printed
+//! Shared by the benchmarks (included with `#[path]`): their `--name value`
+//! options, and a result table, printed
 //! by the benchmark as it likes and written as JSON into `$VOLLEY_BENCH_OUT`
 //! (set by `cargo xtask bench`, which turns the tables into
 //! `target/bench/report.md`, `report.json` and SVG plots).
@@ -109,5 +110,39 @@ pub fn save_series(name: &str, title: &str, series: &[(String, Vec<f64>)]) {
     let path = std::path::PathBuf::from(dir).join(format!("{name}.json"));
     if let Err(e) = std::fs::write(&path, format!("{json:#}\n")) {
         eprintln!("cannot write {}: {e}", path.display());
+    }
+}
+
+/// A benchmark's `--name value` options (cargo's own `--bench` skipped).
+pub struct Options(Vec<(String, String)>);
+
+impl Options {
+    /// Reads the command line; an option not in `known` stops the run.
+    pub fn parse(known: &[&str]) -> Options {
+        let mut pairs = Vec::new();
+        let mut args = std::env::args().skip(1);
+        while let Some(name) = args.next() {
+            if name == "--bench" {
+                continue;
+            }
+            let key = name.trim_start_matches("--").to_string();
+            assert!(
+                known.contains(&key.as_str()),
+                "unknown option {name} (known: --{})",
+                known.join(", --")
+            );
+            pairs.push((key, args.next().unwrap_or_default()));
+        }
+        Options(pairs)
+    }
+
+    /// The value of `--name`, or `default`; a value that does not parse stops the run.
+    pub fn get<T: std::str::FromStr>(&self, name: &str, default: T) -> T {
+        match self.0.iter().rev().find(|(k, _)| k == name) {
+            Some((_, v)) => v
+                .parse()
+                .unwrap_or_else(|_| panic!("--{name}: cannot read {v:?}")),
+            None => default,
+        }
     }
 }

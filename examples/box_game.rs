@@ -11,7 +11,7 @@ use volley::bevy::VolleyPlugin;
 use volley::bevy::rollback::RollbackPlugin;
 use volley_games::box_game::render::BoxGameRenderPlugin;
 use volley_games::box_game::{self, BoxGamePlugin, BoxInput};
-use volley_games::launch::Launch;
+use volley_games::launch::{self, Launch};
 use volley_games::status::StatusPlugin;
 
 fn main() {
@@ -22,15 +22,7 @@ fn main() {
         ..launch
     };
     App::new()
-        .add_plugins(DefaultPlugins.set(WindowPlugin {
-            primary_window: Some(Window {
-                title: "volley box_game".into(),
-                canvas: Some("#volley-canvas".into()),
-                fit_canvas_to_parent: true,
-                ..default()
-            }),
-            ..default()
-        }))
+        .add_plugins(DefaultPlugins.set(launch::window("volley box_game")))
         .insert_resource(ClearColor(Color::srgb(0.05, 0.05, 0.07)))
         .add_plugins((
             VolleyPlugin::new(launch.room_url())

@@ -7,7 +7,7 @@
 use bevy::prelude::*;
 use serde::{Deserialize, Serialize};
 use volley::bevy::prelude::*;
-use volley_games::launch::Launch;
+use volley_games::launch::{self, Launch};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Greeting(String);
@@ -22,15 +22,7 @@ struct Panel;
 fn main() {
     let url = Launch::from_env("hello", None).room_url();
     App::new()
-        .add_plugins(DefaultPlugins.set(WindowPlugin {
-            primary_window: Some(Window {
-                title: "volley hello".into(),
-                canvas: Some("#volley-canvas".into()),
-                fit_canvas_to_parent: true,
-                ..default()
-            }),
-            ..default()
-        }))
+        .add_plugins(DefaultPlugins.set(launch::window("volley hello")))
         .add_plugins(VolleyPlugin::new(url).app_version("hello-1"))
         .add_net_message::<Greeting>(Channel::Reliable)
         .init_resource::<Inbox>()

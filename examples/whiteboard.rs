@@ -7,7 +7,7 @@
 
 use bevy::prelude::*;
 use volley::bevy::VolleyPlugin;
-use volley_games::launch::Launch;
+use volley_games::launch::{self, Launch};
 use volley_games::status::StatusPlugin;
 use volley_games::whiteboard::render::WhiteboardRenderPlugin;
 use volley_games::whiteboard::{self, WhiteboardPlugin};
@@ -19,15 +19,7 @@ fn main() {
         ..Launch::from_env("whiteboard", None)
     };
     App::new()
-        .add_plugins(DefaultPlugins.set(WindowPlugin {
-            primary_window: Some(Window {
-                title: "volley whiteboard".into(),
-                canvas: Some("#volley-canvas".into()),
-                fit_canvas_to_parent: true,
-                ..default()
-            }),
-            ..default()
-        }))
+        .add_plugins(DefaultPlugins.set(launch::window("volley whiteboard")))
         .insert_resource(ClearColor(Color::srgb(0.07, 0.08, 0.10)))
         .add_plugins((
             VolleyPlugin::new(launch.room_url()).app_version(whiteboard::APP_VERSION),

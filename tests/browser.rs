@@ -9,30 +9,11 @@ mod support;
 use std::time::Duration;
 
 use serde_json::Value;
-use support::browser::{Browser, Driver, target_dir, wait_for, web_bundle};
-use support::server::with_server_config;
-use volley::server::ServerConfig;
+use support::browser::{Browser, browser_test, target_dir, wait_for};
 use volley_bots::BotRun;
 
 /// The frame whose checksums are compared.
 const CHECKPOINT: i32 = 300;
-
-/// One browser test at a time: each starts Chromium (software WebGL) and
-/// native peers, and on two cores several at once starve each other.
-static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
-    ONE_AT_A_TIME
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-fn config(web: std::path::PathBuf) -> ServerConfig {
-    ServerConfig {
-        web_dir: Some(web),
-        ..ServerConfig::default()
-    }
-}
 
 /// The browser's checksum of [`CHECKPOINT`], once confirmed there.
 fn checkpoint(browser: &Browser, seen: &mut Value) -> Option<String> {
@@ -46,143 +27,134 @@ fn checkpoint(browser: &Browser, seen: &mut Value) -> Option<String> {
 
 #[test]
 fn a_browser_plays_box_game_against_a_native_bot() {
-    let _turn = one_at_a_time();
-    let web = web_bundle();
-    if !support::netns::isolate("a_browser_plays_box_game_against_a_native_bot") {
-        return;
-    }
-    with_server_config(config(web), |server| {
-        let driver = Driver::start();
-        let browser = driver.browser();
-        let mut run = BotRun::new(&format!("ws://{}", server.addr()), 1, 2, CHECKPOINT);
-        run.bots_per_room = 1;
-        run.room_prefix = "e2e-native".into();
-        run.linger = Duration::from_secs(5);
-        run.timeout = Duration::from_secs(150);
-        browser.goto(&format!(
-            "http://{}/play/box_game?room=e2e-native&players=2",
-            server.addr()
-        ));
-        let bot = std::thread::spawn(move || volley_bots::run_rooms(&run));
-        let mut seen = Value::Null;
-        let ours = wait_for(
-            "the browser to confirm the checkpoint",
-            Duration::from_secs(150),
-            || checkpoint(&browser, &mut seen),
-        );
-        browser.screenshot(
-            &target_dir()
-                .join("e2e")
-                .join("box_game_browser_vs_native.png"),
-        );
-        let reports = bot.join().expect("the bot ran");
-        let room = &reports[0];
-        print!("{room}");
-        println!("browser: {seen}");
-        assert!(room.ok(), "{room}");
-        let theirs = room.bots[0].checksum.map(|c| format!("{c:032x}"));
-        assert_eq!(
-            Some(ours),
-            theirs,
-            "browser and bot disagree at frame {CHECKPOINT}"
-        );
-        assert_eq!(seen["state"], "InGame", "{seen}");
-        assert_eq!(seen["players"], 2, "{seen}");
-    });
+    browser_test(
+        "a_browser_plays_box_game_against_a_native_bot",
+        |server, driver| {
+            let browser = driver.browser();
+            let mut run = BotRun::new(&format!("ws://{}", server.addr()), 1, 2, CHECKPOINT);
+            run.bots_per_room = 1;
+            run.room_prefix = "e2e-native".into();
+            run.linger = Duration::from_secs(5);
+            run.timeout = Duration::from_secs(150);
+            browser.goto(&format!(
+                "http://{}/play/box_game?room=e2e-native&players=2",
+                server.addr()
+            ));
+            let bot = std::thread::spawn(move || volley_bots::run_rooms(&run));
+            let mut seen = Value::Null;
+            let ours = wait_for(
+                "the browser to confirm the checkpoint",
+                Duration::from_secs(150),
+                || checkpoint(&browser, &mut seen),
+            );
+            browser.screenshot(
+                &target_dir()
+                    .join("e2e")
+                    .join("box_game_browser_vs_native.png"),
+            );
+            let reports = bot.join().expect("the bot ran");
+            let room = &reports[0];
+            print!("{room}");
+            println!("browser: {seen}");
+            assert!(room.ok(), "{room}");
+            let theirs = room.bots[0].checksum.map(|c| format!("{c:032x}"));
+            assert_eq!(
+                Some(ours),
+                theirs,
+                "browser and bot disagree at frame {CHECKPOINT}"
+            );
+            assert_eq!(seen["state"], "InGame", "{seen}");
+            assert_eq!(seen["players"], 2, "{seen}");
+        },
+    );
 }
 
 #[test]
 fn two_browsers_play_box_game_against_each_other() {
-    let _turn = one_at_a_time();
-    let web = web_bundle();
-    if !support::netns::isolate("two_browsers_play_box_game_against_each_other") {
-        return;
-    }
-    with_server_config(config(web), |server| {
-        let driver = Driver::start();
-        let (a, b) = (driver.browser(), driver.browser());
-        let url = format!(
-            "http://{}/play/box_game?room=e2e-browsers&players=2",
-            server.addr()
-        );
-        a.goto(&url);
-        b.goto(&url);
-        let (mut seen_a, mut seen_b) = (Value::Null, Value::Null);
-        let (mut sum_a, mut sum_b) = (None, None);
-        wait_for(
-            "both browsers to confirm the checkpoint",
-            Duration::from_secs(150),
-            || {
-                if sum_a.is_none() {
-                    sum_a = checkpoint(&a, &mut seen_a);
-                }
-                if sum_b.is_none() {
-                    sum_b = checkpoint(&b, &mut seen_b);
-                }
-                (sum_a.is_some() && sum_b.is_some()).then_some(())
-            },
-        );
-        println!("a: {seen_a}\nb: {seen_b}");
-        assert_eq!(sum_a, sum_b, "the browsers disagree at frame {CHECKPOINT}");
-        let handles = [&seen_a["local_handle"], &seen_b["local_handle"]];
-        assert!(
-            handles.contains(&&Value::from(0)) && handles.contains(&&Value::from(1)),
-            "{handles:?}"
-        );
-    });
+    browser_test(
+        "two_browsers_play_box_game_against_each_other",
+        |server, driver| {
+            let (a, b) = (driver.browser(), driver.browser());
+            let url = format!(
+                "http://{}/play/box_game?room=e2e-browsers&players=2",
+                server.addr()
+            );
+            a.goto(&url);
+            b.goto(&url);
+            let (mut seen_a, mut seen_b) = (Value::Null, Value::Null);
+            let (mut sum_a, mut sum_b) = (None, None);
+            wait_for(
+                "both browsers to confirm the checkpoint",
+                Duration::from_secs(150),
+                || {
+                    if sum_a.is_none() {
+                        sum_a = checkpoint(&a, &mut seen_a);
+                    }
+                    if sum_b.is_none() {
+                        sum_b = checkpoint(&b, &mut seen_b);
+                    }
+                    (sum_a.is_some() && sum_b.is_some()).then_some(())
+                },
+            );
+            println!("a: {seen_a}\nb: {seen_b}");
+            assert_eq!(sum_a, sum_b, "the browsers disagree at frame {CHECKPOINT}");
+            let handles = [&seen_a["local_handle"], &seen_b["local_handle"]];
+            assert!(
+                handles.contains(&&Value::from(0)) && handles.contains(&&Value::from(1)),
+                "{handles:?}"
+            );
+        },
+    );
 }
 
 #[test]
 fn the_lobby_makes_a_private_room_link_that_opens_the_game() {
-    let _turn = one_at_a_time();
-    let web = web_bundle();
-    if !support::netns::isolate("the_lobby_makes_a_private_room_link_that_opens_the_game") {
-        return;
-    }
-    with_server_config(config(web), |server| {
-        let driver = Driver::start();
-        let browser = driver.browser();
-        browser.goto(&format!("http://{}/", server.addr()));
-        wait_for(
-            "the lobby to list the games",
-            Duration::from_secs(20),
-            || {
-                let n = browser
-                    .eval("return document.querySelectorAll('#private-game option').length;");
-                (n.as_u64() >= Some(1)).then_some(())
-            },
-        );
-        browser.eval(
-            "document.getElementById('private-game').value = 'box_game'; \
-             document.getElementById('new-private-room').click(); return null;",
-        );
-        let link = wait_for("the private room link", Duration::from_secs(20), || {
-            let href = browser.eval(
-                "const a = document.getElementById('private-link'); \
-                 return document.getElementById('share').hidden ? null : a.href;",
+    browser_test(
+        "the_lobby_makes_a_private_room_link_that_opens_the_game",
+        |server, driver| {
+            let browser = driver.browser();
+            browser.goto(&format!("http://{}/", server.addr()));
+            wait_for(
+                "the lobby to list the games",
+                Duration::from_secs(20),
+                || {
+                    let n = browser
+                        .eval("return document.querySelectorAll('#private-game option').length;");
+                    (n.as_u64() >= Some(1)).then_some(())
+                },
             );
-            href.as_str().map(str::to_string)
-        });
-        let prefix = format!("http://{}/play/box_game?room=", server.addr());
-        let code = link
-            .strip_prefix(&prefix)
-            .and_then(|rest| rest.strip_suffix("&players=2"))
-            .unwrap_or_else(|| panic!("unexpected link {link}"));
-        assert_eq!(code.len(), 12, "{link}");
-        browser.goto(&link);
-        let status = wait_for(
-            "the game to join the private room",
-            Duration::from_secs(90),
-            || {
-                browser
-                    .game_status()
-                    .filter(|s| s["state"] == "WaitingForPeers")
-            },
-        );
-        println!("{status}");
-        let url = browser.eval("return location.href;");
-        assert_eq!(url.as_str(), Some(link.as_str()));
-    });
+            browser.eval(
+                "document.getElementById('private-game').value = 'box_game'; \
+             document.getElementById('new-private-room').click(); return null;",
+            );
+            let link = wait_for("the private room link", Duration::from_secs(20), || {
+                let href = browser.eval(
+                    "const a = document.getElementById('private-link'); \
+                 return document.getElementById('share').hidden ? null : a.href;",
+                );
+                href.as_str().map(str::to_string)
+            });
+            let prefix = format!("http://{}/play/box_game?room=", server.addr());
+            let code = link
+                .strip_prefix(&prefix)
+                .and_then(|rest| rest.strip_suffix("&players=2"))
+                .unwrap_or_else(|| panic!("unexpected link {link}"));
+            assert_eq!(code.len(), 12, "{link}");
+            browser.goto(&link);
+            let status = wait_for(
+                "the game to join the private room",
+                Duration::from_secs(90),
+                || {
+                    browser
+                        .game_status()
+                        .filter(|s| s["state"] == "WaitingForPeers")
+                },
+            );
+            println!("{status}");
+            let url = browser.eval("return location.href;");
+            assert_eq!(url.as_str(), Some(link.as_str()));
+        },
+    );
 }
 
 #[test]
@@ -190,91 +162,86 @@ fn the_whiteboard_in_a_browser_shows_a_desktop_peers_stroke_and_keeps_it() {
     use volley::bevy::replication::ReplicationStatus;
     use volley_games::whiteboard::{self, LocalPen, Pen, WhiteboardPlugin};
 
-    let _turn = one_at_a_time();
-    let web = web_bundle();
-    if !support::netns::isolate(
+    browser_test(
         "the_whiteboard_in_a_browser_shows_a_desktop_peers_stroke_and_keeps_it",
-    ) {
-        return;
-    }
-    with_server_config(config(web), |server| {
-        let driver = Driver::start();
-        let browser = driver.browser();
-        browser.goto(&format!(
-            "http://{}/play/whiteboard?room=e2e-board",
-            server.addr()
-        ));
-        let mut native = bevy::app::App::new();
-        native.add_plugins((
-            bevy::MinimalPlugins,
-            volley::bevy::VolleyPlugin::new(format!("ws://{}/e2e-board", server.addr()))
-                .app_version(whiteboard::APP_VERSION),
-            WhiteboardPlugin::default(),
-        ));
-        let pump = |native: &mut bevy::app::App,
-                    what: &str,
-                    done: &mut dyn FnMut(&mut bevy::app::App) -> bool| {
-            let deadline = std::time::Instant::now() + Duration::from_secs(90);
-            while !done(native) {
-                native.update();
-                assert!(
-                    std::time::Instant::now() < deadline,
-                    "timed out waiting for {what}"
-                );
-                std::thread::sleep(Duration::from_millis(5));
-            }
-        };
-        // Both sides follow the same authority (pen strokes sent while
-        // two fresh peers still settle who it is can be lost).
-        pump(&mut native, "agreement on the authority", &mut |native| {
-            let ours = native
-                .world()
-                .resource::<ReplicationStatus>()
-                .authority
-                .map(|a| a.to_string());
-            ours.is_some()
-                && browser.game_status().is_some_and(|s| {
-                    s["state"] == "InGame"
-                        && s["replication_tick"].as_u64() > Some(0)
-                        && s["authority"].as_str() == ours.as_deref()
-                })
-        });
-        // The desktop peer draws a zigzag.
-        let points: Vec<(i16, i16)> = (0..40)
-            .map(|i| (-300 + i * 15, if i % 2 == 0 { -80 } else { 80 }))
-            .collect();
-        native
-            .world_mut()
-            .write_message(LocalPen(Pen::Move((0, 0))));
-        native.world_mut().write_message(LocalPen(Pen::Down {
-            number: 1,
-            color: 1,
-            at: points[0],
-        }));
-        native.world_mut().write_message(LocalPen(Pen::Line {
-            number: 1,
-            points: points[1..].to_vec(),
-        }));
-        // The browser has its stroke and cursor.
-        pump(&mut native, "the stroke in the browser", &mut |_| {
-            browser
-                .game_status()
-                .is_some_and(|s| s["replicated"].as_u64() >= Some(2))
-        });
-        std::thread::sleep(Duration::from_millis(500));
-        browser.screenshot(&target_dir().join("e2e").join("whiteboard_browser.png"));
-        // The desktop peer leaves: the browser keeps the stroke (its cursor
-        // goes) and is the authority now.
-        drop(native);
-        let status = wait_for(
-            "the browser to keep the board alone",
-            Duration::from_secs(60),
-            || {
+        |server, driver| {
+            let browser = driver.browser();
+            browser.goto(&format!(
+                "http://{}/play/whiteboard?room=e2e-board",
+                server.addr()
+            ));
+            let mut native = bevy::app::App::new();
+            native.add_plugins((
+                bevy::MinimalPlugins,
+                volley::bevy::VolleyPlugin::new(format!("ws://{}/e2e-board", server.addr()))
+                    .app_version(whiteboard::APP_VERSION),
+                WhiteboardPlugin::default(),
+            ));
+            let pump = |native: &mut bevy::app::App,
+                        what: &str,
+                        done: &mut dyn FnMut(&mut bevy::app::App) -> bool| {
+                let deadline = std::time::Instant::now() + Duration::from_secs(90);
+                while !done(native) {
+                    native.update();
+                    assert!(
+                        std::time::Instant::now() < deadline,
+                        "timed out waiting for {what}"
+                    );
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            };
+            // Both sides follow the same authority (pen strokes sent while
+            // two fresh peers still settle who it is can be lost).
+            pump(&mut native, "agreement on the authority", &mut |native| {
+                let ours = native
+                    .world()
+                    .resource::<ReplicationStatus>()
+                    .authority
+                    .map(|a| a.to_string());
+                ours.is_some()
+                    && browser.game_status().is_some_and(|s| {
+                        s["state"] == "InGame"
+                            && s["replication_tick"].as_u64() > Some(0)
+                            && s["authority"].as_str() == ours.as_deref()
+                    })
+            });
+            // The desktop peer draws a zigzag.
+            let points: Vec<(i16, i16)> = (0..40)
+                .map(|i| (-300 + i * 15, if i % 2 == 0 { -80 } else { 80 }))
+                .collect();
+            native
+                .world_mut()
+                .write_message(LocalPen(Pen::Move((0, 0))));
+            native.world_mut().write_message(LocalPen(Pen::Down {
+                number: 1,
+                color: 1,
+                at: points[0],
+            }));
+            native.world_mut().write_message(LocalPen(Pen::Line {
+                number: 1,
+                points: points[1..].to_vec(),
+            }));
+            // The browser has its stroke and cursor.
+            pump(&mut native, "the stroke in the browser", &mut |_| {
                 browser
                     .game_status()
-                    .filter(|s| s["is_authority"] == true && s["replicated"] == 1)
-            },
-        );
-        println!("{status}");
-    });
+                    .is_some_and(|s| s["replicated"].as_u64() >= Some(2))
+            });
+            std::thread::sleep(Duration::from_millis(500));
+            browser.screenshot(&target_dir().join("e2e").join("whiteboard_browser.png"));
+            // The desktop peer leaves: the browser keeps the stroke (its cursor
+            // goes) and is the authority now.
+            drop(native);
+            let status = wait_for(
+                "the browser to keep the board alone",
+                Duration::from_secs(60),
+                || {
+                    browser
+                        .game_status()
+                        .filter(|s| s["is_authority"] == true && s["replicated"] == 1)
+                },
+            );
+            println!("{status}");
+        },
+    );
 }

@@ -118,15 +118,18 @@ fn pump(apps: &mut [App], limit: Duration, mut keep_going: impl FnMut(&mut [App]
 /// Waits until every peer follows the same authority and has its world.
 /// (Peers alone at first may each elect themselves; claims settle by term
 /// and id, so agreement among all is the final state.)
-fn settle_election(apps: &mut [App]) {
+fn settle_election(apps: &mut [App], has_world: impl Fn(&mut App) -> bool) {
     pump(apps, Duration::from_secs(30), |apps| {
         let first = status(&apps[0]).authority;
         !(first.is_some()
             && apps.iter().all(|a| status(a).authority == first)
-            && apps
-                .iter_mut()
-                .all(|a| snapshot(a).len() == ENTITIES as usize))
+            && apps.iter_mut().all(&has_world))
     });
+}
+
+/// The moving-entities world is there.
+fn populated(app: &mut App) -> bool {
+    snapshot(app).len() == ENTITIES as usize
 }
 
 fn authority_index(apps: &[App]) -> Option<usize> {
@@ -189,7 +192,7 @@ fn peers_converge_on_the_authoritys_world_through_loss_late_join_and_handover() 
         let url = format!("ws://{}/sync", server.addr());
         let mut apps: Vec<App> = (0..3).map(|i| app(&url, i + 1)).collect();
         // Three peers: an authority emerges and populates the world.
-        settle_election(&mut apps);
+        settle_election(&mut apps, populated);
         let lead = authority_index(&apps).expect("an authority");
         let authority = status(&apps[lead]).authority;
 
@@ -310,12 +313,7 @@ fn a_peer_sees_its_own_inputs_at_once_and_ends_where_the_authority_says() {
     with_server(|server| {
         let url = format!("ws://{}/predict", server.addr());
         let mut apps: Vec<App> = (0..2).map(|i| predicting_app(&url, i + 10)).collect();
-        pump(&mut apps, Duration::from_secs(30), |apps| {
-            let first = status(&apps[0]).authority;
-            !(first.is_some()
-                && apps.iter().all(|a| status(a).authority == first)
-                && apps.iter_mut().all(|a| my_avatar(a).is_some()))
-        });
+        settle_election(&mut apps, |a| my_avatar(a).is_some());
         let client = apps
             .iter()
             .position(|a| !status(a).is_authority)
@@ -353,7 +351,7 @@ fn the_authority_hands_over_on_request() {
     with_server(|server| {
         let url = format!("ws://{}/handover", server.addr());
         let mut apps: Vec<App> = (0..3).map(|i| app(&url, i + 20)).collect();
-        settle_election(&mut apps);
+        settle_election(&mut apps, populated);
         let old = authority_index(&apps).expect("an authority");
         let heir = (old + 1) % apps.len();
         let heir_id = apps[heir]

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use serde_json::{Value, json};
+use volley::server::{ServerConfig, ServerHandle};
 
 /// The flags that make headless Chromium render WebGL2 in software and
 /// offer host candidates on the test's own interfaces.
@@ -243,4 +244,26 @@ pub fn web_bundle() -> PathBuf {
         assert!(status.success(), "cargo xtask web failed");
     }
     target_dir().join("web")
+}
+
+/// One browser test at a time: each starts Chromium (software WebGL) and
+/// native peers, and on two cores several at once starve each other.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Runs the browser test `name` (its full path as `cargo test` lists it):
+/// one at a time, with the web bundle ready, inside its own network
+/// namespace, with a server serving the bundle and a chromedriver.
+pub fn browser_test(name: &str, test: impl FnOnce(&ServerHandle, &Driver)) {
+    let _turn = ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let web = web_bundle();
+    if !super::netns::isolate(name) {
+        return;
+    }
+    let config = ServerConfig {
+        web_dir: Some(web),
+        ..ServerConfig::default()
+    };
+    super::server::with_server_config(config, |server| test(server, &Driver::start()));
 }

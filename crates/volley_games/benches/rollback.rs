@@ -124,13 +124,7 @@ fn us(d: Duration) -> f64 {
 }
 
 fn main() {
-    let mut frames = 300;
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        if arg == "--frames" {
-            frames = args.next().and_then(|v| v.parse().ok()).unwrap_or(frames);
-        }
-    }
+    let frames: usize = report::Options::parse(&["frames"]).get("frames", 300);
     type Build = fn(usize) -> App;
     let worlds: [(&str, Build, usize); 3] = [
         ("box_game, 4 players", box_game_app, frames),

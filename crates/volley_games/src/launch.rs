@@ -3,6 +3,21 @@
 //! URL in the browser (`/play/<game>?room=NAME&players=N`, the server being
 //! the page's origin, so one bundle works behind any host name).
 
+/// The window every sample opens: titled, and in the browser drawn into
+/// the page's `#volley-canvas` (see `assets/web/game.html`), filling it.
+#[cfg(feature = "render")]
+pub fn window(title: &str) -> bevy::window::WindowPlugin {
+    bevy::window::WindowPlugin {
+        primary_window: Some(bevy::window::Window {
+            title: title.into(),
+            canvas: Some("#volley-canvas".into()),
+            fit_canvas_to_parent: true,
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
 /// Server, room and player count of a sample game.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Launch {

@@ -42,28 +42,12 @@ struct Options {
 }
 
 fn options() -> Options {
-    let mut o = Options {
-        rounds: 5,
-        samples: 1000,
-        seconds: 2.0,
-    };
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let mut i = 0;
-    while i < args.len() {
-        let value = args.get(i + 1).cloned().unwrap_or_default();
-        match args[i].as_str() {
-            "--rounds" => o.rounds = value.parse().expect("--rounds N"),
-            "--samples" => o.samples = value.parse().expect("--samples N"),
-            "--seconds" => o.seconds = value.parse().expect("--seconds S"),
-            "--bench" => {
-                i += 1;
-                continue;
-            }
-            other => panic!("unknown option {other}"),
-        }
-        i += 2;
+    let args = report::Options::parse(&["rounds", "samples", "seconds"]);
+    Options {
+        rounds: args.get("rounds", 5),
+        samples: args.get("samples", 1000),
+        seconds: args.get("seconds", 2.0),
     }
-    o
 }
 
 fn nap() {

@@ -97,13 +97,7 @@ fn time(rounds: usize, mut f: impl FnMut()) -> Duration {
 }
 
 fn main() {
-    let mut rounds = 200;
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        if arg == "--rounds" {
-            rounds = args.next().and_then(|v| v.parse().ok()).unwrap_or(rounds);
-        }
-    }
+    let rounds: usize = report::Options::parse(&["rounds"]).get("rounds", 200);
 
     let mut sizes = report::Table::new(
         "state_sync",

@@ -42,32 +42,14 @@ struct Options {
 }
 
 fn options() -> Options {
-    let mut o = Options {
-        rounds: 3,
-        seconds: 3.0,
-        workers: 32,
-        idle: 10_000,
-        volley_threads: 1,
-    };
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let mut i = 0;
-    while i < args.len() {
-        let value = args.get(i + 1).cloned().unwrap_or_default();
-        match args[i].as_str() {
-            "--rounds" => o.rounds = value.parse().expect("--rounds N"),
-            "--seconds" => o.seconds = value.parse().expect("--seconds S"),
-            "--workers" => o.workers = value.parse().expect("--workers W"),
-            "--idle" => o.idle = value.parse().expect("--idle P"),
-            "--volley-threads" => o.volley_threads = value.parse().expect("--volley-threads N"),
-            "--bench" => {
-                i += 1;
-                continue;
-            }
-            other => panic!("unknown option {other}"),
-        }
-        i += 2;
+    let args = report::Options::parse(&["rounds", "seconds", "workers", "idle", "volley-threads"]);
+    Options {
+        rounds: args.get("rounds", 3),
+        seconds: args.get("seconds", 3.0),
+        workers: args.get("workers", 32),
+        idle: args.get("idle", 10_000),
+        volley_threads: args.get("volley-threads", 1),
     }
-    o
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -313,6 +295,16 @@ async fn match_phase(server: &ServerProcess, o: &Options) -> MatchRun {
 /// Idle peers counted when RSS is sampled (those above `--idle` are skipped).
 const IDLE_STEPS: [usize; 3] = [1_000, 5_000, 10_000];
 
+/// The idle peer counts sampled: the steps below `--idle`, and `--idle`.
+fn idle_steps(o: &Options) -> Vec<usize> {
+    IDLE_STEPS
+        .iter()
+        .copied()
+        .filter(|n| *n < o.idle)
+        .chain([o.idle])
+        .collect()
+}
+
 /// Server RSS growth per idle peer, at each of `steps` peers connected.
 async fn idle_phase(server: &ServerProcess, steps: &[usize]) -> Vec<f64> {
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -398,13 +390,7 @@ fn main() {
             let run = runtime.block_on(match_phase(&server, &o));
             drop(server);
             let server = ServerProcess::start(kind, &matchbox, &o);
-            let steps: Vec<usize> = IDLE_STEPS
-                .iter()
-                .copied()
-                .filter(|n| *n < o.idle)
-                .chain([o.idle])
-                .collect();
-            let idle = runtime.block_on(idle_phase(&server, &steps));
+            let idle = runtime.block_on(idle_phase(&server, &idle_steps(&o)));
             drop(server);
             let per_match = |d: Duration| d.as_secs_f64() * 1e6 / run.matches.max(1) as f64;
             eprintln!(
@@ -430,12 +416,7 @@ fn main() {
 }
 
 fn report(o: &Options, kinds: &[Kind], totals: &mut [Totals]) {
-    let steps: Vec<usize> = IDLE_STEPS
-        .iter()
-        .copied()
-        .filter(|n| *n < o.idle)
-        .chain([o.idle])
-        .collect();
+    let steps = idle_steps(o);
     let rows: Vec<Vec<f64>> = totals
         .iter_mut()
         .map(|t| {

@@ -147,8 +147,9 @@ fn ci() -> Result<(), String> {
         "warnings",
     ]);
     step("cargo clippy", clippy)?;
-    // Every example for wasm32, and the browser bundles the browser tests load.
-    let web = web(false)?;
+    // Every example for wasm32, and the browser bundles the browser tests load
+    // (`setup` added the wasm target already).
+    let web = build_web(false)?;
     let mut test = cargo();
     test.args(["test", "--workspace"])
         .env("VOLLEY_WEB_DIR", &web);
@@ -720,6 +721,11 @@ fn json_string(s: &str) -> String {
 /// self-contained bundle per game plus the lobby. Returns the web directory.
 fn web(release: bool) -> Result<PathBuf, String> {
     setup_wasm()?;
+    build_web(release)
+}
+
+/// [`web`] without the set-up.
+fn build_web(release: bool) -> Result<PathBuf, String> {
     let bindgen = wasm_bindgen()?;
     // All examples (so every one keeps building for the browser); the
     // bundles are made for WEB_GAMES.
