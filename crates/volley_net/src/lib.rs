@@ -40,6 +40,7 @@ pub mod codec;
 pub mod conditioner;
 pub mod fragment;
 pub mod frame;
+pub mod guard;
 pub mod ice;
 pub mod protocol;
 pub mod replication;
@@ -47,6 +48,7 @@ mod session;
 pub mod stats;
 
 pub use conditioner::ConditionerConfig;
+pub use guard::{Misbehaviour, PeerLimits};
 pub use matchbox_socket::{MessageLoopFuture, PeerId};
 pub use session::{
     IceServer, LeftReason, MAX_UNRELIABLE, NetError, ROLLBACK_INBOX, Session, SessionBuilder,

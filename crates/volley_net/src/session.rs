@@ -13,6 +13,7 @@ use crate::codec::{Bincode, Codec, CodecError, DECODE_LIMIT};
 use crate::conditioner::{ConditionerConfig, LinkConditioner};
 use crate::fragment::{self, CHUNK, FragmentError, Reassembler};
 use crate::frame::{self, FrameError, Header, KIND_FRAGMENT, KIND_HELLO, KIND_PING, KIND_PONG};
+use crate::guard::{Backlog, Misbehaviour, PeerLimits, Strikes, truncated};
 use crate::protocol::{Registry, RegistryError, WIRE_VERSION};
 use crate::stats::PeerStats;
 use crate::{Channel, MessageLoopFuture};
@@ -102,6 +103,8 @@ pub enum LeftReason {
         /// The peer's.
         theirs: u64,
     },
+    /// It sent invalid packets or flooded us: it is ignored from now on.
+    Misbehaving(Misbehaviour),
 }
 
 /// What happened to the session's peers.
@@ -142,7 +145,17 @@ const HELLO_RETRY: Duration = Duration::from_millis(100);
 enum Phase {
     Handshake,
     Connected,
+    /// Refused for its protocol hash; ignored.
     Incompatible,
+    /// Dropped for misbehaving; ignored.
+    Dropped,
+}
+
+impl Phase {
+    /// Whether anything it sends is still read.
+    fn heard(&self) -> bool {
+        matches!(self, Phase::Handshake | Phase::Connected)
+    }
 }
 
 struct Peer {
@@ -154,6 +167,11 @@ struct Peer {
     next_hello: Instant,
     stats: PeerStats,
     reassembler: Reassembler,
+    /// Received packets waiting for this update's budget.
+    backlog: Backlog<Channel, matchbox_socket::Packet>,
+    strikes: Strikes,
+    /// Pings answered in this update.
+    pongs: usize,
 }
 
 /// Received messages of one type `T`: (sender, tick, the decoded value).
@@ -163,20 +181,28 @@ type Queue<T> = VecDeque<(PeerId, Option<u32>, T)>;
 /// decoded straight into its queue without a box of its own.
 type Inbox = Box<dyn Any + Send + Sync>;
 
-/// Decodes a payload of the type and appends it to that type's [`Inbox`].
-type Decode = fn(&[u8], PeerId, Option<u32>, &mut Inbox) -> Result<(), CodecError>;
+/// Decodes a payload of the type and appends it to that type's [`Inbox`],
+/// which keeps at most `limit` messages (the oldest go first). Returns how
+/// many were dropped.
+type Decode = fn(&[u8], PeerId, Option<u32>, &mut Inbox, usize) -> Result<usize, CodecError>;
 
 fn decode_into<T: DeserializeOwned + Send + Sync + 'static>(
     bytes: &[u8],
     peer: PeerId,
     tick: Option<u32>,
     inbox: &mut Inbox,
-) -> Result<(), CodecError> {
+    limit: usize,
+) -> Result<usize, CodecError> {
     let value = Bincode.decode::<T>(bytes)?;
+    let mut dropped = 0;
     if let Some(queue) = inbox.downcast_mut::<Queue<T>>() {
+        while queue.len() >= limit.max(1) {
+            queue.pop_front();
+            dropped += 1;
+        }
         queue.push_back((peer, tick, value));
     }
-    Ok(())
+    Ok(dropped)
 }
 
 /// Makes a type's empty [`Inbox`].
@@ -195,6 +221,7 @@ pub struct SessionBuilder {
     decoders: HashMap<TypeId, (Decode, NewInbox)>,
     conditioner: Option<ConditionerConfig>,
     ping_interval: Duration,
+    limits: PeerLimits,
 }
 
 impl SessionBuilder {
@@ -210,7 +237,14 @@ impl SessionBuilder {
             decoders: HashMap::new(),
             conditioner: None,
             ping_interval: Duration::from_millis(250),
+            limits: PeerLimits::default(),
         }
+    }
+
+    /// What one peer may send before it is slowed down or dropped.
+    pub fn peer_limits(mut self, limits: PeerLimits) -> Self {
+        self.limits = limits;
+        self
     }
 
     /// Adds a STUN/TURN server.
@@ -321,6 +355,8 @@ impl SessionBuilder {
             epoch: now,
             ping_interval: self.ping_interval,
             next_ping: now,
+            limits: self.limits,
+            overflowed: 0,
         };
         (session, message_loop)
     }
@@ -344,6 +380,9 @@ pub struct Session {
     epoch: Instant,
     ping_interval: Duration,
     next_ping: Instant,
+    limits: PeerLimits,
+    /// Messages dropped from full inboxes.
+    overflowed: u64,
 }
 
 impl Session {
@@ -369,6 +408,56 @@ impl Session {
             .iter()
             .filter(|(_, p)| p.phase == Phase::Connected)
             .map(|(id, _)| *id)
+    }
+
+    /// The per-peer limits in force.
+    pub fn peer_limits(&self) -> &PeerLimits {
+        &self.limits
+    }
+
+    /// Received messages dropped because the game left [`PeerLimits::inbox_per_type`]
+    /// of their type unread.
+    pub fn inbox_overflows(&self) -> u64 {
+        self.overflowed
+    }
+
+    /// Counts an invalid packet from `peer` that a layer above found (a
+    /// rollback packet that failed its checks, say): it counts towards
+    /// [`PeerLimits::strikes`] like the session's own decode errors, and the
+    /// peer is dropped as [`LeftReason::Misbehaving`] when they are reached.
+    pub fn report_invalid(&mut self, peer: PeerId, error: &dyn std::fmt::Display) {
+        let now = Instant::now();
+        let Some(p) = self.peers.get_mut(&peer) else {
+            return;
+        };
+        if !p.phase.heard() {
+            return;
+        }
+        p.stats.invalid_packets += 1;
+        if p.strikes.strike(now, &self.limits) {
+            let count = p.strikes.count();
+            let why = Misbehaviour::InvalidPackets {
+                count,
+                window: self.limits.strike_window,
+                last: truncated(&error.to_string(), 160),
+            };
+            self.drop_peer(peer, why);
+        }
+    }
+
+    /// Stops hearing `peer` and tells the game it left.
+    fn drop_peer(&mut self, peer: PeerId, why: Misbehaviour) {
+        let Some(p) = self.peers.get_mut(&peer) else {
+            return;
+        };
+        if !p.phase.heard() {
+            return;
+        }
+        p.phase = Phase::Dropped;
+        p.backlog = Backlog::default();
+        tracing::warn!("dropping peer {peer}: {why}");
+        self.events
+            .push_back(SessionEvent::Left(peer, LeftReason::Misbehaving(why)));
     }
 
     /// What is known about the link to `peer`.
@@ -548,7 +637,7 @@ impl Session {
                 PeerState::Connected => self.joined(peer),
                 PeerState::Disconnected => {
                     if let Some(p) = self.peers.remove(&peer)
-                        && p.phase != Phase::Incompatible
+                        && p.phase.heard()
                     {
                         self.events
                             .push_back(SessionEvent::Left(peer, LeftReason::Disconnected));
@@ -556,25 +645,30 @@ impl Session {
                 }
             }
         }
-        for channel in [Channel::Reliable, Channel::Unreliable] {
+        for channel in Channel::ALL {
             for (peer, packet) in self.socket.channel_mut(channel.index()).receive() {
-                self.received(peer, channel, &packet, now);
+                self.enqueue(peer, channel, packet);
             }
         }
-        for (peer, packet) in self.socket.channel_mut(Channel::Rollback.index()).receive() {
-            let Some(p) = self.peers.get_mut(&peer) else {
-                continue;
+        let peers: Vec<PeerId> = self.peers.keys().copied().collect();
+        for peer in peers {
+            let batch = match self.peers.get_mut(&peer) {
+                Some(p) if p.phase.heard() => {
+                    p.pongs = 0;
+                    p.backlog.take(&self.limits)
+                }
+                _ => continue,
             };
-            if p.phase != Phase::Connected {
-                continue; // before the handshake, nobody may speak rollback
+            for (channel, packet) in batch {
+                if self.peers.get(&peer).is_none_or(|p| !p.phase.heard()) {
+                    break; // dropped halfway through its batch
+                }
+                if channel == Channel::Rollback {
+                    self.received_rollback(peer, packet);
+                } else {
+                    self.received(peer, channel, &packet, now);
+                }
             }
-            let traffic = &mut p.stats.received[Channel::Rollback.index()];
-            traffic.packets += 1;
-            traffic.bytes += packet.len() as u64;
-            if self.rollback_inbox.len() >= ROLLBACK_INBOX {
-                self.rollback_inbox.pop_front();
-            }
-            self.rollback_inbox.push_back((peer, packet.to_vec()));
         }
         let unconfirmed: Vec<PeerId> = self
             .peers
@@ -597,6 +691,35 @@ impl Session {
         }
     }
 
+    /// Queues a packet behind the peer's budget; a flood drops the peer.
+    fn enqueue(&mut self, peer: PeerId, channel: Channel, packet: matchbox_socket::Packet) {
+        let Some(p) = self.peers.get_mut(&peer) else {
+            return; // not (or no longer) a peer of ours
+        };
+        if !p.phase.heard() {
+            return;
+        }
+        if let Err(flood) = p.backlog.push(channel, packet, &self.limits) {
+            self.drop_peer(peer, flood);
+        }
+    }
+
+    fn received_rollback(&mut self, peer: PeerId, packet: matchbox_socket::Packet) {
+        let Some(p) = self.peers.get_mut(&peer) else {
+            return;
+        };
+        if p.phase != Phase::Connected {
+            return; // before the handshake, nobody may speak rollback
+        }
+        let traffic = &mut p.stats.received[Channel::Rollback.index()];
+        traffic.packets += 1;
+        traffic.bytes += packet.len() as u64;
+        if self.rollback_inbox.len() >= ROLLBACK_INBOX {
+            self.rollback_inbox.pop_front();
+        }
+        self.rollback_inbox.push_back((peer, packet.to_vec()));
+    }
+
     fn joined(&mut self, peer: PeerId) {
         let now = Instant::now();
         self.peers.insert(
@@ -608,6 +731,9 @@ impl Session {
                 next_hello: now,
                 stats: PeerStats::default(),
                 reassembler: Reassembler::new(DECODE_LIMIT),
+                backlog: Backlog::default(),
+                strikes: Strikes::default(),
+                pongs: 0,
             },
         );
         self.events.push_back(SessionEvent::Joined(peer));
@@ -666,17 +792,15 @@ impl Session {
         let Some(p) = self.peers.get_mut(&peer) else {
             return; // not (or no longer) a peer of ours
         };
-        if p.phase == Phase::Incompatible {
+        if !p.phase.heard() {
             return;
         }
         let traffic = &mut p.stats.received[channel.index()];
         traffic.packets += 1;
         traffic.bytes += packet.len() as u64;
         if let Err(error) = self.dispatch(peer, channel, packet, now, true) {
-            if let Some(p) = self.peers.get_mut(&peer) {
-                p.stats.invalid_packets += 1;
-            }
             tracing::debug!("dropped a packet from {peer}: {error}");
+            self.report_invalid(peer, &error);
             self.events.push_back(SessionEvent::Error { peer, error });
         }
     }
@@ -702,6 +826,13 @@ impl Session {
             }
             KIND_HELLO if channel == Channel::Reliable => self.hello(peer, payload),
             KIND_PING if channel == Channel::Unreliable => {
+                let Some(p) = self.peers.get_mut(&peer) else {
+                    return Ok(());
+                };
+                if p.pongs >= self.limits.pongs_per_update {
+                    return Ok(()); // a ping flood gets no echo
+                }
+                p.pongs += 1;
                 let mut pong = Vec::with_capacity(packet.len());
                 frame::write_header(&mut pong, Header::new(KIND_PONG, None));
                 pong.extend_from_slice(payload);
@@ -751,7 +882,13 @@ impl Session {
                     .inbox
                     .get_mut(&type_id)
                     .ok_or(NetError::UnknownKind(kind))?;
-                decode(payload, peer, header.tick, inbox)?;
+                self.overflowed += decode(
+                    payload,
+                    peer,
+                    header.tick,
+                    inbox,
+                    self.limits.inbox_per_type,
+                )? as u64;
                 Ok(())
             }
         }
@@ -777,7 +914,7 @@ impl Session {
         let (ours, theirs) = (self.hash, hello.hash);
         tracing::warn!(
             "peer {peer} speaks another protocol (ours {ours:#x}, theirs {theirs:#x}, app {:?})",
-            hello.app_version
+            truncated(&hello.app_version, 64)
         );
         self.events.push_back(SessionEvent::Error {
             peer,

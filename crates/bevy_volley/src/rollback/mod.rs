@@ -1,0 +1,336 @@
+//! Rollback netcode: a ggrs P2P session (through bevy_ggrs) started when the
+//! room has its players, carried on volley's reserved
+//! [`Channel::Rollback`](volley_net::Channel::Rollback) channel.
+//!
+//! The game registers its input type and its rollback state the bevy_ggrs
+//! way, and adds a [`RollbackPlugin`]. Player handles are the players' peer
+//! ids in ascending order, so every peer assigns them the same way without a
+//! round trip.
+//!
+//! ```no_run
+//! use bevy::prelude::*;
+//! use bevy_volley::prelude::*;
+//! use bevy_volley::rollback::{RollbackPlugin, VolleyGgrs};
+//! use bevy_volley::rollback::bevy_ggrs::{LocalInputs, LocalPlayers, ReadInputs};
+//!
+//! #[derive(Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+//! struct Input(u8);
+//!
+//! fn read_input(mut commands: Commands, players: Res<LocalPlayers>) {
+//!     let inputs = players.0.iter().map(|&handle| (handle, Input(0))).collect();
+//!     commands.insert_resource(LocalInputs::<VolleyGgrs<Input>>(inputs));
+//! }
+//!
+//! App::new()
+//!     .add_plugins((
+//!         MinimalPlugins,
+//!         VolleyPlugin::new("ws://127.0.0.1:3536/arena?next=2"),
+//!         RollbackPlugin::<Input>::new(2).input_delay(2),
+//!     ))
+//!     .add_systems(ReadInputs, read_input)
+//!     .run();
+//! ```
+
+mod checksum;
+mod pipe;
+mod session;
+
+use checksum::{ChecksumNames, ReportsAsked, compare_reports, record_checksum};
+use pipe::{RollbackGuard, RollbackPipe, pipe_in, pipe_out};
+use session::{ggrs_events, peer_left, start_p2p, start_sync_test, sync_test_mismatch};
+
+use std::marker::PhantomData;
+
+use bevy::app::{App, Plugin, PreUpdate, Startup};
+use bevy::ecs::message::Message;
+use bevy::ecs::prelude::*;
+use bevy_ggrs::{
+    AdvanceWorld, GgrsConfig, GgrsPlugin, LoadWorld, RollbackFrameCount, RollbackFrameRate,
+    RunGgrsSystems, SaveWorld, SaveWorldSystems,
+};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use volley_net::{Channel, PeerId};
+
+use crate::{NetAppExt, VolleySet};
+
+pub use bevy_ggrs;
+pub use checksum::{
+    CHECKSUM_HISTORY, ChecksumApp, ChecksumHistory, ChecksumReport, FrameChecksum, differing_parts,
+};
+pub use pipe::PIPE_INBOX;
+pub use volley_rollback::{Guard, GuardConfig, Rejected};
+
+/// The ggrs configuration volley uses: the game's input, peers by [`PeerId`].
+pub type VolleyGgrs<I> = GgrsConfig<I, PeerId>;
+
+/// What a game's input type must be (ggrs sends it every frame).
+pub trait RollbackInput:
+    Copy + Default + PartialEq + Serialize + DeserializeOwned + Send + Sync + 'static
+{
+}
+impl<T> RollbackInput for T where
+    T: Copy + Default + PartialEq + Serialize + DeserializeOwned + Send + Sync + 'static
+{
+}
+
+/// How a [`RollbackPlugin`] runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RollbackMode {
+    /// Against the peers of the room, over the network.
+    P2P,
+    /// Alone: every frame is re-simulated `check_distance` frames later and
+    /// checksums compared — a local determinism check.
+    SyncTest {
+        /// Frames between a simulation and its re-simulation.
+        check_distance: usize,
+    },
+}
+
+/// Starts a rollback session: P2P once the room has `players` players (the
+/// local one included), or a sync test at startup.
+#[derive(Resource)]
+pub struct RollbackPlugin<I> {
+    config: RollbackConfig,
+    _input: PhantomData<fn() -> I>,
+}
+
+/// The settings a [`RollbackPlugin`] was built with.
+#[derive(Resource, Debug, Clone, Copy)]
+pub struct RollbackConfig {
+    /// Players in a match.
+    pub players: usize,
+    /// Frames local input is delayed (trades latency for fewer rollbacks).
+    pub input_delay: usize,
+    /// Frames simulated ahead of the last confirmed input.
+    pub max_prediction: usize,
+    /// Frames between checksum exchanges (0: no desync detection).
+    pub desync_interval: u32,
+    /// Simulation frames per second.
+    pub fps: usize,
+    /// P2P or sync test.
+    pub mode: RollbackMode,
+}
+
+impl<I: RollbackInput> RollbackPlugin<I> {
+    /// A P2P match of `players` players: 2 frames input delay, 8 frames of
+    /// prediction, checksums compared every 10 frames, 60 fps.
+    pub fn new(players: usize) -> Self {
+        RollbackPlugin {
+            config: RollbackConfig {
+                players,
+                input_delay: 2,
+                max_prediction: 8,
+                desync_interval: 10,
+                fps: 60,
+                mode: RollbackMode::P2P,
+            },
+            _input: PhantomData,
+        }
+    }
+
+    /// A local sync test of `players` players, re-simulating every frame
+    /// `check_distance` frames later.
+    pub fn sync_test(players: usize, check_distance: usize) -> Self {
+        let mut plugin = Self::new(players);
+        plugin.config.mode = RollbackMode::SyncTest { check_distance };
+        // ggrs needs the prediction window beyond the check distance.
+        plugin.config.max_prediction = plugin.config.max_prediction.max(check_distance + 1);
+        plugin
+    }
+
+    /// Frames local input is delayed.
+    pub fn input_delay(mut self, frames: usize) -> Self {
+        self.config.input_delay = frames;
+        self
+    }
+
+    /// The prediction window (0: lockstep).
+    pub fn max_prediction(mut self, frames: usize) -> Self {
+        self.config.max_prediction = frames;
+        self
+    }
+
+    /// Frames between checksum comparisons (0 turns desync detection off).
+    pub fn desync_interval(mut self, frames: u32) -> Self {
+        self.config.desync_interval = frames;
+        self
+    }
+
+    /// Simulation rate.
+    pub fn fps(mut self, fps: usize) -> Self {
+        self.config.fps = fps;
+        self
+    }
+}
+
+/// A checksum mismatch between this peer and `peer` at `frame`.
+#[derive(Message, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DesyncDetected {
+    /// The frame whose checksums differ.
+    pub frame: i32,
+    /// Ours.
+    pub local_checksum: u128,
+    /// Theirs.
+    pub remote_checksum: u128,
+    /// Who disagrees.
+    pub peer: PeerId,
+}
+
+/// What the rollback session reports besides desyncs.
+#[derive(Message, Debug, Clone, PartialEq, Eq)]
+pub enum RollbackEvent {
+    /// The ggrs session started; `local_handle` is ours.
+    Started {
+        /// Our player handle.
+        local_handle: usize,
+        /// Every player's peer id, by handle.
+        players: Vec<PeerId>,
+    },
+    /// Synchronizing with a peer (`count` of `total` round trips).
+    Synchronizing {
+        /// The peer.
+        peer: PeerId,
+        /// Round trips done.
+        count: u32,
+        /// Round trips needed.
+        total: u32,
+    },
+    /// Synchronized with a peer: frames advance.
+    Synchronized(PeerId),
+    /// A peer stopped answering and will be dropped in `timeout_ms`.
+    NetworkInterrupted {
+        /// The peer.
+        peer: PeerId,
+        /// Milliseconds until it is disconnected.
+        timeout_ms: u128,
+    },
+    /// The peer answers again.
+    NetworkResumed(PeerId),
+    /// The peer is out of the match (its inputs are predicted from now on).
+    Disconnected(PeerId),
+    /// ggrs recommends waiting `frames` frames for the others.
+    WaitRecommendation(u32),
+}
+
+/// The rollback session's state and counters, for overlays and bots.
+#[derive(Resource, Debug, Clone, Default)]
+pub struct RollbackStatus {
+    /// Our player handle, once started.
+    pub local_handle: Option<usize>,
+    /// Players' peer ids by handle (ours included), once started.
+    pub players: Vec<PeerId>,
+    /// The frame simulated last.
+    pub frame: i32,
+    /// The last frame with every player's input.
+    pub confirmed_frame: i32,
+    /// Rollbacks (loads of an earlier state).
+    pub rollbacks: u64,
+    /// Frames re-simulated by those rollbacks.
+    pub rollback_frames: u64,
+    /// Checksum mismatches (with peers, or in a sync test).
+    pub desyncs: u64,
+    /// Rollback packets from peers that failed the guard's checks.
+    pub invalid_packets: u64,
+    /// Players dropped from the match (they left, or misbehaved).
+    pub dropped: Vec<PeerId>,
+    /// The first desync a peer's [`ChecksumReport`] explained: the frame
+    /// and the names of the checksum parts that differ (debug builds). The
+    /// first is the one that matters: later frames differ in everything the
+    /// first difference spread to.
+    pub first_diagnosis: Option<(i32, Vec<String>)>,
+}
+
+/// The player order every peer agrees on: peer ids ascending.
+pub fn player_order(mut peers: Vec<PeerId>) -> Vec<PeerId> {
+    peers.sort();
+    peers.dedup();
+    peers
+}
+
+impl<I: RollbackInput> Plugin for RollbackPlugin<I> {
+    fn build(&self, app: &mut App) {
+        if !app.is_plugin_added::<GgrsPlugin<VolleyGgrs<I>>>() {
+            app.add_plugins(GgrsPlugin::<VolleyGgrs<I>>::default());
+        }
+        let config = self.config;
+        let guard = Guard::new(GuardConfig {
+            players: config.players,
+            max_prediction: config.max_prediction,
+            input_delay: config.input_delay,
+            desync_interval: (config.desync_interval > 0).then_some(config.desync_interval),
+        });
+        app.insert_resource(RollbackFrameRate(config.fps))
+            .insert_resource(config)
+            .insert_resource(RollbackGuard(guard))
+            .init_resource::<ReportsAsked>()
+            .init_resource::<RollbackPipe>()
+            .init_resource::<RollbackStatus>()
+            .init_resource::<ChecksumHistory>()
+            .init_resource::<LastAdvanced>()
+            .init_resource::<ChecksumNames>()
+            .add_message::<DesyncDetected>()
+            .add_message::<RollbackEvent>()
+            // Registered in every build, so debug and release peers agree
+            // on the protocol hash.
+            .add_net_message::<ChecksumReport>(Channel::Reliable)
+            .add_systems(
+                SaveWorld,
+                record_checksum.in_set(SaveWorldSystems::Snapshot),
+            )
+            .add_systems(LoadWorld, count_rollback)
+            .add_systems(AdvanceWorld, count_advance)
+            .add_observer(sync_test_mismatch);
+        match self.config.mode {
+            RollbackMode::SyncTest { check_distance } => {
+                app.add_systems(Startup, start_sync_test::<I>(check_distance));
+            }
+            RollbackMode::P2P => {
+                app.add_systems(
+                    PreUpdate,
+                    (start_p2p::<I>, peer_left::<I>, pipe_in::<I>)
+                        .chain()
+                        .after(VolleySet::Poll)
+                        .before(RunGgrsSystems),
+                )
+                .add_systems(
+                    PreUpdate,
+                    (pipe_out, ggrs_events::<I>, compare_reports)
+                        .chain()
+                        .after(RunGgrsSystems)
+                        .after(VolleySet::Receive),
+                );
+            }
+        }
+    }
+}
+
+#[derive(Resource, Default)]
+struct LastAdvanced(i32);
+
+fn count_advance(frame: Res<RollbackFrameCount>, mut last: ResMut<LastAdvanced>) {
+    last.0 = frame.0;
+}
+
+fn count_rollback(
+    frame: Res<RollbackFrameCount>,
+    last: Res<LastAdvanced>,
+    mut status: ResMut<RollbackStatus>,
+) {
+    status.rollbacks += 1;
+    status.rollback_frames += u64::try_from(last.0 - frame.0).unwrap_or(0);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn player_order_is_the_same_from_every_side() {
+        let a = PeerId(uuid::Uuid::from_u128(1));
+        let b = PeerId(uuid::Uuid::from_u128(2));
+        let c = PeerId(uuid::Uuid::from_u128(3));
+        assert_eq!(player_order(vec![c, a, b]), player_order(vec![b, c, a]));
+        assert_eq!(player_order(vec![c, a, b]), vec![a, b, c]);
+    }
+}

@@ -1,0 +1,245 @@
+//! The ggrs session's life: started when the room has its players, players
+//! dropped when they leave, ggrs' events turned into Bevy messages.
+
+use bevy::ecs::message::{MessageReader, MessageWriter};
+use bevy::ecs::prelude::*;
+use bevy_ggrs::ggrs::{self, DesyncDetection, GgrsEvent, PlayerType};
+use bevy_ggrs::{ConfirmedFrameCount, RollbackFrameCount, SyncTestMismatch};
+use tracing::{info, warn};
+use volley_net::{PeerId, SessionEvent};
+
+use super::checksum::{ChecksumHistory, ChecksumReport, ReportsAsked};
+use super::pipe::RollbackPipe;
+use super::{
+    DesyncDetected, RollbackConfig, RollbackEvent, RollbackInput, RollbackStatus, VolleyGgrs,
+    player_order,
+};
+use crate::{NetPeerEvent, NetSend, VolleySession};
+
+pub(super) fn start_sync_test<I: RollbackInput>(
+    check_distance: usize,
+) -> impl FnMut(Commands, Res<RollbackConfig>, ResMut<RollbackStatus>) {
+    move |mut commands, config, mut status| {
+        let session = ggrs::SessionBuilder::<VolleyGgrs<I>>::new()
+            .with_num_players(config.players)
+            .and_then(|b| b.with_fps(config.fps))
+            .map(|b| {
+                b.with_check_distance(check_distance)
+                    .with_input_delay(config.input_delay)
+                    .with_max_prediction_window(config.max_prediction)
+            })
+            .and_then(|mut b| {
+                for handle in 0..config.players {
+                    b = b.add_player(PlayerType::Local, handle)?;
+                }
+                b.start_synctest_session()
+            });
+        match session {
+            Ok(session) => {
+                status.local_handle = Some(0);
+                commands.insert_resource(bevy_ggrs::Session::SyncTest(session));
+            }
+            Err(e) => warn!("volley: cannot start the sync test: {e}"),
+        }
+    }
+}
+
+pub(super) fn sync_test_mismatch(
+    mismatch: On<SyncTestMismatch>,
+    mut status: ResMut<RollbackStatus>,
+) {
+    status.desyncs += 1;
+    warn!(
+        "volley: sync test mismatch at frame {}: frames {:?} re-simulated differently",
+        mismatch.event().current_frame,
+        mismatch.event().mismatched_frames
+    );
+}
+
+/// Starts the P2P session once, when `players` peers (us included) are connected.
+pub(super) fn start_p2p<I: RollbackInput>(
+    mut commands: Commands,
+    volley: Option<ResMut<VolleySession>>,
+    existing: Option<Res<bevy_ggrs::Session<VolleyGgrs<I>>>>,
+    config: Res<RollbackConfig>,
+    pipe: Res<RollbackPipe>,
+    mut status: ResMut<RollbackStatus>,
+    mut events: MessageWriter<RollbackEvent>,
+) {
+    if existing.is_some() || status.local_handle.is_some() {
+        return;
+    }
+    let Some(mut volley) = volley else { return };
+    let session = volley.session();
+    let Some(me) = session.id() else { return };
+    let mut everyone: Vec<PeerId> = session.connected_peers().collect();
+    everyone.push(me);
+    if everyone.len() < config.players {
+        return;
+    }
+    let players: Vec<PeerId> = player_order(everyone)
+        .into_iter()
+        .take(config.players)
+        .collect();
+    let Some(local_handle) = players.iter().position(|p| *p == me) else {
+        // The room has more peers than players and we came late: watch only.
+        return;
+    };
+    let desync = if config.desync_interval == 0 {
+        DesyncDetection::Off
+    } else {
+        DesyncDetection::On {
+            interval: config.desync_interval,
+        }
+    };
+    let built = ggrs::SessionBuilder::<VolleyGgrs<I>>::new()
+        .with_num_players(config.players)
+        .and_then(|b| b.with_fps(config.fps))
+        .map(|b| {
+            b.with_input_delay(config.input_delay)
+                .with_max_prediction_window(config.max_prediction)
+                .with_desync_detection_mode(desync)
+        })
+        .and_then(|mut b| {
+            for (handle, peer) in players.iter().enumerate() {
+                let kind = if *peer == me {
+                    PlayerType::Local
+                } else {
+                    PlayerType::Remote(*peer)
+                };
+                b = b.add_player(kind, handle)?;
+            }
+            b.start_p2p_session(pipe.0.clone())
+        });
+    match built {
+        Ok(session) => {
+            info!("volley: rollback session started as player {local_handle} of {players:?}");
+            status.local_handle = Some(local_handle);
+            status.players = players.clone();
+            commands.insert_resource(bevy_ggrs::Session::P2P(session));
+            events.write(RollbackEvent::Started {
+                local_handle,
+                players,
+            });
+        }
+        Err(e) => warn!("volley: cannot start the rollback session: {e}"),
+    }
+}
+
+/// A peer that left the room is disconnected in ggrs at once, instead of
+/// after ggrs' own timeout.
+pub(super) fn peer_left<I: RollbackInput>(
+    mut peer_events: MessageReader<NetPeerEvent>,
+    session: Option<ResMut<bevy_ggrs::Session<VolleyGgrs<I>>>>,
+    mut status: ResMut<RollbackStatus>,
+) {
+    let Some(mut session) = session else {
+        peer_events.clear();
+        return;
+    };
+    for NetPeerEvent(event) in peer_events.read() {
+        let SessionEvent::Left(peer, _) = event else {
+            continue;
+        };
+        let Some(handle) = status.players.iter().position(|p| p == peer) else {
+            continue;
+        };
+        if !status.dropped.contains(peer) {
+            status.dropped.push(*peer);
+        }
+        if let bevy_ggrs::Session::P2P(p2p) = &mut *session
+            && let Err(e) = p2p.disconnect_player(handle)
+        {
+            tracing::debug!("volley: disconnecting player {handle}: {e}");
+        }
+    }
+}
+
+/// Turns ggrs events into Bevy messages; on the first desync with a peer,
+/// sends it our checksum parts (debug builds) so it can name what differs.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn ggrs_events<I: RollbackInput>(
+    session: Option<ResMut<bevy_ggrs::Session<VolleyGgrs<I>>>>,
+    mut status: ResMut<RollbackStatus>,
+    frame: Res<RollbackFrameCount>,
+    confirmed: Res<ConfirmedFrameCount>,
+    history: Res<ChecksumHistory>,
+    mut desyncs: MessageWriter<DesyncDetected>,
+    mut events: MessageWriter<RollbackEvent>,
+    mut reports: MessageWriter<NetSend<ChecksumReport>>,
+    mut asked: ResMut<ReportsAsked>,
+) {
+    let Some(mut session) = session else { return };
+    status.frame = frame.0;
+    status.confirmed_frame = confirmed.0;
+    let bevy_ggrs::Session::P2P(p2p) = &mut *session else {
+        return;
+    };
+    for event in p2p.events() {
+        match event {
+            GgrsEvent::DesyncDetected {
+                frame,
+                local_checksum,
+                remote_checksum,
+                addr,
+            } => {
+                status.desyncs += 1;
+                warn!(
+                    "volley: desync with {addr} at frame {frame}: ours {local_checksum:#x}, theirs {remote_checksum:#x}"
+                );
+                desyncs.write(DesyncDetected {
+                    frame,
+                    local_checksum,
+                    remote_checksum,
+                    peer: addr,
+                });
+                // Either side may explain the first desync; a report from
+                // a peer we did not desync with is refused.
+                asked.expected.insert(addr);
+                if cfg!(debug_assertions)
+                    && asked.sent.insert(addr)
+                    && let Some(ours) = history.get(frame)
+                {
+                    reports.write(NetSend::to(
+                        addr,
+                        ChecksumReport {
+                            frame,
+                            parts: ours.parts.clone(),
+                        },
+                    ));
+                }
+            }
+            GgrsEvent::Synchronizing { addr, total, count } => {
+                events.write(RollbackEvent::Synchronizing {
+                    peer: addr,
+                    count,
+                    total,
+                });
+            }
+            GgrsEvent::Synchronized { addr } => {
+                events.write(RollbackEvent::Synchronized(addr));
+            }
+            GgrsEvent::Disconnected { addr } => {
+                if !status.dropped.contains(&addr) {
+                    status.dropped.push(addr);
+                }
+                events.write(RollbackEvent::Disconnected(addr));
+            }
+            GgrsEvent::NetworkInterrupted {
+                addr,
+                disconnect_timeout,
+            } => {
+                events.write(RollbackEvent::NetworkInterrupted {
+                    peer: addr,
+                    timeout_ms: disconnect_timeout,
+                });
+            }
+            GgrsEvent::NetworkResumed { addr } => {
+                events.write(RollbackEvent::NetworkResumed(addr));
+            }
+            GgrsEvent::WaitRecommendation { skip_frames } => {
+                events.write(RollbackEvent::WaitRecommendation(skip_frames));
+            }
+        }
+    }
+}

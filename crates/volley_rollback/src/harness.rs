@@ -1,0 +1,256 @@
+//! A small ggrs match in memory, for tests and fuzzing: real ggrs P2P
+//! sessions of a trivial game whose packets travel through queues, each
+//! received packet through the [`Guard`] as in volley. Anyone can
+//! [`Match::inject`] bytes as if a player sent them.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use ggrs::{
+    DesyncDetection, GgrsError, GgrsRequest, Message, NonBlockingSocket, P2PSession, PlayerType,
+    PredictRepeatLast, SessionBuilder,
+};
+
+use crate::guard::{Guard, GuardConfig, Rejected, View};
+use crate::wire;
+
+/// The match's game: one byte of input per player; the state folds them.
+pub struct Game;
+
+impl ggrs::Config for Game {
+    type Input = u8;
+    type InputPredictor = PredictRepeatLast;
+    type State = u64;
+    type Address = usize;
+}
+
+/// One peer's socket: what ggrs sends is encoded onto the wire, what the
+/// match delivers (already checked) waits in `inbox`.
+#[derive(Clone, Default)]
+struct Pipe(Arc<Mutex<PipeQueues>>);
+
+#[derive(Default)]
+struct PipeQueues {
+    inbox: Vec<(usize, Message)>,
+    outbox: Vec<(usize, Vec<u8>)>,
+}
+
+impl Pipe {
+    fn with<R>(&self, f: impl FnOnce(&mut PipeQueues) -> R) -> R {
+        f(&mut self.0.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+}
+
+impl NonBlockingSocket<usize> for Pipe {
+    fn send_to(&mut self, msg: &Message, addr: &usize) {
+        if let Ok(bytes) = bincode::serde::encode_to_vec(msg, wire::config()) {
+            self.with(|q| q.outbox.push((*addr, bytes)));
+        }
+    }
+
+    fn receive_all_messages(&mut self) -> Vec<(usize, Message)> {
+        self.with(|q| std::mem::take(&mut q.inbox))
+    }
+}
+
+struct Peer {
+    session: P2PSession<Game>,
+    pipe: Pipe,
+    state: u64,
+    /// The frame `state` belongs to.
+    at_frame: i32,
+    frame_states: VecDeque<(i32, u64)>,
+    dropped: Vec<bool>,
+    rejected: Vec<Rejected>,
+}
+
+/// `players` ggrs peers (addresses and handles `0..players`) in one process.
+pub struct Match {
+    guard: Guard,
+    peers: Vec<Peer>,
+    /// (from, to, bytes) in flight.
+    wire: VecDeque<(usize, usize, Vec<u8>)>,
+    /// Every packet an honest peer sent (from, to, bytes), for tests.
+    sent: Vec<(usize, usize, Vec<u8>)>,
+    keep_sent: bool,
+    frame: u64,
+}
+
+/// The wall clock as ggrs reads it.
+pub fn now_millis() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis())
+}
+
+impl Match {
+    /// Starts the sessions (not yet synchronized: call [`Match::step`]).
+    pub fn new(config: GuardConfig) -> Result<Self, GgrsError> {
+        let mut peers = Vec::with_capacity(config.players);
+        for me in 0..config.players {
+            let pipe = Pipe::default();
+            let desync = match config.desync_interval {
+                Some(interval) if interval > 0 => DesyncDetection::On { interval },
+                _ => DesyncDetection::Off,
+            };
+            let mut builder = SessionBuilder::<Game>::new()
+                .with_num_players(config.players)?
+                .with_max_prediction_window(config.max_prediction)
+                .with_input_delay(config.input_delay)
+                .with_desync_detection_mode(desync);
+            for handle in 0..config.players {
+                let kind = if handle == me {
+                    PlayerType::Local
+                } else {
+                    PlayerType::Remote(handle)
+                };
+                builder = builder.add_player(kind, handle)?;
+            }
+            peers.push(Peer {
+                session: builder.start_p2p_session(pipe.clone())?,
+                pipe,
+                state: 0,
+                at_frame: 0,
+                frame_states: VecDeque::new(),
+                dropped: vec![false; config.players],
+                rejected: Vec::new(),
+            });
+        }
+        Ok(Match {
+            guard: Guard::new(config),
+            peers,
+            wire: VecDeque::new(),
+            sent: Vec::new(),
+            keep_sent: false,
+            frame: 0,
+        })
+    }
+
+    /// Keeps a copy of every packet the honest peers send ([`Match::sent`]).
+    pub fn keep_sent(&mut self) {
+        self.keep_sent = true;
+    }
+
+    /// Packets the honest peers sent so far (with [`Match::keep_sent`]).
+    pub fn sent(&self) -> &[(usize, usize, Vec<u8>)] {
+        &self.sent
+    }
+
+    /// Puts `bytes` on the wire as if `from` sent them to `to`.
+    pub fn inject(&mut self, from: usize, to: usize, bytes: Vec<u8>) {
+        self.wire.push_back((from, to, bytes));
+    }
+
+    /// `at` drops player `handle` (what volley does when the peer leaves or misbehaves).
+    pub fn drop_player(&mut self, at: usize, handle: usize) -> Result<(), GgrsError> {
+        let peer = &mut self.peers[at];
+        if let Some(flag) = peer.dropped.get_mut(handle) {
+            *flag = true;
+        }
+        peer.session.disconnect_player(handle)
+    }
+
+    /// Delivers what is on the wire through the guards, then lets every
+    /// peer not in `silent` add an input and advance one frame.
+    pub fn step(&mut self, silent: &[usize]) {
+        let now = now_millis();
+        while let Some((from, to, bytes)) = self.wire.pop_front() {
+            let Some(peer) = self.peers.get_mut(to) else {
+                continue;
+            };
+            if silent.contains(&to) || peer.dropped.get(from).copied().unwrap_or(true) {
+                continue;
+            }
+            let view = View {
+                frame: peer.session.current_frame(),
+                now_millis: now,
+                sender_handles: 1,
+                dropped: &peer.dropped,
+            };
+            match self.guard.check(&bytes, &view) {
+                Ok(message) => peer.pipe.with(|q| q.inbox.push((from, message))),
+                Err(rejected) => peer.rejected.push(rejected),
+            }
+        }
+        self.frame += 1;
+        for (me, peer) in self.peers.iter_mut().enumerate() {
+            if silent.contains(&me) {
+                continue;
+            }
+            peer.session.poll_remote_clients();
+            let input = (self.frame.wrapping_mul(me as u64 + 7) % 5) as u8;
+            if peer.session.add_local_input(me, input).is_ok()
+                && let Ok(requests) = peer.session.advance_frame()
+            {
+                peer.handle(requests);
+            }
+            let outgoing = peer.pipe.with(|q| std::mem::take(&mut q.outbox));
+            for (to, bytes) in outgoing {
+                if self.keep_sent {
+                    self.sent.push((me, to, bytes.clone()));
+                }
+                self.wire.push_back((me, to, bytes));
+            }
+        }
+    }
+
+    /// Peer `at`'s current frame.
+    pub fn frame(&self, at: usize) -> i32 {
+        self.peers[at].session.current_frame()
+    }
+
+    /// Peer `at`'s confirmed frame.
+    pub fn confirmed(&self, at: usize) -> i32 {
+        self.peers[at].session.confirmed_frame()
+    }
+
+    /// Peer `at`'s state at `frame` (after simulating the frame before), if still kept.
+    pub fn state_at(&self, at: usize, frame: i32) -> Option<u64> {
+        self.peers[at]
+            .frame_states
+            .iter()
+            .rev()
+            .find(|(f, _)| *f == frame)
+            .map(|(_, s)| *s)
+    }
+
+    /// Whether peer `at` still runs its endpoint for remote player `handle`.
+    pub fn connected(&self, at: usize, handle: usize) -> bool {
+        !matches!(
+            self.peers[at].session.network_stats(handle),
+            Err(GgrsError::NotSynchronized)
+        )
+    }
+
+    /// What peer `at`'s guard refused so far.
+    pub fn rejected(&self, at: usize) -> &[Rejected] {
+        &self.peers[at].rejected
+    }
+}
+
+impl Peer {
+    fn handle(&mut self, requests: Vec<GgrsRequest<Game>>) {
+        for request in requests {
+            match request {
+                GgrsRequest::SaveGameState { cell, frame } => {
+                    cell.save(frame, Some(self.state), Some(u128::from(self.state)));
+                }
+                GgrsRequest::LoadGameState { cell, frame } => {
+                    self.state = cell.load().unwrap_or_default();
+                    self.at_frame = frame;
+                }
+                GgrsRequest::AdvanceFrame { inputs } => {
+                    for (input, _) in inputs {
+                        self.state = self.state.wrapping_mul(31).wrapping_add(u64::from(input));
+                    }
+                    self.at_frame += 1;
+                    self.frame_states.push_back((self.at_frame, self.state));
+                    if self.frame_states.len() > 512 {
+                        self.frame_states.pop_front();
+                    }
+                }
+            }
+        }
+    }
+}
