@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use volley::net::{
-    Channel, ConditionerConfig, LeftReason, NetError, PeerId, Session, SessionEvent,
+    Channel, ConditionerConfig, LeftReason, Misbehaviour, NetError, PeerId, PeerLimits, Session,
+    SessionEvent,
 };
 use volley::server::{Server, ServerConfig, ServerHandle};
 
@@ -89,6 +90,27 @@ async fn pump(
         }
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
+}
+
+/// A raw matchbox peer with volley's channel layout, which can send anything.
+fn raw_peer(server: &ServerHandle, room: &str) -> matchbox_socket::WebRtcSocket {
+    let mut builder =
+        matchbox_socket::WebRtcSocket::builder(format!("ws://{}/{room}", server.addr()))
+            .ice_server(matchbox_socket::RtcIceServerConfig {
+                urls: vec![],
+                username: None,
+                credential: None,
+            });
+    for reliable in [true, false, false] {
+        builder = builder.add_channel(if reliable {
+            matchbox_socket::ChannelConfig::reliable()
+        } else {
+            matchbox_socket::ChannelConfig::unreliable()
+        });
+    }
+    let (raw, message_loop) = builder.build();
+    tokio::spawn(message_loop);
+    raw
 }
 
 /// Both connected (handshake done); returns each one's view of the other.
@@ -321,22 +343,7 @@ fn garbage_from_a_peer_is_reported_and_dropped() {
         let server = server().await;
         let mut session = session(&server, "garbage", "1", None);
         // A raw matchbox peer with volley's channel layout, speaking nonsense.
-        let mut builder =
-            matchbox_socket::WebRtcSocket::builder(format!("ws://{}/garbage", server.addr()))
-                .ice_server(matchbox_socket::RtcIceServerConfig {
-                    urls: vec![],
-                    username: None,
-                    credential: None,
-                });
-        for reliable in [true, false, false] {
-            builder = builder.add_channel(if reliable {
-                matchbox_socket::ChannelConfig::reliable()
-            } else {
-                matchbox_socket::ChannelConfig::unreliable()
-            });
-        }
-        let (mut raw, message_loop) = builder.build();
-        tokio::spawn(message_loop);
+        let mut raw = raw_peer(&server, "garbage");
         let mut sent = false;
         let mut errors = Vec::new();
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
@@ -373,6 +380,129 @@ fn garbage_from_a_peer_is_reported_and_dropped() {
             ]
         );
         assert_eq!(session.stats(peer).map(|s| s.invalid_packets), Some(3));
+        server.shutdown().await;
+    });
+}
+
+#[test]
+fn a_peer_that_keeps_sending_garbage_is_dropped_as_misbehaving() {
+    if !support::netns::isolate("a_peer_that_keeps_sending_garbage_is_dropped_as_misbehaving") {
+        return;
+    }
+    run(async {
+        let server = server().await;
+        let mut session = session(&server, "strikes", "1", None);
+        let limits = *session.peer_limits();
+        let mut raw = raw_peer(&server, "strikes");
+        let mut target = None;
+        let mut errors = 0;
+        let mut left = None;
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        // Garbage until dropped, then as much again: nothing more is heard.
+        let mut after_drop = 0;
+        while after_drop < 200 {
+            assert!(std::time::Instant::now() < deadline, "errors {errors}, left {left:?}");
+            session.update();
+            for (peer, state) in raw.update_peers() {
+                if state == matchbox_socket::PeerState::Connected {
+                    target = Some(peer);
+                }
+            }
+            if let Some(peer) = target {
+                for _ in 0..4 {
+                    raw.channel_mut(1).send(vec![200, 0, 1, 2].into(), peer);
+                }
+            }
+            for event in session.events() {
+                match event {
+                    SessionEvent::Error { .. } => errors += 1,
+                    SessionEvent::Left(peer, why) => left = Some((peer, why)),
+                    _ => {}
+                }
+            }
+            if left.is_some() {
+                after_drop += 1;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        let (peer, why) = left.expect("the peer was dropped");
+        assert!(
+            matches!(&why, LeftReason::Misbehaving(Misbehaviour::InvalidPackets { count, last, .. })
+                if *count == limits.strikes && last.contains("unknown message kind 200")),
+            "{why:?}"
+        );
+        assert_eq!(errors, limits.strikes, "no error is reported after the drop");
+        assert_eq!(
+            session.stats(peer).map(|s| s.invalid_packets),
+            Some(limits.strikes as u64)
+        );
+        server.shutdown().await;
+    });
+}
+
+#[test]
+fn a_flooding_peer_is_dropped_and_an_honest_one_stays() {
+    if !support::netns::isolate("a_flooding_peer_is_dropped_and_an_honest_one_stays") {
+        return;
+    }
+    run(async {
+        let server = server().await;
+        let limits = PeerLimits {
+            packets_per_update: 64,
+            backlog_packets: 1000,
+            ..PeerLimits::default()
+        };
+        let (mut a, message_loop) = Session::builder(&format!("ws://{}/flood", server.addr()))
+            .app_version("1")
+            .register::<Chat>(Channel::Reliable)
+            .unwrap()
+            .peer_limits(limits)
+            .build();
+        tokio::spawn(message_loop);
+        let (mut b, message_loop) = Session::builder(&format!("ws://{}/flood", server.addr()))
+            .app_version("1")
+            .register::<Chat>(Channel::Reliable)
+            .unwrap()
+            .build();
+        tokio::spawn(message_loop);
+        let (a_sees_b, _) = connect(&mut a, &mut b).await;
+        let mut raw = raw_peer(&server, "flood");
+        let ping = [1u8, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+        let mut dropped = None;
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while dropped.is_none() {
+            assert!(std::time::Instant::now() < deadline, "the flood was not stopped");
+            a.update();
+            b.update();
+            for (peer, state) in raw.update_peers() {
+                if state == matchbox_socket::PeerState::Connected {
+                    for _ in 0..5000 {
+                        raw.channel_mut(1).send(ping.to_vec().into(), peer);
+                    }
+                }
+            }
+            for event in a.events() {
+                if let SessionEvent::Left(peer, why) = event {
+                    assert_ne!(peer, a_sees_b, "the honest peer was dropped: {why:?}");
+                    dropped = Some(why);
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        assert!(
+            matches!(dropped, Some(LeftReason::Misbehaving(Misbehaviour::Flood { .. }))),
+            "{dropped:?}"
+        );
+        // The honest peer still talks to us.
+        a.send(a_sees_b, &Chat { seq: 1, text: "still here".into() }).unwrap();
+        let mut got = Vec::new();
+        pump(&mut a, &mut b, |_, b| {
+            got.extend(b.receive::<Chat>());
+            !got.is_empty()
+        })
+        .await;
+        assert_eq!(got[0].1.text, "still here");
+        assert!(a.connected_peers().any(|p| p == a_sees_b));
         server.shutdown().await;
     });
 }

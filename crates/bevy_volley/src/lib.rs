@@ -50,15 +50,16 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tracing::{info, warn};
 pub use volley_net::{
-    Channel, ConditionerConfig, IceServer, LeftReason, NetError, PeerId, PeerStats, Session,
-    SessionBuilder, SessionEvent,
+    Channel, ConditionerConfig, IceServer, LeftReason, Misbehaviour, NetError, PeerId, PeerLimits,
+    PeerStats, Session, SessionBuilder, SessionEvent,
 };
 
 /// Everything a game needs in one `use`.
 pub mod prelude {
     pub use crate::{
-        Channel, ConditionerConfig, ConnectionState, NetAppExt, NetPeerEvent, NetReceived, NetSend,
-        NetStats, NetTarget, PeerId, SessionEvent, VolleyPlugin, VolleySession, VolleySet,
+        Channel, ConditionerConfig, ConnectionState, LeftReason, NetAppExt, NetPeerEvent,
+        NetReceived, NetSend, NetStats, NetTarget, PeerId, PeerLimits, SessionEvent, VolleyPlugin,
+        VolleySession, VolleySet,
     };
 }
 
@@ -197,6 +198,7 @@ pub struct VolleyPlugin {
     ice_servers: Vec<IceServer>,
     server_ice: bool,
     min_peers: usize,
+    peer_limits: PeerLimits,
 }
 
 impl VolleyPlugin {
@@ -209,7 +211,15 @@ impl VolleyPlugin {
             ice_servers: Vec::new(),
             server_ice: true,
             min_peers: 1,
+            peer_limits: PeerLimits::default(),
         }
+    }
+
+    /// What one peer may send before it is slowed down or dropped as
+    /// misbehaving (`SessionEvent::Left(peer, LeftReason::Misbehaving(..))`).
+    pub fn peer_limits(mut self, limits: PeerLimits) -> Self {
+        self.peer_limits = limits;
+        self
     }
 
     /// Peers with another app version are refused (part of the protocol hash).
@@ -302,7 +312,9 @@ fn connect(
     registrations: Res<Registrations>,
     mut next: ResMut<NextState<ConnectionState>>,
 ) {
-    let mut builder = Session::builder(&config.room_url).app_version(&config.app_version);
+    let mut builder = Session::builder(&config.room_url)
+        .app_version(&config.app_version)
+        .peer_limits(config.peer_limits);
     for server in &config.ice_servers {
         builder = builder.ice_server(server.clone());
     }

@@ -16,6 +16,8 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod hostile;
+
 use std::fmt;
 use std::time::{Duration, Instant};
 
@@ -63,6 +65,9 @@ pub struct BotRun {
     /// How long bots keep playing after all are done, so their last inputs
     /// reach peers that are not bots.
     pub linger: Duration,
+    /// Bots (by index within their room) neither waited for nor judged:
+    /// hostile ones, which honest peers drop.
+    pub unjudged: Vec<usize>,
 }
 
 impl BotRun {
@@ -81,6 +86,7 @@ impl BotRun {
             input_delay: 2,
             bots_per_room: players,
             linger: Duration::ZERO,
+            unjudged: Vec::new(),
         }
     }
 
@@ -239,6 +245,7 @@ pub fn bot_app(run: &BotRun, room_url: &str, seed: u64) -> App {
 struct Bot {
     app: App,
     room: usize,
+    judged: bool,
     started: Instant,
     report: BotReport,
 }
@@ -310,6 +317,7 @@ pub fn run_rooms_with(run: &BotRun, customize: impl Fn(&mut App, usize, usize)) 
             bots.push(Bot {
                 app,
                 room,
+                judged: !run.unjudged.contains(&i),
                 started: Instant::now(),
                 report: BotReport::default(),
             });
@@ -324,7 +332,7 @@ pub fn run_rooms_with(run: &BotRun, customize: impl Fn(&mut App, usize, usize)) 
             bot.app.update();
             bot.observe(run.frames);
         }
-        if done_at.is_none() && bots.iter().all(|b| b.done(run.frames)) {
+        if done_at.is_none() && bots.iter().all(|b| !b.judged || b.done(run.frames)) {
             done_at = Some(Instant::now());
         }
         if done_at.is_some_and(|at| at.elapsed() >= run.linger) {
@@ -347,6 +355,9 @@ pub fn run_rooms_with(run: &BotRun, customize: impl Fn(&mut App, usize, usize)) 
         })
         .collect();
     for mut bot in bots {
+        if !bot.judged {
+            continue;
+        }
         bot.report.scores = box_game::scores(bot.app.world_mut());
         reports[bot.room].bots.push(bot.report);
     }
