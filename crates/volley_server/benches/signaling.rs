@@ -83,6 +83,16 @@ impl ServerProcess {
             Kind::Volley => {
                 let mut c = Command::new(env!("CARGO_BIN_EXE_volley-server"));
                 c.args(["--addr", &addr.to_string(), "--max-connections", "60000"]);
+                // Thousands of peers from 32 loopback addresses: per-address
+                // limits off.
+                c.args([
+                    "--max-connections-per-ip",
+                    "0",
+                    "--joins-per-minute-per-ip",
+                    "0",
+                    "--http-rate-per-ip",
+                    "0",
+                ]);
                 c.args(["--threads", &o.volley_threads.to_string()]);
                 c
             }

@@ -7,8 +7,11 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::forwarded::TrustedProxy;
 use crate::ice::IceConfig;
+use crate::limits::IpLimitsConfig;
 use crate::lobby::LobbyConfig;
+use crate::secret::Secret;
 use crate::server::ServerConfig;
 
 /// volley's signaling server: matchbox-compatible rooms and matchmaking,
@@ -45,7 +48,7 @@ pub struct TicketArgs {
     pub user: String,
     /// The server's ticket secret.
     #[arg(long, env = "VOLLEY_TICKET_SECRET", hide_env_values = true)]
-    pub ticket_secret: String,
+    pub ticket_secret: Secret,
 }
 
 /// Options of the server itself.
@@ -68,16 +71,25 @@ pub struct ServeArgs {
     pub turn: Vec<String>,
     /// Secret shared with the TURN server (coturn `static-auth-secret`).
     #[arg(long, env = "VOLLEY_TURN_SECRET", hide_env_values = true)]
-    pub turn_secret: Option<String>,
+    pub turn_secret: Option<Secret>,
     /// Lifetime of TURN credentials.
     #[arg(long, env = "VOLLEY_TURN_TTL", default_value = "1h", value_parser = humantime::parse_duration)]
     pub turn_ttl: Duration,
     /// User part of TURN usernames.
     #[arg(long, env = "VOLLEY_TURN_USER", default_value = "volley")]
     pub turn_user: String,
-    /// Require `?ticket=` signed with this secret on every signaling connection.
+    /// Require `?ticket=` signed with this secret on every signaling
+    /// connection and on /api/ice (`?room=<room>&ticket=<ticket>`); refused
+    /// with 401 (ticket_missing, ticket_malformed, ticket_expired,
+    /// ticket_forged, ticket_ttl_too_long).
     #[arg(long, env = "VOLLEY_TICKET_SECRET", hide_env_values = true)]
-    pub ticket_secret: Option<String>,
+    pub ticket_secret: Option<Secret>,
+    /// Refuse tickets that expire further ahead than this (401 ticket_ttl_too_long).
+    #[arg(long, env = "VOLLEY_TICKET_MAX_TTL", default_value = "24h", value_parser = humantime::parse_duration)]
+    pub ticket_max_ttl: Duration,
+    /// Open signaling connections per ticket; more get 429 (ticket_in_use). 0: no limit.
+    #[arg(long, env = "VOLLEY_MAX_CONNECTIONS_PER_TICKET", default_value_t = 2)]
+    pub max_connections_per_ticket: usize,
     /// Largest WebSocket message, in bytes.
     #[arg(long, env = "VOLLEY_MAX_MESSAGE_SIZE", default_value_t = 64 * 1024)]
     pub max_message_size: usize,
@@ -87,18 +99,69 @@ pub struct ServeArgs {
     /// Message burst per connection.
     #[arg(long, env = "VOLLEY_BURST", default_value_t = 200)]
     pub burst: u32,
-    /// Open connections at most; more are refused with 503.
+    /// Open connections at most; more are refused with 503 (too_many_connections).
     #[arg(long, env = "VOLLEY_MAX_CONNECTIONS", default_value_t = 16_384)]
     pub max_connections: usize,
-    /// Time for a client to send its HTTP request.
+    /// Open connections (HTTP and WebSocket) per client address; more get
+    /// 429 (too_many_connections_from_ip). IPv6 counts per /64. 0: no limit.
+    #[arg(long, env = "VOLLEY_MAX_CONNECTIONS_PER_IP", default_value_t = 64)]
+    pub max_connections_per_ip: u32,
+    /// Signaling connections per client address per minute; more get 429
+    /// (join_rate_limited). 0: no limit.
+    #[arg(long, env = "VOLLEY_JOINS_PER_MINUTE_PER_IP", default_value_t = 60)]
+    pub joins_per_minute_per_ip: u32,
+    /// `POST /api/rooms` per client address per minute; more get 429
+    /// (room_creation_rate_limited). 0: no limit.
+    #[arg(
+        long,
+        env = "VOLLEY_ROOM_CREATIONS_PER_MINUTE_PER_IP",
+        default_value_t = 10
+    )]
+    pub room_creations_per_minute_per_ip: u32,
+    /// Private room codes one client address may hold at once; more get 429
+    /// (too_many_private_rooms_from_ip). 0: no limit.
+    #[arg(long, env = "VOLLEY_MAX_PRIVATE_ROOMS_PER_IP", default_value_t = 20)]
+    pub max_private_rooms_per_ip: usize,
+    /// Sustained HTTP requests per second per client address (WebSocket
+    /// upgrades count as joins instead); more get 429 (http_rate_limited). 0: no limit.
+    #[arg(long, env = "VOLLEY_HTTP_RATE_PER_IP", default_value_t = 20)]
+    pub http_rate_per_ip: u32,
+    /// HTTP request burst per client address (a page load fetches several files).
+    #[arg(long, env = "VOLLEY_HTTP_BURST_PER_IP", default_value_t = 100)]
+    pub http_burst_per_ip: u32,
+    /// Client addresses tracked at most by the per-address limits (bounds
+    /// their memory); when every one holds a connection, new addresses get
+    /// 503 (too_many_clients).
+    #[arg(long, env = "VOLLEY_MAX_TRACKED_IPS", default_value_t = 65_536)]
+    pub max_tracked_ips: usize,
+    /// A reverse proxy (address or CIDR block; repeat or comma-separate):
+    /// only from these peers is the client address taken from
+    /// `Forwarded: for=` / `X-Forwarded-For` (the right-most untrusted entry).
+    #[arg(long, env = "VOLLEY_TRUSTED_PROXY", value_delimiter = ',')]
+    pub trusted_proxy: Vec<TrustedProxy>,
+    /// Time for a client to send its HTTP request; then the connection is
+    /// cut (handshake_timeout).
     #[arg(long, env = "VOLLEY_HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub handshake_timeout: Duration,
+    /// A socket write that makes no progress for this long means the client
+    /// stopped reading: a WebSocket peer is closed (slow_consumer, its room
+    /// hears PeerLeft), an HTTP connection is cut (slow_http_reader).
+    #[arg(long, env = "VOLLEY_WRITE_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub write_timeout: Duration,
+    /// Longest life of an HTTP connection before any WebSocket upgrade; then
+    /// it is cut (http_timeout). Bounds slow readers of large files.
+    #[arg(long, env = "VOLLEY_HTTP_TIMEOUT", default_value = "2m", value_parser = humantime::parse_duration)]
+    pub http_timeout: Duration,
     /// Close a peer that sends nothing (not even a pong) for this long.
     #[arg(long, env = "VOLLEY_IDLE_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
     pub idle_timeout: Duration,
     /// How long a private room code stays reserved while its room is empty.
     #[arg(long, env = "VOLLEY_PRIVATE_ROOM_TTL", default_value = "1h", value_parser = humantime::parse_duration)]
     pub private_room_ttl: Duration,
+    /// A `?next=N` group that loses a member this soon after filling up is
+    /// reopened: the others hear PeerLeft and a newcomer takes the seat. 0s: never.
+    #[arg(long, env = "VOLLEY_MATCH_GRACE", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub match_grace: Duration,
     /// Worker threads. One thread serves over 20,000 matches/s on a 2-core
     /// machine at about half the CPU per match of a multi-threaded runtime
     /// (see the signaling benchmark); 0 means one per core, for more capacity.
@@ -114,13 +177,26 @@ impl ServeArgs {
             lobby: LobbyConfig {
                 max_room_size: usize::from(self.max_room_size),
                 private_room_ttl: self.private_room_ttl,
+                max_private_rooms_per_owner: self.max_private_rooms_per_ip,
+                match_grace: self.match_grace,
                 ..LobbyConfig::default()
             },
             max_message_size: self.max_message_size,
             rate_per_second: self.rate,
             rate_burst: self.burst,
             max_connections: self.max_connections,
+            per_ip: IpLimitsConfig {
+                max_connections: self.max_connections_per_ip,
+                joins_per_minute: self.joins_per_minute_per_ip,
+                room_creations_per_minute: self.room_creations_per_minute_per_ip,
+                http_per_second: self.http_rate_per_ip,
+                http_burst: self.http_burst_per_ip,
+                max_tracked_ips: self.max_tracked_ips,
+            },
+            trusted_proxies: self.trusted_proxy.clone(),
             handshake_timeout: self.handshake_timeout,
+            write_timeout: self.write_timeout.max(Duration::from_millis(10)),
+            http_timeout: self.http_timeout,
             idle_timeout: self.idle_timeout.max(Duration::from_millis(30)),
             web_dir: self.web_dir.clone(),
             ice: IceConfig {
@@ -131,7 +207,57 @@ impl ServeArgs {
                 turn_user: self.turn_user.clone(),
             },
             ticket_secret: self.ticket_secret.clone(),
+            ticket_max_ttl: self.ticket_max_ttl,
+            max_connections_per_ticket: self.max_connections_per_ticket,
             ..ServerConfig::default()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flag_defaults_are_the_library_defaults() {
+        let config = Cli::parse_from(["volley-server"]).serve.config();
+        let library = ServerConfig::default();
+        assert_eq!(config.per_ip, library.per_ip);
+        assert_eq!(config.write_timeout, library.write_timeout);
+        assert_eq!(config.http_timeout, library.http_timeout);
+        assert_eq!(config.handshake_timeout, library.handshake_timeout);
+        assert_eq!(config.ticket_max_ttl, library.ticket_max_ttl);
+        assert_eq!(
+            config.max_connections_per_ticket,
+            library.max_connections_per_ticket
+        );
+        assert_eq!(config.max_connections, library.max_connections);
+        assert_eq!(config.lobby.match_grace, library.lobby.match_grace);
+        assert_eq!(
+            config.lobby.max_private_rooms_per_owner,
+            library.lobby.max_private_rooms_per_owner
+        );
+    }
+
+    #[test]
+    fn limits_and_proxies_parse() {
+        let cli = Cli::parse_from([
+            "volley-server",
+            "--trusted-proxy",
+            "10.0.0.1,fd00::/8",
+            "--trusted-proxy",
+            "192.168.0.0/16",
+            "--max-connections-per-ip",
+            "0",
+            "--ticket-secret",
+            "hunter2",
+        ]);
+        let config = cli.serve.config();
+        assert_eq!(config.trusted_proxies.len(), 3);
+        assert_eq!(config.per_ip.max_connections, 0);
+        assert!(!format!("{cli:?} {config:?}").contains("hunter2"));
+        assert!(
+            Cli::try_parse_from(["volley-server", "--trusted-proxy", "proxy.example"]).is_err()
+        );
     }
 }

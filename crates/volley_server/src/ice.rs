@@ -5,6 +5,10 @@
 //! base64(HMAC-SHA1(secret, username)). With nothing configured the list is
 //! empty: on a LAN or loopback host candidates suffice, and unreachable STUN
 //! servers only slow connection set-up down.
+//!
+//! On a `--ticket-secret` server the endpoint needs a ticket too (anyone
+//! could otherwise use the TURN relay), and the TURN username carries the
+//! ticket's user, so the relay's logs say who used it.
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -12,6 +16,8 @@ use hmac::{Hmac, Mac};
 use serde::Serialize;
 use sha1::Sha1;
 use std::time::Duration;
+
+use crate::secret::Secret;
 
 /// ICE configuration from the command line.
 #[derive(Debug, Clone, Default)]
@@ -21,10 +27,10 @@ pub struct IceConfig {
     /// `turn:`/`turns:` URLs.
     pub turn: Vec<String>,
     /// Shared secret with the TURN server; without it TURN URLs are not handed out.
-    pub turn_secret: Option<String>,
+    pub turn_secret: Option<Secret>,
     /// Lifetime of TURN credentials.
     pub turn_ttl: Duration,
-    /// The user part of TURN usernames.
+    /// The user part of TURN usernames (when no ticket names one).
     pub turn_user: String,
 }
 
@@ -49,8 +55,28 @@ pub struct IceResponse {
     pub ice_servers: Vec<IceServer>,
 }
 
-/// Builds the ICE server list at `now` (unix seconds).
-pub fn ice_servers(config: &IceConfig, now: u64) -> IceResponse {
+/// Longest user part of a TURN username.
+const MAX_TURN_USER: usize = 64;
+
+/// The user part of a TURN username: `user` (a ticket's, chosen by whoever
+/// minted it) reduced to `A-Z a-z 0-9 . _ @ -` so that it cannot smuggle a
+/// `:` or control characters into the relay's parsing and logs.
+fn turn_user(user: &str) -> String {
+    user.chars()
+        .take(MAX_TURN_USER)
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '@' | '-') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// Builds the ICE server list at `now` (unix seconds); TURN usernames carry
+/// `user` (a ticket's user) or else the configured user.
+pub fn ice_servers(config: &IceConfig, now: u64, user: Option<&str>) -> IceResponse {
     let mut ice_servers = Vec::new();
     if !config.stun.is_empty() {
         ice_servers.push(IceServer {
@@ -60,10 +86,15 @@ pub fn ice_servers(config: &IceConfig, now: u64) -> IceResponse {
         });
     }
     if let (false, Some(secret)) = (config.turn.is_empty(), &config.turn_secret) {
-        let username = format!("{}:{}", now + config.turn_ttl.as_secs(), config.turn_user);
+        let user = match user {
+            Some(user) if !user.is_empty() => turn_user(user),
+            _ => config.turn_user.clone(),
+        };
+        let expiry = now.saturating_add(config.turn_ttl.as_secs());
+        let username = format!("{expiry}:{user}");
         ice_servers.push(IceServer {
             urls: config.turn.clone(),
-            credential: Some(turn_credential(secret.as_bytes(), &username)),
+            credential: Some(turn_credential(secret.expose(), &username)),
             username: Some(username),
         });
     }
@@ -84,7 +115,7 @@ mod tests {
 
     #[test]
     fn empty_without_configuration() {
-        let r = ice_servers(&IceConfig::default(), 0);
+        let r = ice_servers(&IceConfig::default(), 0, None);
         assert_eq!(serde_json::to_string(&r).unwrap(), r#"{"iceServers":[]}"#);
     }
 
@@ -99,7 +130,7 @@ mod tests {
             turn_ttl: Duration::from_secs(3600),
             turn_user: "volley".into(),
         };
-        let r = ice_servers(&config, 1_700_000_000);
+        let r = ice_servers(&config, 1_700_000_000, None);
         assert_eq!(r.ice_servers.len(), 2);
         let turn = &r.ice_servers[1];
         assert_eq!(turn.username.as_deref(), Some("1700003600:volley"));
@@ -112,6 +143,39 @@ mod tests {
             turn_secret: None,
             ..config
         };
-        assert_eq!(ice_servers(&no_secret, 0).ice_servers.len(), 1);
+        assert_eq!(ice_servers(&no_secret, 0, None).ice_servers.len(), 1);
+    }
+
+    #[test]
+    fn a_tickets_user_names_the_turn_user() {
+        let config = IceConfig {
+            turn: vec!["turn:turn.example:3478".into()],
+            turn_secret: Some("secret".into()),
+            turn_ttl: Duration::from_secs(60),
+            turn_user: "volley".into(),
+            ..IceConfig::default()
+        };
+        let username = |user| {
+            ice_servers(&config, 100, user).ice_servers[0]
+                .username
+                .clone()
+                .unwrap()
+        };
+        assert_eq!(username(Some("alice")), "160:alice");
+        assert_eq!(username(Some("eve:1:\n\u{7}é")), "160:eve_1____");
+        assert_eq!(username(Some("")), "160:volley");
+        assert_eq!(username(None), "160:volley");
+        assert_eq!(username(Some(&"x".repeat(500))).len(), 4 + MAX_TURN_USER);
+    }
+
+    #[test]
+    fn secrets_stay_out_of_debug_output() {
+        let config = IceConfig {
+            turn_secret: Some("hunter2".into()),
+            ..IceConfig::default()
+        };
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("<redacted>"), "{shown}");
     }
 }

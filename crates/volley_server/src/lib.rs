@@ -8,7 +8,10 @@
 //! client controls.
 //!
 //! The room logic is the pure [`lobby::Lobby`] state machine; [`server`] is the
-//! I/O around it.
+//! I/O around it. Nothing one client sends can crash, hijack or starve anyone
+//! else: every queue is bounded, every socket write has a deadline, and every
+//! limit (per connection, per client address, per ticket, global) refuses
+//! with a [`Refusal`] that names it and is counted in `/metrics`.
 //!
 //! ```no_run
 //! # async fn example() -> Result<(), volley_server::ServerError> {
@@ -21,14 +24,17 @@
 #![warn(missing_docs)]
 
 pub mod cli;
-pub mod close;
+pub mod forwarded;
 pub mod ice;
 pub mod limits;
 pub mod lobby;
 pub mod metrics;
+pub mod refusal;
+pub mod secret;
 pub mod server;
 pub mod ticket;
 pub mod wire;
 
-pub use close::CloseReason;
+pub use refusal::{Answer, Refusal};
+pub use secret::Secret;
 pub use server::{Server, ServerConfig, ServerError, ServerHandle};

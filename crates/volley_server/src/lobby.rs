@@ -23,12 +23,13 @@
 //! assert!(out.iter().any(|c| matches!(c, Command::MatchFormed { size: 2, .. })));
 //! ```
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 pub use matchbox_protocol::PeerId;
 
-use crate::close::CloseReason;
+use crate::refusal::Refusal;
 
 /// Longest room name accepted, in bytes.
 pub const MAX_ROOM_NAME: usize = 64;
@@ -45,14 +46,10 @@ pub struct RoomRequest {
 impl RoomRequest {
     /// Validates a room name and the raw `next` query value (a whole number
     /// from 2 to `max_room_size`).
-    pub fn parse(
-        name: &str,
-        next: Option<&str>,
-        max_room_size: usize,
-    ) -> Result<Self, CloseReason> {
+    pub fn parse(name: &str, next: Option<&str>, max_room_size: usize) -> Result<Self, Refusal> {
         let valid_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.');
         if name.len() > MAX_ROOM_NAME || !name.chars().all(valid_char) {
-            return Err(CloseReason::InvalidRoomName {
+            return Err(Refusal::InvalidRoomName {
                 len: name.len(),
                 max: MAX_ROOM_NAME,
             });
@@ -62,7 +59,7 @@ impl RoomRequest {
             Some(raw) => match raw.parse::<usize>() {
                 Ok(n) if (2..=max_room_size).contains(&n) => Some(n),
                 _ => {
-                    return Err(CloseReason::InvalidNext {
+                    return Err(Refusal::InvalidNext {
                         value: raw.chars().take(32).collect(),
                         max: max_room_size,
                     });
@@ -85,6 +82,14 @@ pub struct LobbyConfig {
     pub private_room_ttl: Duration,
     /// How many private room codes may be reserved at once.
     pub max_private_rooms: usize,
+    /// How many private room codes one owner (client address) may hold at
+    /// once; 0 for no limit.
+    pub max_private_rooms_per_owner: usize,
+    /// A `?next=N` group that loses a member this soon after it filled is
+    /// reopened, and newcomers fill the seat: the server cannot see whether
+    /// the members ever connected to each other, and a group broken while
+    /// connecting would otherwise strand the rest. Zero never reopens.
+    pub match_grace: Duration,
 }
 
 impl Default for LobbyConfig {
@@ -93,6 +98,8 @@ impl Default for LobbyConfig {
             max_room_size: 16,
             private_room_ttl: Duration::from_secs(3600),
             max_private_rooms: 10_000,
+            max_private_rooms_per_owner: 20,
+            match_grace: Duration::from_secs(10),
         }
     }
 }
@@ -122,6 +129,8 @@ pub enum Event {
     Left {
         /// The peer that left.
         peer: PeerId,
+        /// When.
+        at: Instant,
     },
     /// Time passes: expires unused private room codes.
     Tick {
@@ -164,7 +173,7 @@ pub enum Command {
         /// The peer.
         peer: PeerId,
         /// Why.
-        reason: CloseReason,
+        reason: Refusal,
     },
     /// A `?next=N` group filled up (for metrics).
     MatchFormed {
@@ -204,6 +213,9 @@ pub enum PrivateRoomError {
     /// Too many codes are reserved.
     #[error("too many private rooms ({0})")]
     TooMany(usize),
+    /// The owner holds its share of codes.
+    #[error("too many private rooms held by your address ({0})")]
+    TooManyForOwner(usize),
 }
 
 type RoomKey = u64;
@@ -216,20 +228,27 @@ struct Room {
     capacity: usize,
     members: Vec<PeerId>,
     created: Instant,
-    /// A full matchmaking group: it takes nobody else, even after a leave.
+    /// A full matchmaking group: it takes nobody else, even after a leave
+    /// (except within the grace period, see [`LobbyConfig::match_grace`]).
     sealed: bool,
+    /// When it last filled up.
+    formed: Option<Instant>,
 }
 
 #[derive(Debug)]
 struct PeerEntry {
     room: RoomKey,
     joined: Instant,
+    /// Has been part of a full group (its wait is already counted).
+    matched: bool,
 }
 
 #[derive(Debug)]
 struct PrivateCode {
     /// When the code was reserved or its room last seen occupied.
     idle_since: Instant,
+    /// Who reserved it.
+    owner: Option<IpAddr>,
 }
 
 /// The rooms, their members and the matchmaking queues.
@@ -239,10 +258,14 @@ pub struct Lobby {
     rooms: HashMap<RoomKey, Room>,
     /// Named rooms (`/<name>`) by name.
     named: HashMap<String, RoomKey>,
-    /// The group currently filling for `(name, n)`.
-    filling: HashMap<(String, usize), RoomKey>,
+    /// The groups open for newcomers for `(name, n)`; the oldest (lowest
+    /// key) fills first, so a reopened group gets its seat back before a
+    /// younger one grows.
+    filling: HashMap<(String, usize), BTreeSet<RoomKey>>,
     peers: HashMap<PeerId, PeerEntry>,
     private: HashMap<String, PrivateCode>,
+    /// Private codes held per owner.
+    owners: HashMap<IpAddr, usize>,
     next_key: RoomKey,
 }
 
@@ -256,6 +279,7 @@ impl Lobby {
             filling: HashMap::new(),
             peers: HashMap::new(),
             private: HashMap::new(),
+            owners: HashMap::new(),
             next_key: 0,
         }
     }
@@ -286,22 +310,51 @@ impl Lobby {
         match event {
             Event::Joined { peer, room, at } => self.join(peer, room, at, out),
             Event::Signal { from, to, data } => self.signal(from, to, data, out),
-            Event::Left { peer } => self.leave(peer, out),
+            Event::Left { peer, at } => self.leave(peer, at, out),
             Event::Tick { now } => self.expire_private(now),
         }
     }
 
     /// Reserves `code` as an unlisted room name.
     pub fn reserve_private(&mut self, code: &str, now: Instant) -> Result<(), PrivateRoomError> {
+        self.reserve_private_for(code, None, now)
+    }
+
+    /// Reserves `code` for `owner` (a client address), which may hold at
+    /// most [`LobbyConfig::max_private_rooms_per_owner`] codes at once.
+    pub fn reserve_private_for(
+        &mut self,
+        code: &str,
+        owner: Option<IpAddr>,
+        now: Instant,
+    ) -> Result<(), PrivateRoomError> {
         if self.private.contains_key(code) || self.named.contains_key(code) {
             return Err(PrivateRoomError::CodeTaken);
         }
         if self.private.len() >= self.config.max_private_rooms {
             return Err(PrivateRoomError::TooMany(self.config.max_private_rooms));
         }
-        self.private
-            .insert(code.to_owned(), PrivateCode { idle_since: now });
+        let per_owner = self.config.max_private_rooms_per_owner;
+        if let Some(owner) = owner {
+            let held = self.owners.entry(owner).or_insert(0);
+            if per_owner > 0 && *held >= per_owner {
+                return Err(PrivateRoomError::TooManyForOwner(per_owner));
+            }
+            *held += 1;
+        }
+        self.private.insert(
+            code.to_owned(),
+            PrivateCode {
+                idle_since: now,
+                owner,
+            },
+        );
         Ok(())
+    }
+
+    /// Private room codes `owner` holds now.
+    pub fn private_rooms_of(&self, owner: IpAddr) -> usize {
+        self.owners.get(&owner).copied().unwrap_or(0)
     }
 
     /// The public rooms (named rooms and filling groups that are not private),
@@ -329,7 +382,7 @@ impl Lobby {
         if self.peers.contains_key(&peer) {
             out.push(Command::Close {
                 peer,
-                reason: CloseReason::DuplicatePeer,
+                reason: Refusal::DuplicatePeer,
             });
             return;
         }
@@ -338,7 +391,7 @@ impl Lobby {
             Some(n) if !(2..=max).contains(&n) => {
                 out.push(Command::Close {
                     peer,
-                    reason: CloseReason::InvalidNext {
+                    reason: Refusal::InvalidNext {
                         value: n.to_string(),
                         max,
                     },
@@ -347,11 +400,11 @@ impl Lobby {
             }
             Some(n) => {
                 let filling = (request.name.clone(), n);
-                match self.filling.get(&filling) {
+                match self.filling.get(&filling).and_then(|open| open.first()) {
                     Some(&key) => key,
                     None => {
                         let key = self.new_room(request.name, Some(n), n, at);
-                        self.filling.insert(filling, key);
+                        self.filling.entry(filling).or_default().insert(key);
                         key
                     }
                 }
@@ -375,7 +428,7 @@ impl Lobby {
             }
             out.push(Command::Close {
                 peer,
-                reason: CloseReason::RoomFull { capacity },
+                reason: Refusal::RoomFull { capacity },
             });
             return;
         }
@@ -395,22 +448,32 @@ impl Lobby {
             PeerEntry {
                 room: key,
                 joined: at,
+                matched: false,
             },
         );
         if room.next.is_some() && room.members.len() == room.capacity {
             room.sealed = true;
-            let waited = room
-                .members
-                .iter()
-                .filter_map(|p| self.peers.get(p))
-                .map(|e| at.saturating_duration_since(e.joined))
-                .collect();
+            room.formed = Some(at);
+            // A refilled group counts only its newcomers' waits.
+            let mut waited = Vec::new();
+            for member in &room.members {
+                if let Some(entry) = self.peers.get_mut(member)
+                    && !std::mem::replace(&mut entry.matched, true)
+                {
+                    waited.push(at.saturating_duration_since(entry.joined));
+                }
+            }
             out.push(Command::MatchFormed {
                 size: room.capacity,
                 waited,
             });
             let filling = (room.name.clone(), room.capacity);
-            self.filling.remove(&filling);
+            if let Some(open) = self.filling.get_mut(&filling) {
+                open.remove(&key);
+                if open.is_empty() {
+                    self.filling.remove(&filling);
+                }
+            }
         }
     }
 
@@ -429,7 +492,7 @@ impl Lobby {
         }
     }
 
-    fn leave(&mut self, peer: PeerId, out: &mut Vec<Command>) {
+    fn leave(&mut self, peer: PeerId, at: Instant, out: &mut Vec<Command>) {
         let Some(entry) = self.peers.remove(&peer) else {
             return; // refused at join, or left twice
         };
@@ -439,11 +502,21 @@ impl Lobby {
         room.members.retain(|p| *p != peer);
         if room.members.is_empty() {
             self.remove_room(entry.room);
-        } else {
-            out.push(Command::Send {
-                to: room.members.clone(),
-                message: ServerMessage::PeerLeft(peer),
-            });
+            return;
+        }
+        out.push(Command::Send {
+            to: room.members.clone(),
+            message: ServerMessage::PeerLeft(peer),
+        });
+        let early = room
+            .formed
+            .is_some_and(|formed| at.saturating_duration_since(formed) < self.config.match_grace);
+        if room.sealed && early {
+            room.sealed = false;
+            self.filling
+                .entry((room.name.clone(), room.capacity))
+                .or_default()
+                .insert(entry.room);
         }
     }
 
@@ -452,11 +525,21 @@ impl Lobby {
     fn expire_private(&mut self, now: Instant) {
         let ttl = self.config.private_room_ttl;
         let named = &self.named;
+        let owners = &mut self.owners;
         self.private.retain(|code, reserved| {
             if named.contains_key(code) {
                 reserved.idle_since = now;
             }
-            now.saturating_duration_since(reserved.idle_since) < ttl
+            let keep = now.saturating_duration_since(reserved.idle_since) < ttl;
+            if let (false, Some(owner)) = (keep, reserved.owner)
+                && let Some(held) = owners.get_mut(&owner)
+            {
+                *held = held.saturating_sub(1);
+                if *held == 0 {
+                    owners.remove(&owner);
+                }
+            }
+            keep
         });
     }
 
@@ -478,6 +561,7 @@ impl Lobby {
                 members: Vec::new(),
                 created: at,
                 sealed: false,
+                formed: None,
             },
         );
         key
@@ -493,8 +577,11 @@ impl Lobby {
             }
             Some(n) => {
                 let filling = (room.name, n);
-                if self.filling.get(&filling) == Some(&key) {
-                    self.filling.remove(&filling);
+                if let Some(open) = self.filling.get_mut(&filling) {
+                    open.remove(&key);
+                    if open.is_empty() {
+                        self.filling.remove(&filling);
+                    }
                 }
             }
         }
@@ -522,6 +609,8 @@ mod tests {
         next: Option<usize>,
         members: BTreeSet<PeerId>,
         sealed: bool,
+        /// When it last filled up.
+        formed: Option<Instant>,
     }
 
     impl Model {
@@ -529,7 +618,8 @@ mod tests {
             self.groups.iter().position(|g| g.members.contains(&p))
         }
         /// Where a joiner lands: `Ok(group index or None for a new one)`, or
-        /// `Err` when the room is full.
+        /// `Err` when the room is full. Groups are kept in creation order, so
+        /// the oldest open group (a reopened one first) takes the joiner.
         fn target(&self, room: &RoomRequest, max: usize) -> Result<Option<usize>, ()> {
             let found = self.groups.iter().position(|g| {
                 g.name == room.name && g.next == room.next && !g.sealed && !g.members.is_empty()
@@ -572,7 +662,10 @@ mod tests {
         #[test]
         fn lobby_matches_model(ops in proptest::collection::vec(op(), 1..120)) {
             let max = 4;
-            let config = LobbyConfig { max_room_size: max, ..LobbyConfig::default() };
+            // One step is 1 ms: leaves from full groups fall both inside and
+            // outside the grace period.
+            let grace = Duration::from_millis(20);
+            let config = LobbyConfig { max_room_size: max, match_grace: grace, ..LobbyConfig::default() };
             let mut lobby = Lobby::new(config);
             let mut model = Model::default();
             let mut joined: Vec<PeerId> = Vec::new();
@@ -590,7 +683,7 @@ mod tests {
                         lobby.handle(Event::Joined { peer: p, room: room.clone(), at }, &mut out);
                         match target {
                             Err(()) => {
-                                prop_assert_eq!(&out, &vec![Command::Close { peer: p, reason: CloseReason::RoomFull { capacity: max } }]);
+                                prop_assert_eq!(&out, &vec![Command::Close { peer: p, reason: Refusal::RoomFull { capacity: max } }]);
                             }
                             Ok(target) => {
                                 prop_assert_eq!(sends(&out, &ServerMessage::IdAssigned(p)), BTreeSet::from([p]));
@@ -600,7 +693,7 @@ mod tests {
                                 let i = match target {
                                     Some(i) => i,
                                     None => {
-                                        model.groups.push(Group { name: room.name.clone(), next, members: BTreeSet::new(), sealed: false });
+                                        model.groups.push(Group { name: room.name.clone(), next, members: BTreeSet::new(), sealed: false, formed: None });
                                         model.groups.len() - 1
                                     }
                                 };
@@ -609,6 +702,7 @@ mod tests {
                                 let formed = out.iter().any(|c| matches!(c, Command::MatchFormed { .. }));
                                 if Some(g.members.len()) == next {
                                     g.sealed = true;
+                                    g.formed = Some(at);
                                     prop_assert!(formed);
                                 } else {
                                     prop_assert!(!formed);
@@ -618,11 +712,16 @@ mod tests {
                     }
                     Op::Leave(i) => {
                         let Some(&p) = joined.get(i) else { continue };
-                        lobby.handle(Event::Left { peer: p }, &mut out);
+                        lobby.handle(Event::Left { peer: p, at }, &mut out);
                         match model.group_of(p) {
                             None => prop_assert!(out.is_empty()),
                             Some(g) => {
-                                model.groups[g].members.remove(&p);
+                                let group = &mut model.groups[g];
+                                group.members.remove(&p);
+                                // A group broken soon after it formed takes newcomers again.
+                                if group.sealed && group.formed.is_some_and(|f| at - f < grace) {
+                                    group.sealed = false;
+                                }
                                 prop_assert_eq!(sends(&out, &ServerMessage::PeerLeft(p)), model.groups[g].members.clone());
                                 prop_assert_eq!(out.len(), usize::from(!model.groups[g].members.is_empty()));
                             }
@@ -686,9 +785,16 @@ mod tests {
             waits,
             vec![vec![Duration::from_millis(10), Duration::ZERO]; 2]
         );
-        // A leave from a sealed match leaves no vacancy for newcomers.
+        // A leave from a sealed match after the grace period leaves no
+        // vacancy for newcomers.
         out.clear();
-        lobby.handle(Event::Left { peer: id(2) }, &mut out);
+        lobby.handle(
+            Event::Left {
+                peer: id(2),
+                at: t0 + Duration::from_secs(60),
+            },
+            &mut out,
+        );
         lobby.handle(
             Event::Joined {
                 peer: id(5),
@@ -699,6 +805,113 @@ mod tests {
         );
         assert_eq!(lobby.room_of(id(5)), Some(&[id(5)][..]));
         assert_eq!(lobby.room_of(id(1)), Some(&[id(1)][..]));
+    }
+
+    #[test]
+    fn a_group_broken_while_connecting_is_refilled() {
+        let mut lobby = Lobby::new(LobbyConfig {
+            match_grace: Duration::from_secs(5),
+            ..LobbyConfig::default()
+        });
+        let room = RoomRequest::parse("x", Some("3"), 16).unwrap();
+        let t0 = Instant::now();
+        let mut out = Vec::new();
+        let join = |lobby: &mut Lobby, n, at, out: &mut Vec<Command>| {
+            lobby.handle(
+                Event::Joined {
+                    peer: id(n),
+                    room: room.clone(),
+                    at,
+                },
+                out,
+            )
+        };
+        for n in 1..=3 {
+            join(&mut lobby, n, t0, &mut out);
+        }
+        // A fourth peer starts the next group.
+        join(&mut lobby, 4, t0, &mut out);
+        assert_eq!(lobby.public_rooms(t0).len(), 1);
+        // Peer 2 drops out 1 s after the match formed: the others hear of it
+        // and the group takes the next newcomer, before the younger group.
+        out.clear();
+        let t1 = t0 + Duration::from_secs(1);
+        lobby.handle(
+            Event::Left {
+                peer: id(2),
+                at: t1,
+            },
+            &mut out,
+        );
+        assert_eq!(
+            out,
+            vec![Command::Send {
+                to: vec![id(1), id(3)],
+                message: ServerMessage::PeerLeft(id(2))
+            }]
+        );
+        let mut listed: Vec<_> = lobby
+            .public_rooms(t1)
+            .into_iter()
+            .map(|r| r.players)
+            .collect();
+        listed.sort();
+        assert_eq!(listed, vec![1, 2]);
+        out.clear();
+        join(&mut lobby, 5, t1, &mut out);
+        assert_eq!(lobby.room_of(id(5)), Some(&[id(1), id(3), id(5)][..]));
+        assert!(out.contains(&Command::Send {
+            to: vec![id(1), id(3)],
+            message: ServerMessage::NewPeer(id(5))
+        }));
+        // Refilled: one more match, counting only the newcomer's wait.
+        assert!(out.contains(&Command::MatchFormed {
+            size: 3,
+            waited: vec![Duration::ZERO]
+        }));
+        join(&mut lobby, 6, t1, &mut out);
+        assert_eq!(lobby.room_of(id(6)), Some(&[id(4), id(6)][..]));
+        // Past the grace period the group stays sealed.
+        out.clear();
+        let t2 = t1 + Duration::from_secs(5);
+        lobby.handle(
+            Event::Left {
+                peer: id(1),
+                at: t2,
+            },
+            &mut out,
+        );
+        join(&mut lobby, 7, t2, &mut out);
+        assert_eq!(lobby.room_of(id(3)), Some(&[id(3), id(5)][..]));
+        assert_eq!(lobby.room_of(id(7)), Some(&[id(4), id(6), id(7)][..]));
+    }
+
+    #[test]
+    fn private_codes_per_owner_are_capped_until_they_expire() {
+        let mut lobby = Lobby::new(LobbyConfig {
+            private_room_ttl: Duration::from_secs(60),
+            max_private_rooms_per_owner: 2,
+            ..LobbyConfig::default()
+        });
+        let t0 = Instant::now();
+        let (a, b): (IpAddr, IpAddr) = ("192.0.2.1".parse().unwrap(), "192.0.2.2".parse().unwrap());
+        assert_eq!(lobby.reserve_private_for("a1", Some(a), t0), Ok(()));
+        assert_eq!(lobby.reserve_private_for("a2", Some(a), t0), Ok(()));
+        assert_eq!(
+            lobby.reserve_private_for("a3", Some(a), t0),
+            Err(PrivateRoomError::TooManyForOwner(2))
+        );
+        assert_eq!(lobby.reserve_private_for("b1", Some(b), t0), Ok(()));
+        assert_eq!(lobby.reserve_private("anon", t0), Ok(()));
+        assert_eq!(lobby.private_rooms_of(a), 2);
+        lobby.handle(
+            Event::Tick {
+                now: t0 + Duration::from_secs(61),
+            },
+            &mut Vec::new(),
+        );
+        assert_eq!(lobby.private_rooms_of(a), 0);
+        assert_eq!(lobby.reserve_private_for("a3", Some(a), t0), Ok(()));
     }
 
     #[test]
@@ -725,7 +938,7 @@ mod tests {
             assert!(
                 matches!(
                     RoomRequest::parse(name, None, 16),
-                    Err(CloseReason::InvalidRoomName { .. })
+                    Err(Refusal::InvalidRoomName { .. })
                 ),
                 "{name}"
             );
@@ -748,7 +961,7 @@ mod tests {
         assert!(matches!(
             &out[..],
             [Command::Close {
-                reason: CloseReason::InvalidNext { .. },
+                reason: Refusal::InvalidNext { .. },
                 ..
             }]
         ));

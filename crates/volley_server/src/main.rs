@@ -17,12 +17,7 @@ fn main() -> ExitCode {
         let expiry = now + args.ttl.as_secs();
         println!(
             "{}",
-            ticket::mint(
-                args.ticket_secret.as_bytes(),
-                &args.room,
-                &args.user,
-                expiry
-            )
+            ticket::mint(args.ticket_secret.expose(), &args.room, &args.user, expiry)
         );
         return ExitCode::SUCCESS;
     }

@@ -26,6 +26,8 @@ pub struct Metrics {
     pub signals_dropped: Counter,
     /// Seconds from connecting to a full match, one sample per peer.
     pub time_to_match: Histogram,
+    /// Client addresses the per-address limits currently track.
+    pub tracked_ips: Gauge,
 }
 
 impl Metrics {
@@ -48,6 +50,7 @@ impl Metrics {
             signals_relayed,
             signals_dropped,
             time_to_match,
+            tracked_ips,
         ) = metrics::with_local_recorder(&recorder, || {
             (
                 metrics::gauge!("volley_peers_connected"),
@@ -57,6 +60,7 @@ impl Metrics {
                 metrics::counter!("volley_signals_relayed_total"),
                 metrics::counter!("volley_signals_dropped_total"),
                 metrics::histogram!(TIME_TO_MATCH),
+                metrics::gauge!("volley_tracked_ips"),
             )
         });
         Metrics {
@@ -69,10 +73,12 @@ impl Metrics {
             signals_relayed,
             signals_dropped,
             time_to_match,
+            tracked_ips,
         }
     }
 
-    /// Counts a refused or closed connection under its reason label.
+    /// Counts a refused request or closed connection under its reason label
+    /// ([`crate::refusal::Refusal::label`]).
     pub fn refused(&self, reason: &'static str) {
         metrics::with_local_recorder(&self.recorder, || {
             metrics::counter!("volley_refusals_total", "reason" => reason).increment(1)

@@ -1,166 +1,18 @@
 //! The server over real sockets on 127.0.0.1 (port 0): protocol, rooms,
 //! matchmaking, HTTP API, tickets, and hostile clients. Every wait is bounded.
 
+mod support;
+
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use matchbox_protocol::{JsonPeerEvent, PeerId};
+use matchbox_protocol::JsonPeerEvent;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::{Message, protocol::frame::coding::CloseCode};
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
-use volley_server::{Server, ServerConfig, ServerHandle};
+use volley_server::ServerConfig;
 
-type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
-
-const WAIT: Duration = Duration::from_secs(5);
-
-async fn start(config: ServerConfig) -> ServerHandle {
-    let config = ServerConfig {
-        addr: "127.0.0.1:0".parse().unwrap(),
-        ..config
-    };
-    Server::bind(config).await.unwrap().spawn()
-}
-
-async fn connect(server: &ServerHandle, path: &str) -> Ws {
-    let url = format!("ws://{}/{path}", server.addr());
-    let (ws, _) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(url))
-        .await
-        .expect("connect in time")
-        .expect("websocket handshake");
-    ws
-}
-
-/// The next message, which must be a matchbox event.
-async fn event(ws: &mut Ws) -> JsonPeerEvent {
-    loop {
-        let message = tokio::time::timeout(WAIT, ws.next())
-            .await
-            .expect("an event in time")
-            .expect("socket open")
-            .expect("no socket error");
-        match message {
-            Message::Text(text) => return text.parse().expect("a matchbox PeerEvent"),
-            Message::Ping(_) | Message::Pong(_) => continue,
-            other => panic!("expected an event, got {other:?}"),
-        }
-    }
-}
-
-/// Joins and returns the assigned id.
-async fn join(server: &ServerHandle, path: &str) -> (Ws, PeerId) {
-    let mut ws = connect(server, path).await;
-    match event(&mut ws).await {
-        JsonPeerEvent::IdAssigned(id) => (ws, id),
-        other => panic!("expected IdAssigned, got {other:?}"),
-    }
-}
-
-/// Reads until the server's close frame; returns its code and reason.
-async fn closed(ws: &mut Ws) -> (u16, String) {
-    loop {
-        let message = tokio::time::timeout(WAIT, ws.next())
-            .await
-            .expect("closed in time");
-        match message {
-            Some(Ok(Message::Close(Some(frame)))) => {
-                return (u16::from(frame.code), frame.reason.to_string());
-            }
-            Some(Ok(Message::Close(None))) | None => panic!("closed without a reason"),
-            Some(Ok(_)) => continue,
-            Some(Err(e)) => panic!("socket error before the close frame: {e}"),
-        }
-    }
-}
-
-/// The close frame on the read half of a split socket (whose write half may
-/// still be busy sending).
-async fn close_frame(
-    stream: &mut (
-             impl futures_util::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>>
-             + Unpin
-         ),
-) -> tokio_tungstenite::tungstenite::protocol::CloseFrame {
-    loop {
-        match tokio::time::timeout(WAIT, stream.next())
-            .await
-            .expect("close in time")
-        {
-            Some(Ok(Message::Close(frame))) => return frame.expect("a close reason"),
-            Some(Ok(_)) => continue,
-            other => panic!("expected a close frame, got {other:?}"),
-        }
-    }
-}
-
-async fn signal(ws: &mut Ws, to: PeerId, data: &str) {
-    let text = format!(r#"{{"Signal":{{"receiver":"{}","data":{data}}}}}"#, to.0);
-    ws.send(Message::text(text)).await.unwrap();
-}
-
-/// A raw HTTP/1.1 request; returns (status, body).
-async fn http(server: &ServerHandle, method: &str, path: &str) -> (u16, String) {
-    let (status, _, body) = http_with(server, method, path, "").await;
-    (status, body)
-}
-
-/// A request with extra header lines; returns status, head and body.
-async fn http_with(
-    server: &ServerHandle,
-    method: &str,
-    path: &str,
-    headers: &str,
-) -> (u16, String, String) {
-    let mut stream = TcpStream::connect(server.addr()).await.unwrap();
-    let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n{headers}Content-Length: 0\r\n\r\n"
-    );
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut response = Vec::new();
-    tokio::time::timeout(WAIT, stream.read_to_end(&mut response))
-        .await
-        .expect("response in time")
-        .unwrap();
-    let response = String::from_utf8_lossy(&response).into_owned();
-    let status = response[9..12].parse().unwrap();
-    let (head, body) = response
-        .split_once("\r\n\r\n")
-        .map(|(h, b)| (h.to_ascii_lowercase(), b.to_owned()))
-        .unwrap_or_default();
-    (status, head, body)
-}
-
-/// A pair in a well-behaved room that must keep working throughout.
-struct Calm {
-    a: Ws,
-    b: Ws,
-    b_id: PeerId,
-    rounds: usize,
-}
-
-impl Calm {
-    async fn new(server: &ServerHandle) -> Self {
-        let (mut a, _) = join(server, "calm").await;
-        let (b, b_id) = join(server, "calm").await;
-        assert_eq!(event(&mut a).await, JsonPeerEvent::NewPeer(b_id));
-        Calm {
-            a,
-            b,
-            b_id,
-            rounds: 0,
-        }
-    }
-
-    async fn still_works(&mut self) {
-        self.rounds += 1;
-        signal(&mut self.a, self.b_id, &self.rounds.to_string()).await;
-        match event(&mut self.b).await {
-            JsonPeerEvent::Signal { data, .. } => assert_eq!(data, serde_json::json!(self.rounds)),
-            other => panic!("calm room got {other:?}"),
-        }
-    }
-}
+use support::*;
 
 #[tokio::test]
 async fn rooms_relay_and_announce_like_matchbox() {
@@ -417,28 +269,37 @@ async fn http_api_lists_rooms_creates_private_codes_and_hands_out_ice() {
     let (_p2, _) = join(&server, "lobby").await;
     let (_p3, _) = join(&server, "lobby").await;
     let (_p4, _) = join(&server, "quick?next=4").await;
-    let (status, rooms) = http(&server, "GET", "/api/rooms").await;
-    assert_eq!(status, 200);
-    let rooms: serde_json::Value = serde_json::from_str(&rooms).unwrap();
-    let listed: Vec<(String, u64, u64)> = rooms
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| {
-            assert!(r["age_secs"].is_u64());
-            (
-                r["id"].as_str().unwrap().to_owned(),
-                r["players"].as_u64().unwrap(),
-                r["capacity"].as_u64().unwrap(),
-            )
-        })
-        .collect();
-    assert_eq!(
-        listed,
-        vec![("lobby".into(), 2, 16), ("quick?next=4".into(), 1, 4)]
-    );
-    let (_, ice) = http(&server, "GET", "/api/ice").await;
+    // The list is a snapshot the actor republishes (every 250 ms by default)
+    // after rooms change.
+    let expected: Vec<(String, u64, u64)> =
+        vec![("lobby".into(), 2, 16), ("quick?next=4".into(), 1, 4)];
+    let deadline = std::time::Instant::now() + WAIT;
+    let listed = loop {
+        let (status, rooms) = http(&server, "GET", "/api/rooms").await;
+        assert_eq!(status, 200);
+        let rooms: serde_json::Value = serde_json::from_str(&rooms).unwrap();
+        let listed: Vec<(String, u64, u64)> = rooms
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                assert!(r["age_secs"].is_u64());
+                (
+                    r["id"].as_str().unwrap().to_owned(),
+                    r["players"].as_u64().unwrap(),
+                    r["capacity"].as_u64().unwrap(),
+                )
+            })
+            .collect();
+        if listed == expected || std::time::Instant::now() > deadline {
+            break listed;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(listed, expected);
+    let (_, head, ice) = http_with(&server, "GET", "/api/ice", "").await;
     assert_eq!(ice, r#"{"iceServers":[{"urls":["stun:127.0.0.1:3478"]}]}"#);
+    assert!(head.contains("cache-control: no-store"), "{head}");
     let (_, metrics) = http(&server, "GET", "/metrics").await;
     assert!(metrics.contains("volley_peers_connected 4"), "{metrics}");
     assert!(metrics.contains("volley_rooms 3"), "{metrics}");
@@ -592,5 +453,21 @@ async fn connections_over_the_cap_get_503() {
         metrics.contains("volley_refusals_total{reason=\"too_many_connections\"} 1"),
         "{metrics}"
     );
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_match_broken_while_connecting_takes_a_newcomer() {
+    let server = start(ServerConfig::default()).await;
+    let (mut a, _) = join(&server, "duo?next=2").await;
+    let (b, b_id) = join(&server, "duo?next=2").await;
+    assert_eq!(event(&mut a).await, JsonPeerEvent::NewPeer(b_id));
+    // b drops out within the grace period: a is told, and the seat reopens.
+    drop(b);
+    assert_eq!(event(&mut a).await, JsonPeerEvent::PeerLeft(b_id));
+    let (_c, c_id) = join(&server, "duo?next=2").await;
+    assert_eq!(event(&mut a).await, JsonPeerEvent::NewPeer(c_id));
+    let text = http(&server, "GET", "/metrics").await.1;
+    assert!(text.contains("volley_matches_formed_total 2"), "{text}");
     server.shutdown().await;
 }

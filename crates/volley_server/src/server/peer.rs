@@ -1,0 +1,294 @@
+//! The signaling peer: the checks before the WebSocket upgrade (join rate,
+//! ticket, connection slots), then one task per peer that reads frames,
+//! writes what the actor queues (every write under the write deadline),
+//! and closes with a reason.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::{FromRequestParts, Query, Request};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use futures_util::SinkExt;
+use serde::Deserialize;
+use tokio::sync::mpsc;
+use tracing::{debug, info};
+use uuid::Uuid;
+
+use super::accept::Conn;
+use super::actor::{Outbound, ToActor};
+use super::deadline::is_stall;
+use super::http::{client_of, refuse, unix_now};
+use super::{CountGuard, IpSlot, Shared, TicketSlot};
+use crate::limits::{IpAction, TokenBucket};
+use crate::lobby::{PeerId, RoomRequest};
+use crate::refusal::Refusal;
+use crate::ticket::{self, TicketError};
+use crate::wire::{self, Request as PeerRequest};
+
+#[derive(Deserialize)]
+struct SignalingQuery {
+    next: Option<String>,
+    ticket: Option<String>,
+}
+
+pub(super) fn is_websocket_upgrade(request: &Request) -> bool {
+    request
+        .headers()
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
+}
+
+/// What a peer holds for as long as its socket is open.
+struct Slots {
+    _ip: Option<IpSlot>,
+    _ticket: Option<TicketSlot>,
+}
+
+/// Checks a WebSocket upgrade request and upgrades it. Refusals here are
+/// HTTP (cheap, before any upgrade); the lobby's own refusals (room full,
+/// bad `?next=`) come after it as close frames, which browsers can read.
+pub(super) async fn signaling(shared: Arc<Shared>, request: Request) -> Response {
+    let client = client_of(&request);
+    // First, so that guessing tickets costs joins too.
+    if let Err(refusal) = shared.check_ip(client, IpAction::Join) {
+        return refuse(&shared, refusal, client);
+    }
+    let (mut parts, _body) = request.into_parts();
+    let query = match Query::<SignalingQuery>::try_from_uri(&parts.uri) {
+        Ok(Query(query)) => query,
+        Err(e) => return (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response(),
+    };
+    let name = parts.uri.path().trim_start_matches('/');
+    let mut ticket_slot = None;
+    if let Some(secret) = &shared.config.ticket_secret {
+        let checked = match &query.ticket {
+            None => Err(TicketError::Missing),
+            Some(t) => ticket::verify(
+                secret.expose(),
+                name,
+                t,
+                unix_now(),
+                shared.config.ticket_max_ttl,
+            )
+            .map(|_| t),
+        };
+        let taken = checked
+            .map_err(Refusal::Ticket)
+            .and_then(|t| TicketSlot::take(&shared, t));
+        match taken {
+            Ok(slot) => ticket_slot = slot,
+            Err(refusal) => return refuse(&shared, refusal, client),
+        }
+    }
+    let room = RoomRequest::parse(
+        name,
+        query.next.as_deref(),
+        shared.config.lobby.max_room_size,
+    );
+    let upgrade = match WebSocketUpgrade::from_request_parts(&mut parts, &()).await {
+        Ok(upgrade) => upgrade,
+        Err(rejection) => return rejection.into_response(),
+    };
+    // The connection's slot moves to the peer; behind a trusted proxy the
+    // client's own slot is taken now.
+    let conn = parts.extensions.get::<Arc<Conn>>();
+    let mut ip_slot = conn.and_then(|c| c.take_slot());
+    if ip_slot.is_none() && conn.is_some_and(|c| shared.is_trusted_proxy(c.peer.ip())) {
+        match IpSlot::take(&shared, client) {
+            Ok(slot) => ip_slot = Some(slot),
+            Err(refusal) => return refuse(&shared, refusal, client),
+        }
+    }
+    let slots = Slots {
+        _ip: ip_slot,
+        _ticket: ticket_slot,
+    };
+    let limit = shared.config.max_message_size;
+    upgrade
+        .read_buffer_size(4096)
+        .write_buffer_size(0)
+        .max_write_buffer_size(limit.saturating_mul(4).max(64 * 1024))
+        .max_message_size(limit)
+        .max_frame_size(limit)
+        .on_upgrade(move |socket| peer(socket, shared, room, client, slots))
+}
+
+/// One signaling peer, from upgrade to close.
+async fn peer(
+    mut socket: WebSocket,
+    shared: Arc<Shared>,
+    room: Result<RoomRequest, Refusal>,
+    client: IpAddr,
+    _slots: Slots,
+) {
+    let _open = CountGuard::new(&shared.peers);
+    shared.metrics.connections_total.increment(1);
+    let room = match room {
+        Ok(room) => room,
+        Err(reason) => return close(socket, reason, client, &shared).await,
+    };
+    let peer = PeerId(Uuid::new_v4());
+    let (tx, mut rx) = mpsc::channel(shared.config.outbound_queue);
+    let join = ToActor::Join {
+        peer,
+        room,
+        tx,
+        at: Instant::now(),
+    };
+    if shared.actor.send(join).await.is_err() {
+        return close(socket, Refusal::ServerShutdown, client, &shared).await;
+    }
+    let reason = drive(&mut socket, &mut rx, peer, &shared).await;
+    let _ = shared.actor.send(ToActor::Left { peer }).await;
+    if let Some(reason) = reason {
+        close(socket, reason, client, &shared).await;
+    }
+}
+
+/// Why a write did not happen.
+enum WriteFailed {
+    /// The client is gone (reset, protocol error).
+    Gone,
+    /// The write made no progress within the write timeout.
+    Stalled,
+}
+
+/// Sends one frame under the write deadline (the socket's own per-write
+/// deadline covers the bytes; this covers the whole frame).
+async fn send(
+    socket: &mut WebSocket,
+    message: Message,
+    deadline: Duration,
+) -> Result<(), WriteFailed> {
+    match tokio::time::timeout(deadline, socket.send(message)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) if is_stall(&e) => Err(WriteFailed::Stalled),
+        Ok(Err(_)) => Err(WriteFailed::Gone),
+        Err(_) => Err(WriteFailed::Stalled),
+    }
+}
+
+/// Pumps messages both ways until the connection ends; returns why the
+/// server should close it, or `None` when the client went away.
+async fn drive(
+    socket: &mut WebSocket,
+    rx: &mut mpsc::Receiver<Outbound>,
+    peer: PeerId,
+    shared: &Shared,
+) -> Option<Refusal> {
+    let config = &shared.config;
+    let idle = config.idle_timeout;
+    let write = config.write_timeout;
+    let failed = |e: WriteFailed| match e {
+        WriteFailed::Gone => None,
+        WriteFailed::Stalled => Some(Refusal::SlowConsumer),
+    };
+    // Clients that send their own keep-alives (matchbox sends one every 10 s)
+    // are never pinged: matchbox_socket logs a warning for every ping frame.
+    let check_every = idle / 4;
+    let mut last_seen = Instant::now();
+    let mut bucket = TokenBucket::new(config.rate_per_second, config.rate_burst, last_seen);
+    let timer = tokio::time::sleep(check_every);
+    tokio::pin!(timer);
+    loop {
+        tokio::select! {
+            out = rx.recv() => match out {
+                Some(Outbound::Text(text)) => {
+                    if let Err(e) = send(socket, Message::Text(text), write).await {
+                        return failed(e);
+                    }
+                }
+                Some(Outbound::Close(reason)) => return Some(reason),
+                // The actor dropped our queue: it was full.
+                None => return Some(Refusal::SlowConsumer),
+            },
+            incoming = socket.recv() => {
+                let now = Instant::now();
+                last_seen = now;
+                let message = match incoming {
+                    None => return None,
+                    Some(Err(e)) => return read_error(e, config.max_message_size),
+                    Some(Ok(message)) => message,
+                };
+                // Every frame counts, pings included: each one costs a pong.
+                if !bucket.take(now) {
+                    return Some(Refusal::RateLimited {
+                        per_second: config.rate_per_second,
+                        burst: config.rate_burst,
+                    });
+                }
+                match message {
+                    Message::Close(_) => {
+                        // Send the close reply tungstenite queued, bounded in time.
+                        let _ = tokio::time::timeout(write, socket.flush()).await;
+                        return None;
+                    }
+                    Message::Binary(_) => return Some(Refusal::BinaryFrame),
+                    Message::Ping(_) | Message::Pong(_) => {}
+                    Message::Text(text) => {
+                        match wire::decode_request(text.as_str()) {
+                            Ok(PeerRequest::KeepAlive) => {}
+                            Ok(PeerRequest::Signal { to, data }) => {
+                                let signal = ToActor::Signal { from: peer, to, data };
+                                if shared.actor.send(signal).await.is_err() {
+                                    return Some(Refusal::ServerShutdown);
+                                }
+                            }
+                            Err(e) => return Some(Refusal::MalformedRequest(e.to_string())),
+                        }
+                    }
+                }
+            },
+            () = &mut timer => {
+                let quiet = last_seen.elapsed();
+                if quiet >= idle {
+                    return Some(Refusal::IdleTimeout(idle));
+                }
+                if quiet >= idle / 2
+                    && let Err(e) = send(socket, Message::Ping(bytes::Bytes::new()), write).await
+                {
+                    return failed(e);
+                }
+                timer.as_mut().reset(tokio::time::Instant::now() + check_every);
+            }
+        }
+    }
+}
+
+fn read_error(error: axum::Error, limit: usize) -> Option<Refusal> {
+    use tungstenite::error::{CapacityError, Error};
+    match error.into_inner().downcast::<Error>() {
+        Ok(e) if matches!(*e, Error::Capacity(CapacityError::MessageTooLong { .. })) => {
+            Some(Refusal::MessageTooLarge { limit })
+        }
+        Ok(e) if matches!(*e, Error::Utf8(_)) => {
+            Some(Refusal::MalformedRequest("text frame is not UTF-8".into()))
+        }
+        _ => None, // reset or protocol error: nobody left to tell
+    }
+}
+
+/// Closes with a reason: counted, logged, and sent as a close frame unless
+/// the client is not reading anyway (then the socket is just dropped, which
+/// frees its slot at once).
+async fn close(mut socket: WebSocket, reason: Refusal, client: IpAddr, shared: &Shared) {
+    shared.metrics.refused(reason.label());
+    info!("closing a peer from {client}: {reason}");
+    if reason == Refusal::SlowConsumer {
+        return debug!("not sending a close frame to a client that does not read");
+    }
+    let frame = CloseFrame {
+        code: reason.close_code(),
+        reason: Utf8Bytes::from(reason.frame_text()),
+    };
+    let _ = send(
+        &mut socket,
+        Message::Close(Some(frame)),
+        shared.config.write_timeout,
+    )
+    .await;
+}
