@@ -34,6 +34,8 @@ pub enum IceError {
 }
 
 /// `ws://host:port/room?x` → `http://host:port/api/ice` (`wss` → `https`).
+/// A room URL with a `ticket=` passes it on with the room
+/// (`/api/ice?room=ROOM&ticket=T`): a server with tickets wants one there too.
 pub fn ice_url(room_url: &str) -> Result<String, IceError> {
     let (scheme, rest) = if let Some(rest) = room_url.strip_prefix("ws://") {
         ("http", rest)
@@ -46,7 +48,20 @@ pub fn ice_url(room_url: &str) -> Result<String, IceError> {
     if authority.is_empty() {
         return Err(IceError::NotWebSocket(room_url.to_string()));
     }
-    Ok(format!("{scheme}://{authority}/api/ice"))
+    let after = &rest[authority.len()..];
+    let (path, query) = after.split_once('?').unwrap_or((after, ""));
+    let query = query.split('#').next().unwrap_or_default();
+    let ticket = query
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("ticket="))
+        .filter(|t| !t.is_empty());
+    Ok(match ticket {
+        Some(ticket) => {
+            let room = path.trim_start_matches('/');
+            format!("{scheme}://{authority}/api/ice?room={room}&ticket={ticket}")
+        }
+        None => format!("{scheme}://{authority}/api/ice"),
+    })
 }
 
 #[derive(serde::Deserialize)]
@@ -143,7 +158,11 @@ async fn get(url: &str) -> Result<Vec<u8>, String> {
     use wasm_bindgen_futures::JsFuture;
     let describe = |e: wasm_bindgen::JsValue| format!("{e:?}");
     let window = web_sys::window().ok_or("no window")?;
-    let response = JsFuture::from(window.fetch_with_str(url))
+    // The same bound as natively: an unanswered fetch must not hold the session back.
+    let init = web_sys::RequestInit::new();
+    let millis = u32::try_from(ICE_TIMEOUT.as_millis()).unwrap_or(u32::MAX);
+    init.set_signal(Some(&web_sys::AbortSignal::timeout_with_u32(millis)));
+    let response = JsFuture::from(window.fetch_with_str_and_init(url, &init))
         .await
         .map_err(describe)?;
     let response: web_sys::Response = response.dyn_into().map_err(describe)?;
@@ -184,5 +203,17 @@ mod tests {
         assert_eq!(parse_ice_body(br#"{"iceServers":[]}"#).unwrap(), vec![]);
         assert!(parse_ice_body(b"<html>").is_err());
         assert!(parse_ice_body(&vec![b' '; MAX_ICE_BODY + 1]).is_err());
+    }
+
+    #[test]
+    fn a_ticket_travels_to_api_ice_with_its_room() {
+        assert_eq!(
+            ice_url("wss://example.org/arena?ticket=123.YQ.sig&next=2").unwrap(),
+            "https://example.org/api/ice?room=arena&ticket=123.YQ.sig"
+        );
+        assert_eq!(
+            ice_url("ws://127.0.0.1:3536/arena?next=2").unwrap(),
+            "http://127.0.0.1:3536/api/ice"
+        );
     }
 }
