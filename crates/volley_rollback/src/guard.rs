@@ -7,7 +7,9 @@
 //! desync detection is off trips a debug assertion, a forged `pong` makes
 //! its frame-advantage arithmetic overflow, and a connection status that
 //! calls a third player disconnected makes it drop that player (or roll
-//! back outside its prediction window and panic). [`Guard::check`] refuses
+//! back outside its prediction window and panic), and an input that asks
+//! for the sender's own disconnection, timed right after its last input,
+//! makes it roll back to the current frame and panic. [`Guard::check`] refuses
 //! or rewrites each of those, and hands on a message ggrs cannot trip over.
 
 use ggrs::Message;
@@ -126,6 +128,15 @@ pub enum Rejected {
     },
 }
 
+/// A message that passed the guard.
+#[derive(Debug, Clone)]
+pub struct Checked {
+    /// What ggrs may have.
+    pub message: Message,
+    /// For an input message, the frame of its last input.
+    pub last_input_frame: Option<i32>,
+}
+
 /// Checks ggrs messages from peers against a session's settings.
 #[derive(Debug, Clone, Copy)]
 pub struct Guard {
@@ -158,9 +169,29 @@ impl Guard {
     /// assert_eq!(guard.check(&[0xff; 40], &view).unwrap_err(), Rejected::Undecodable);
     /// ```
     pub fn check(&self, bytes: &[u8], view: &View<'_>) -> Result<Message, Rejected> {
+        self.inspect(bytes, view).map(|checked| checked.message)
+    }
+
+    /// [`Guard::check`], also saying which frame an input message ends at
+    /// (volley tracks each player's last input with it).
+    pub fn inspect(&self, bytes: &[u8], view: &View<'_>) -> Result<Checked, Rejected> {
         let mut message = self.decode(bytes)?;
         self.check_body(&mut message.body, view)?;
-        to_ggrs(&message)
+        let last_input_frame = match &message.body {
+            WireBody::Input(input) => {
+                let decoded = rle::decode_runs(&input.bytes, usize::MAX / 2).ok();
+                decoded
+                    .and_then(|d| rle::count_inputs(&d, usize::MAX / 2, usize::MAX).ok())
+                    .filter(|count| *count > 0)
+                    .and_then(|count| i32::try_from(count).ok())
+                    .and_then(|count| input.start_frame.checked_add(count - 1))
+            }
+            _ => None,
+        };
+        Ok(Checked {
+            message: to_ggrs(&message)?,
+            last_input_frame,
+        })
     }
 
     /// Decodes the mirror of a ggrs message with every length bounded.
@@ -240,6 +271,12 @@ impl Guard {
         // `count` ≤ 128: no overflow in i64.
         window(start + count as i64 - 1, -1, frame + ahead)?;
         input.bytes = rle::encode_runs(&decoded);
+        // ggrs disconnects a sender that asks to be, at once, from its last
+        // input on: one whose last input is the frame before ours makes ggrs
+        // roll back to the current frame and panic ("must load frame in the
+        // past"), and the sender can time that. Its leaving reaches us anyway
+        // (volley's session, or ggrs' own timeout once we stall).
+        input.disconnect_requested = false;
         // ggrs drops a player any peer calls disconnected, from the frame
         // that peer names. Taken only for players we dropped ourselves (so
         // the honest peers agree on the frame), and only from a frame ggrs

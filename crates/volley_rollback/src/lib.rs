@@ -16,4 +16,4 @@ pub mod rle;
 pub mod wire;
 
 pub use ggrs;
-pub use guard::{Guard, GuardConfig, MAX_INPUT_BYTES, MAX_PACKET, Rejected, View};
+pub use guard::{Checked, Guard, GuardConfig, MAX_INPUT_BYTES, MAX_PACKET, Rejected, View};

@@ -82,6 +82,9 @@ fn magic_of(game: &Match, from: usize) -> u16 {
     decode(bytes).header.magic
 }
 
+/// What a refusal must look like.
+type Expect = fn(&Rejected) -> bool;
+
 fn input(magic: u16, statuses: Vec<WireStatus>, start_frame: i32, bytes: Vec<u8>) -> Vec<u8> {
     encode(&WireMessage {
         header: WireHeader { magic },
@@ -110,7 +113,7 @@ fn crafted_messages_are_refused_and_the_match_goes_on() {
     ];
     let mut exabytes = vec![0xff; 8];
     exabytes.push(0x7f);
-    let attacks: Vec<(Vec<u8>, fn(&Rejected) -> bool)> = vec![
+    let attacks: Vec<(Vec<u8>, Expect)> = vec![
         (
             input(magic, connected.clone(), i32::MAX - 1, vec![6, 1, 0, 7]),
             |r| matches!(r, Rejected::FrameOutOfWindow { .. }),

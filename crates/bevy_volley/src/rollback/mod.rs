@@ -36,8 +36,10 @@ mod pipe;
 mod session;
 
 use checksum::{ChecksumNames, ReportsAsked, compare_reports, record_checksum};
-use pipe::{RollbackGuard, RollbackPipe, pipe_in, pipe_out};
-use session::{ggrs_events, peer_left, start_p2p, start_sync_test, sync_test_mismatch};
+use pipe::{LastInputs, RollbackGuard, RollbackPipe, pipe_in, pipe_out};
+use session::{
+    PendingDrops, ggrs_events, peer_left, start_p2p, start_sync_test, sync_test_mismatch,
+};
 
 use std::marker::PhantomData;
 
@@ -264,6 +266,8 @@ impl<I: RollbackInput> Plugin for RollbackPlugin<I> {
             .insert_resource(config)
             .insert_resource(RollbackGuard(guard))
             .init_resource::<ReportsAsked>()
+            .init_resource::<LastInputs>()
+            .init_resource::<PendingDrops>()
             .init_resource::<RollbackPipe>()
             .init_resource::<RollbackStatus>()
             .init_resource::<ChecksumHistory>()

@@ -43,6 +43,10 @@ impl Pipe {
 #[derive(Resource, Clone, Default)]
 pub(super) struct RollbackPipe(pub(super) Pipe);
 
+/// Each player's last input frame handed to ggrs (what ggrs has, once it polled).
+#[derive(Resource, Default)]
+pub(super) struct LastInputs(pub(super) std::collections::HashMap<PeerId, i32>);
+
 /// The checks for this match's settings.
 #[derive(Resource)]
 pub(super) struct RollbackGuard(pub(super) Guard);
@@ -67,6 +71,7 @@ pub(super) fn pipe_in<I: RollbackInput>(
     volley: Option<ResMut<VolleySession>>,
     pipe: Res<RollbackPipe>,
     guard: Res<RollbackGuard>,
+    mut last_inputs: ResMut<LastInputs>,
     ggrs_session: Option<Res<bevy_ggrs::Session<VolleyGgrs<I>>>>,
     mut status: ResMut<RollbackStatus>,
 ) {
@@ -97,10 +102,15 @@ pub(super) fn pipe_in<I: RollbackInput>(
         let checked = if !status.players.is_empty() && !status.players.contains(&peer) {
             Err("rollback packet from a peer outside the match".to_string())
         } else {
-            guard.0.check(&bytes, &view).map_err(|e| e.to_string())
+            guard.0.inspect(&bytes, &view).map_err(|e| e.to_string())
         };
         match checked {
-            Ok(message) => {
+            Ok(checked) => {
+                let message = checked.message;
+                if let Some(last) = checked.last_input_frame {
+                    let known = last_inputs.0.entry(peer).or_insert(last);
+                    *known = (*known).max(last);
+                }
                 if queues.inbox.len() >= PIPE_INBOX {
                     queues.inbox.remove(0);
                 }

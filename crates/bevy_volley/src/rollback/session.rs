@@ -9,7 +9,7 @@ use tracing::{info, warn};
 use volley_net::{PeerId, SessionEvent};
 
 use super::checksum::{ChecksumHistory, ChecksumReport, ReportsAsked};
-use super::pipe::RollbackPipe;
+use super::pipe::{LastInputs, RollbackPipe};
 use super::{
     DesyncDetected, RollbackConfig, RollbackEvent, RollbackInput, RollbackStatus, VolleyGgrs,
     player_order,
@@ -126,12 +126,17 @@ pub(super) fn start_p2p<I: RollbackInput>(
     }
 }
 
-/// A peer that left the room is disconnected in ggrs at once, instead of
-/// after ggrs' own timeout.
+/// A peer that left the room (or was dropped) is disconnected in ggrs at
+/// once, instead of after ggrs' own timeout — except in the one frame where
+/// ggrs 0.13 would panic: when the player's last input is the frame before
+/// the current one, ggrs "rolls back" to the current frame and asserts. The
+/// player then waits in [`PendingDrops`] for the next frame.
 pub(super) fn peer_left<I: RollbackInput>(
     mut peer_events: MessageReader<NetPeerEvent>,
     session: Option<ResMut<bevy_ggrs::Session<VolleyGgrs<I>>>>,
     mut status: ResMut<RollbackStatus>,
+    mut pending: ResMut<PendingDrops>,
+    last_inputs: Res<LastInputs>,
 ) {
     let Some(mut session) = session else {
         peer_events.clear();
@@ -141,19 +146,37 @@ pub(super) fn peer_left<I: RollbackInput>(
         let SessionEvent::Left(peer, _) = event else {
             continue;
         };
-        let Some(handle) = status.players.iter().position(|p| p == peer) else {
-            continue;
-        };
-        if !status.dropped.contains(peer) {
+        if status.players.contains(peer) && !status.dropped.contains(peer) {
             status.dropped.push(*peer);
-        }
-        if let bevy_ggrs::Session::P2P(p2p) = &mut *session
-            && let Err(e) = p2p.disconnect_player(handle)
-        {
-            tracing::debug!("volley: disconnecting player {handle}: {e}");
+            pending.0.push(*peer);
         }
     }
+    let bevy_ggrs::Session::P2P(p2p) = &mut *session else {
+        pending.0.clear();
+        return;
+    };
+    let current = p2p.current_frame();
+    pending.0.retain(|peer| {
+        let Some(handle) = status.players.iter().position(|p| p == peer) else {
+            return false;
+        };
+        if last_inputs
+            .0
+            .get(peer)
+            .is_some_and(|last| *last == current - 1)
+        {
+            return true; // next frame
+        }
+        if let Err(e) = p2p.disconnect_player(handle) {
+            tracing::debug!("volley: disconnecting player {handle}: {e}");
+        }
+        false
+    });
 }
+
+/// Players to disconnect in ggrs as soon as it is safe (see [`peer_left`]).
+#[derive(Resource, Default)]
+pub(super) struct PendingDrops(Vec<PeerId>);
 
 /// Turns ggrs events into Bevy messages; on the first desync with a peer,
 /// sends it our checksum parts (debug builds) so it can name what differs.
