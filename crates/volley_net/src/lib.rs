@@ -33,6 +33,11 @@
 //! }
 //! # Ok(()) }
 //! ```
+//!
+//! The default feature `transport` brings the [`Session`] (WebRTC through
+//! `matchbox_socket`) and the ICE fetch. Without it only the pure modules
+//! build: framing, fragments, the codec, the registry, the peer limits and
+//! replication — every decoder of peer bytes, which `fuzz/` exercises.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -41,15 +46,22 @@ pub mod conditioner;
 pub mod fragment;
 pub mod frame;
 pub mod guard;
+pub mod handshake;
+#[cfg(feature = "transport")]
 pub mod ice;
 pub mod protocol;
 pub mod replication;
+#[cfg(feature = "transport")]
 mod session;
 pub mod stats;
 
 pub use conditioner::ConditionerConfig;
 pub use guard::{Misbehaviour, PeerLimits};
-pub use matchbox_socket::{MessageLoopFuture, PeerId};
+/// A peer's id (the same type `matchbox_socket` uses).
+pub use matchbox_protocol::PeerId;
+#[cfg(feature = "transport")]
+pub use matchbox_socket::MessageLoopFuture;
+#[cfg(feature = "transport")]
 pub use session::{
     IceServer, LeftReason, MAX_UNRELIABLE, NetError, ROLLBACK_INBOX, Session, SessionBuilder,
     SessionEvent,
@@ -89,6 +101,7 @@ impl Channel {
         }
     }
 
+    #[cfg(feature = "transport")]
     fn config(self) -> matchbox_socket::ChannelConfig {
         match self {
             Channel::Reliable => matchbox_socket::ChannelConfig::reliable(),

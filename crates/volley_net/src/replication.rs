@@ -21,8 +21,9 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 
-use matchbox_socket::PeerId;
 use serde::{Deserialize, Serialize};
+
+use crate::PeerId;
 
 /// A replicated entity's id, the same on every peer.
 pub type NetId = u64;

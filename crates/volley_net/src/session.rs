@@ -14,6 +14,7 @@ use crate::conditioner::{ConditionerConfig, LinkConditioner};
 use crate::fragment::{self, CHUNK, FragmentError, Reassembler};
 use crate::frame::{self, FrameError, Header, KIND_FRAGMENT, KIND_HELLO, KIND_PING, KIND_PONG};
 use crate::guard::{Backlog, Misbehaviour, PeerLimits, Strikes, truncated};
+use crate::handshake::Hello;
 use crate::protocol::{Registry, RegistryError, WIRE_VERSION};
 use crate::stats::PeerStats;
 use crate::{Channel, MessageLoopFuture};
@@ -123,19 +124,6 @@ pub enum SessionEvent {
         /// What was wrong.
         error: NetError,
     },
-}
-
-/// The handshake. Each side repeats its `Hello` (every [`HELLO_RETRY`])
-/// until the other confirms it with `got_yours`: the first message on a
-/// fresh data channel can be lost in webrtc-rs when both sides open their
-/// negotiated channels at once, so a single Hello is not enough.
-#[derive(serde::Serialize, serde::Deserialize)]
-struct Hello {
-    wire: u32,
-    hash: u64,
-    app_version: String,
-    /// The sender has received (and accepted) the receiver's Hello.
-    got_yours: bool,
 }
 
 /// How often an unconfirmed Hello is repeated.
@@ -538,6 +526,19 @@ impl Session {
     /// rollback library frames its own messages; the conditioner and the
     /// traffic counters apply as on the other channels).
     pub fn send_rollback(&mut self, peer: PeerId, packet: Vec<u8>) -> Result<(), NetError> {
+        self.send_raw(peer, Channel::Rollback, packet)
+    }
+
+    /// Sends bytes as they are on `channel`, without volley's framing: for
+    /// layers that frame their own messages (rollback) and for tools that
+    /// check what peers make of anything at all (`volley_bots::hostile`).
+    /// A volley peer counts what it cannot read against the sender.
+    pub fn send_raw(
+        &mut self,
+        peer: PeerId,
+        channel: Channel,
+        packet: Vec<u8>,
+    ) -> Result<(), NetError> {
         if self
             .peers
             .get(&peer)
@@ -551,7 +552,8 @@ impl Session {
                 limit: MAX_UNRELIABLE,
             });
         }
-        self.transmit(peer, Channel::Rollback, packet);
+        // At most one fragment's size: never split, sent as it is.
+        self.transmit(peer, channel, packet);
         Ok(())
     }
 

@@ -3,7 +3,8 @@
 //! - `ci`: everything CI runs, in order; `.ci/run` calls exactly this:
 //!   set-up (apt packages, wasm32 target, wasm-bindgen-cli), fmt, clippy,
 //!   the wasm32 build and web bundles of the examples, every test
-//!   (including the browser ones, which load those bundles).
+//!   (including the browser ones, which load those bundles), then the fuzz
+//!   targets' regression inputs and a few seconds of fuzzing each.
 //! - `bench [--quick]`: every benchmark, release builds, against the
 //!   references (installs `matchbox_server` into `target/tools` when
 //!   missing); writes `target/bench/report.md`, `report.json`, SVG plots.
@@ -11,10 +12,16 @@
 //!   `target/web/<example>/`, and the lobby page at `target/web/index.html`.
 //! - `play`: the web bundle (built when missing) served by `volley-server`
 //!   on 127.0.0.1:3536, with the URLs and the desktop command printed.
+//! - `fuzz [--seconds S] [--target NAME]`: the libFuzzer targets in `fuzz/`
+//!   (installs cargo-fuzz into `target/tools` and the nightly toolchain when
+//!   missing), S seconds each (default 60); prints executions, corpus sizes
+//!   and findings (see [`fuzz`]).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::Instant;
+
+mod fuzz;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -23,8 +30,11 @@ fn main() -> ExitCode {
         Some("bench") => bench(&args[1..]),
         Some("web") => web(args.iter().any(|a| a == "--release")).map(|_| ()),
         Some("play") => play(),
+        Some("fuzz") => fuzz::fuzz(&args[1..]),
         _ => {
-            eprintln!("usage: cargo xtask <ci | bench [--quick] | web [--release] | play>");
+            eprintln!(
+                "usage: cargo xtask <ci | bench [--quick] | web [--release] | play | fuzz [--seconds S] [--target NAME]>"
+            );
             return ExitCode::from(2);
         }
     };
@@ -154,6 +164,7 @@ fn ci() -> Result<(), String> {
     test.args(["test", "--workspace"])
         .env("VOLLEY_WEB_DIR", &web);
     step("cargo test --workspace", test)?;
+    fuzz::ci()?;
     println!("ci passed in {:.0}s", started.elapsed().as_secs_f64());
     Ok(())
 }
@@ -166,24 +177,24 @@ fn target_dir() -> PathBuf {
         .unwrap_or_else(|| root().join("target"))
 }
 
-/// `matchbox_server`, the reference signaling server, built from crates.io.
-fn matchbox_server() -> Result<PathBuf, String> {
+/// `binary` of crate `krate` at `version`, built from crates.io into
+/// `target/tools` when missing there.
+fn cargo_install(krate: &str, version: &str, binary: &str) -> Result<PathBuf, String> {
     let tools = target_dir().join("tools");
-    let binary = tools.join("bin").join("matchbox_server");
-    if !binary.exists() {
+    let path = tools.join("bin").join(binary);
+    if !path.exists() {
         let mut install = cargo();
         install
-            .args([
-                "install",
-                "matchbox_server",
-                "--version",
-                "0.15.0",
-                "--root",
-            ])
+            .args(["install", krate, "--version", version, "--root"])
             .arg(&tools);
-        step("cargo install matchbox_server 0.15.0", install)?;
+        step(&format!("cargo install {krate} {version}"), install)?;
     }
-    Ok(binary)
+    Ok(path)
+}
+
+/// `matchbox_server`, the reference signaling server, built from crates.io.
+fn matchbox_server() -> Result<PathBuf, String> {
+    cargo_install("matchbox_server", "0.15.0", "matchbox_server")
 }
 
 /// A benchmark: (what, package, bench target, its arguments, brief ones).
@@ -319,8 +330,11 @@ fn bots_ramp(raw: &Path, quick: bool) -> Result<(), String> {
     step("cargo build --release (server, bots)", build)?;
     let bin = target_dir().join("release");
     let addr = "127.0.0.1:3547";
+    // Every bot comes from 127.0.0.1: the per-address limits are off here.
     let mut server = Command::new(bin.join("volley-server"))
         .args(["--addr", addr])
+        .args(["--max-connections-per-ip", "0", "--joins-per-minute-per-ip", "0"])
+        .args(["--http-rate-per-ip", "0"])
         .env("RUST_LOG", "error")
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
