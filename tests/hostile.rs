@@ -64,7 +64,9 @@ fn a_hostile_player_is_dropped_by_both_and_the_match_goes_on() {
                 "bot {bot}: {why:?}"
             );
             let after = at.saturating_duration_since(started);
-            println!("bot {bot} dropped the hostile peer {after:?} after its first attack: {why:?}");
+            println!(
+                "bot {bot} dropped the hostile peer {after:?} after its first attack: {why:?}"
+            );
             assert!(after < Duration::from_secs(2), "bot {bot} took {after:?}");
         }
         // Nobody else left, and the two honest players agree.

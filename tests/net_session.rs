@@ -401,7 +401,10 @@ fn a_peer_that_keeps_sending_garbage_is_dropped_as_misbehaving() {
         // Garbage until dropped, then as much again: nothing more is heard.
         let mut after_drop = 0;
         while after_drop < 200 {
-            assert!(std::time::Instant::now() < deadline, "errors {errors}, left {left:?}");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "errors {errors}, left {left:?}"
+            );
             session.update();
             for (peer, state) in raw.update_peers() {
                 if state == matchbox_socket::PeerState::Connected {
@@ -431,7 +434,10 @@ fn a_peer_that_keeps_sending_garbage_is_dropped_as_misbehaving() {
                 if *count == limits.strikes && last.contains("unknown message kind 200")),
             "{why:?}"
         );
-        assert_eq!(errors, limits.strikes, "no error is reported after the drop");
+        assert_eq!(
+            errors, limits.strikes,
+            "no error is reported after the drop"
+        );
         assert_eq!(
             session.stats(peer).map(|s| s.invalid_packets),
             Some(limits.strikes as u64)
@@ -471,7 +477,10 @@ fn a_flooding_peer_is_dropped_and_an_honest_one_stays() {
         let mut dropped = None;
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
         while dropped.is_none() {
-            assert!(std::time::Instant::now() < deadline, "the flood was not stopped");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the flood was not stopped"
+            );
             a.update();
             b.update();
             for (peer, state) in raw.update_peers() {
@@ -490,11 +499,21 @@ fn a_flooding_peer_is_dropped_and_an_honest_one_stays() {
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
         assert!(
-            matches!(dropped, Some(LeftReason::Misbehaving(Misbehaviour::Flood { .. }))),
+            matches!(
+                dropped,
+                Some(LeftReason::Misbehaving(Misbehaviour::Flood { .. }))
+            ),
             "{dropped:?}"
         );
         // The honest peer still talks to us.
-        a.send(a_sees_b, &Chat { seq: 1, text: "still here".into() }).unwrap();
+        a.send(
+            a_sees_b,
+            &Chat {
+                seq: 1,
+                text: "still here".into(),
+            },
+        )
+        .unwrap();
         let mut got = Vec::new();
         pump(&mut a, &mut b, |_, b| {
             got.extend(b.receive::<Chat>());

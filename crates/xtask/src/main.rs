@@ -333,7 +333,12 @@ fn bots_ramp(raw: &Path, quick: bool) -> Result<(), String> {
     // Every bot comes from 127.0.0.1: the per-address limits are off here.
     let mut server = Command::new(bin.join("volley-server"))
         .args(["--addr", addr])
-        .args(["--max-connections-per-ip", "0", "--joins-per-minute-per-ip", "0"])
+        .args([
+            "--max-connections-per-ip",
+            "0",
+            "--joins-per-minute-per-ip",
+            "0",
+        ])
         .args(["--http-rate-per-ip", "0"])
         .env("RUST_LOG", "error")
         .stdout(std::process::Stdio::null())
