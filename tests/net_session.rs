@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use volley::net::{
     Channel, ConditionerConfig, LeftReason, Misbehaviour, NetError, PeerId, PeerLimits, Session,
-    SessionEvent,
+    SessionBuilder, SessionEvent,
 };
 use volley::server::{Server, ServerConfig, ServerHandle};
 
@@ -58,7 +58,20 @@ fn session(
     app: &str,
     conditioner: Option<ConditionerConfig>,
 ) -> Session {
-    let mut builder = Session::builder(&format!("ws://{}/{room}", server.addr()))
+    session_with(server, room, app, |builder| match conditioner {
+        Some(c) => builder.conditioner(c),
+        None => builder,
+    })
+}
+
+/// A session registering the test's types, configured further by `configure`.
+fn session_with(
+    server: &ServerHandle,
+    room: &str,
+    app: &str,
+    configure: impl FnOnce(SessionBuilder) -> SessionBuilder,
+) -> Session {
+    let builder = Session::builder(&format!("ws://{}/{room}", server.addr()))
         .app_version(app)
         .register::<Chat>(Channel::Reliable)
         .unwrap()
@@ -68,10 +81,7 @@ fn session(
         .unwrap()
         .register::<Snapshot>(Channel::Unreliable)
         .unwrap();
-    if let Some(c) = conditioner {
-        builder = builder.conditioner(c);
-    }
-    let (session, message_loop) = builder.build();
+    let (session, message_loop) = configure(builder).build();
     tokio::spawn(message_loop);
     session
 }
@@ -458,19 +468,8 @@ fn a_flooding_peer_is_dropped_and_an_honest_one_stays() {
             backlog_packets: 1000,
             ..PeerLimits::default()
         };
-        let (mut a, message_loop) = Session::builder(&format!("ws://{}/flood", server.addr()))
-            .app_version("1")
-            .register::<Chat>(Channel::Reliable)
-            .unwrap()
-            .peer_limits(limits)
-            .build();
-        tokio::spawn(message_loop);
-        let (mut b, message_loop) = Session::builder(&format!("ws://{}/flood", server.addr()))
-            .app_version("1")
-            .register::<Chat>(Channel::Reliable)
-            .unwrap()
-            .build();
-        tokio::spawn(message_loop);
+        let mut a = session_with(&server, "flood", "1", |b| b.peer_limits(limits));
+        let mut b = session(&server, "flood", "1", None);
         let (a_sees_b, _) = connect(&mut a, &mut b).await;
         let mut raw = raw_peer(&server, "flood");
         let ping = [1u8, 0, 0, 0, 0, 0, 0, 0, 0, 0];

@@ -433,6 +433,14 @@ impl Session {
         }
     }
 
+    /// `Err(UnknownPeer)` unless `peer`'s handshake is done.
+    fn require_connected(&self, peer: PeerId) -> Result<(), NetError> {
+        match self.peers.get(&peer) {
+            Some(p) if p.phase == Phase::Connected => Ok(()),
+            _ => Err(NetError::UnknownPeer(peer)),
+        }
+    }
+
     /// Stops hearing `peer` and tells the game it left.
     fn drop_peer(&mut self, peer: PeerId, why: Misbehaviour) {
         let Some(p) = self.peers.get_mut(&peer) else {
@@ -491,13 +499,7 @@ impl Session {
         message: &T,
         tick: Option<u32>,
     ) -> Result<(), NetError> {
-        if self
-            .peers
-            .get(&peer)
-            .is_none_or(|p| p.phase != Phase::Connected)
-        {
-            return Err(NetError::UnknownPeer(peer));
-        }
+        self.require_connected(peer)?;
         let (channel, packet) = self.encode(message, tick)?;
         self.transmit(peer, channel, packet);
         Ok(())
@@ -539,13 +541,7 @@ impl Session {
         channel: Channel,
         packet: Vec<u8>,
     ) -> Result<(), NetError> {
-        if self
-            .peers
-            .get(&peer)
-            .is_none_or(|p| p.phase != Phase::Connected)
-        {
-            return Err(NetError::UnknownPeer(peer));
-        }
+        self.require_connected(peer)?;
         if packet.len() > MAX_UNRELIABLE {
             return Err(NetError::TooLarge {
                 size: packet.len(),

@@ -37,6 +37,14 @@ const NULL_FRAME: i32 = -1;
 /// the newest input must fit in it.
 const INPUT_QUEUE: usize = 128;
 
+/// The wall clock as ggrs reads it (ms since the Unix epoch; the browser's
+/// clock in wasm): what [`View::now_millis`] wants.
+pub fn now_millis() -> u128 {
+    web_time::SystemTime::now()
+        .duration_since(web_time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis())
+}
+
 /// The session settings the checks depend on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct GuardConfig {
@@ -176,21 +184,10 @@ impl Guard {
     /// (volley tracks each player's last input with it).
     pub fn inspect(&self, bytes: &[u8], view: &View<'_>) -> Result<Checked, Rejected> {
         let mut message = self.decode(bytes)?;
-        self.check_body(&mut message.body, view)?;
-        let last_input_frame = match &message.body {
-            WireBody::Input(input) => {
-                let decoded = rle::decode_runs(&input.bytes, usize::MAX / 2).ok();
-                decoded
-                    .and_then(|d| rle::count_inputs(&d, usize::MAX / 2, usize::MAX).ok())
-                    .filter(|count| *count > 0)
-                    .and_then(|count| i32::try_from(count).ok())
-                    .and_then(|count| input.start_frame.checked_add(count - 1))
-            }
-            _ => None,
-        };
+        let last = self.check_body(&mut message.body, view)?;
         Ok(Checked {
             message: to_ggrs(&message)?,
-            last_input_frame,
+            last_input_frame: last,
         })
     }
 
@@ -206,14 +203,15 @@ impl Guard {
         }
     }
 
-    fn check_body(&self, body: &mut WireBody, view: &View<'_>) -> Result<(), Rejected> {
+    /// Checks (and rewrites) a body; for an input with inputs, returns its last frame.
+    fn check_body(&self, body: &mut WireBody, view: &View<'_>) -> Result<Option<i32>, Rejected> {
         let ahead = i64::from(self.config.frames_ahead());
         let frame = i64::from(view.frame);
         match body {
             WireBody::SyncRequest { .. } | WireBody::SyncReply { .. } | WireBody::KeepAlive => {
-                Ok(())
+                Ok(None)
             }
-            WireBody::InputAck { .. } => Ok(()), // only decides what we resend to the sender
+            WireBody::InputAck { .. } => Ok(None), // only decides what we resend to the sender
             WireBody::Input(input) => self.check_input(input, view, frame, ahead),
             WireBody::QualityReport {
                 frame_advantage, ..
@@ -221,14 +219,14 @@ impl Guard {
                 // Only steers wait recommendations; an absurd value is clamped.
                 let bound = i16::try_from(ahead).unwrap_or(i16::MAX);
                 *frame_advantage = (*frame_advantage).clamp(-bound, bound);
-                Ok(())
+                Ok(None)
             }
             WireBody::QualityReply { pong } => {
                 let now = view.now_millis;
                 if *pong > now || now - *pong > MAX_PONG_AGE_MS {
                     return Err(Rejected::ForgedPong { pong: *pong, now });
                 }
-                Ok(())
+                Ok(None)
             }
             WireBody::ChecksumReport { frame: at, .. } => {
                 let interval = self
@@ -243,7 +241,7 @@ impl Guard {
                         interval,
                     });
                 }
-                Ok(())
+                Ok(None)
             }
         }
     }
@@ -254,7 +252,7 @@ impl Guard {
         view: &View<'_>,
         frame: i64,
         ahead: i64,
-    ) -> Result<(), Rejected> {
+    ) -> Result<Option<i32>, Rejected> {
         let players = self.config.players;
         if input.peer_connect_status.len() != players {
             return Err(Rejected::StatusCount {
@@ -269,7 +267,8 @@ impl Guard {
         let start = i64::from(input.start_frame);
         window(start, 0, frame + ahead)?;
         // `count` ≤ 128: no overflow in i64.
-        window(start + count as i64 - 1, -1, frame + ahead)?;
+        let last = start + count as i64 - 1;
+        window(last, -1, frame + ahead)?;
         input.bytes = rle::encode_runs(&decoded);
         // ggrs disconnects a sender that asks to be, at once, from its last
         // input on: one whose last input is the frame before ours makes ggrs
@@ -303,7 +302,8 @@ impl Guard {
                 }
             };
         }
-        Ok(())
+        // Within the window, which lies within i32.
+        Ok((count > 0).then(|| i32::try_from(last).unwrap_or(NULL_FRAME)))
     }
 }
 

@@ -4,16 +4,14 @@
 //! [`Match::inject`] bytes as if a player sent them.
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use ggrs::{
-    DesyncDetection, GgrsError, GgrsRequest, Message, NonBlockingSocket, P2PSession, PlayerType,
-    PredictRepeatLast, SessionBuilder,
+    DesyncDetection, GgrsError, GgrsRequest, P2PSession, PlayerType, PredictRepeatLast,
+    SessionBuilder,
 };
 
-use crate::guard::{Guard, GuardConfig, Rejected, View};
-use crate::wire;
+use crate::guard::{Guard, GuardConfig, Rejected, View, now_millis};
+use crate::pipe::Pipe;
 
 /// The match's game: one byte of input per player; the state folds them.
 pub struct Game;
@@ -25,38 +23,9 @@ impl ggrs::Config for Game {
     type Address = usize;
 }
 
-/// One peer's socket: what ggrs sends is encoded onto the wire, what the
-/// match delivers (already checked) waits in `inbox`.
-#[derive(Clone, Default)]
-struct Pipe(Arc<Mutex<PipeQueues>>);
-
-#[derive(Default)]
-struct PipeQueues {
-    inbox: Vec<(usize, Message)>,
-    outbox: Vec<(usize, Vec<u8>)>,
-}
-
-impl Pipe {
-    fn with<R>(&self, f: impl FnOnce(&mut PipeQueues) -> R) -> R {
-        f(&mut self.0.lock().unwrap_or_else(PoisonError::into_inner))
-    }
-}
-
-impl NonBlockingSocket<usize> for Pipe {
-    fn send_to(&mut self, msg: &Message, addr: &usize) {
-        if let Ok(bytes) = bincode::serde::encode_to_vec(msg, wire::config()) {
-            self.with(|q| q.outbox.push((*addr, bytes)));
-        }
-    }
-
-    fn receive_all_messages(&mut self) -> Vec<(usize, Message)> {
-        self.with(|q| std::mem::take(&mut q.inbox))
-    }
-}
-
 struct Peer {
     session: P2PSession<Game>,
-    pipe: Pipe,
+    pipe: Pipe<usize>,
     state: u64,
     /// The frame `state` belongs to.
     at_frame: i32,
@@ -75,13 +44,6 @@ pub struct Match {
     sent: Vec<(usize, usize, Vec<u8>)>,
     keep_sent: bool,
     frame: u64,
-}
-
-/// The wall clock as ggrs reads it.
-pub fn now_millis() -> u128 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis())
 }
 
 impl Match {
@@ -169,7 +131,7 @@ impl Match {
                 dropped: &peer.dropped,
             };
             match self.guard.check(&bytes, &view) {
-                Ok(message) => peer.pipe.with(|q| q.inbox.push((from, message))),
+                Ok(message) => peer.pipe.deliver(from, message),
                 Err(rejected) => peer.rejected.push(rejected),
             }
         }
@@ -185,7 +147,7 @@ impl Match {
             {
                 peer.handle(requests);
             }
-            let outgoing = peer.pipe.with(|q| std::mem::take(&mut q.outbox));
+            let outgoing = peer.pipe.take_outgoing();
             for (to, bytes) in outgoing {
                 if self.keep_sent {
                     self.sent.push((me, to, bytes.clone()));

@@ -12,8 +12,12 @@
 pub mod guard;
 #[cfg(feature = "harness")]
 pub mod harness;
+pub mod pipe;
 pub mod rle;
 pub mod wire;
 
 pub use ggrs;
-pub use guard::{Checked, Guard, GuardConfig, MAX_INPUT_BYTES, MAX_PACKET, Rejected, View};
+pub use guard::{
+    Checked, Guard, GuardConfig, MAX_INPUT_BYTES, MAX_PACKET, Rejected, View, now_millis,
+};
+pub use pipe::{PIPE_INBOX, Pipe};

@@ -25,18 +25,7 @@ use support::*;
 /// A TCP connection from `127.0.0.<last>` with a tiny receive buffer, so a
 /// client that stops reading closes its window quickly.
 async fn tiny_window_from(server: &ServerHandle, last: u8) -> TcpStream {
-    let socket = TcpSocket::new_v4().unwrap();
-    socket.set_recv_buffer_size(4096).unwrap();
-    socket
-        .bind(SocketAddr::new(
-            IpAddr::V4(Ipv4Addr::new(127, 0, 0, last)),
-            0,
-        ))
-        .unwrap();
-    tokio::time::timeout(WAIT, socket.connect(server.addr()))
-        .await
-        .expect("tcp connect in time")
-        .unwrap()
+    tcp_from_with(server, last, Some(4096)).await
 }
 
 /// Retries `join_from` until it succeeds (a slot frees a moment after the

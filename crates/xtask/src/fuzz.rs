@@ -64,18 +64,7 @@ pub fn fuzz(args: &[String]) -> Result<(), String> {
             other => return Err(format!("fuzz: unknown argument {other}")),
         }
     }
-    let targets: Vec<&'static str> = match only {
-        Some(t) => vec![t],
-        None => TARGETS.to_vec(),
-    };
-    let cargo_fuzz = setup()?;
-    build(&cargo_fuzz, only)?;
-    let mut outcomes = Vec::new();
-    for target in &targets {
-        regressions(target)?;
-        outcomes.push(run(target, seconds)?);
-    }
-    report(&outcomes, seconds)
+    fuzz_targets(only, seconds)
 }
 
 /// CI's step: the regression inputs of every target, then every target
@@ -84,14 +73,21 @@ pub fn ci() -> Result<(), String> {
     let mut fmt = cargo();
     fmt.args(["fmt", "--manifest-path", "fuzz/Cargo.toml", "--", "--check"]);
     step("cargo fmt --check (fuzz)", fmt)?;
+    fuzz_targets(None, CI_SECONDS)
+}
+
+/// Builds `only` (or every target), replays each one's regression inputs,
+/// fuzzes it for `seconds`, and reports.
+fn fuzz_targets(only: Option<&'static str>, seconds: u64) -> Result<(), String> {
     let cargo_fuzz = setup()?;
-    build(&cargo_fuzz, None)?;
+    build(&cargo_fuzz, only)?;
+    let targets: Vec<&'static str> = only.map_or_else(|| TARGETS.to_vec(), |t| vec![t]);
     let mut outcomes = Vec::new();
-    for target in TARGETS {
+    for target in targets {
         regressions(target)?;
-        outcomes.push(run(target, CI_SECONDS)?);
+        outcomes.push(run(target, seconds)?);
     }
-    report(&outcomes, CI_SECONDS)
+    report(&outcomes, seconds)
 }
 
 /// cargo-fuzz (installed into the tools folder when missing) and the
@@ -172,7 +168,11 @@ fn regressions(target: &str) -> Result<(), String> {
 
 /// A clean findings folder for `target`.
 fn artifacts(target: &str) -> Result<PathBuf, String> {
-    let dir = fuzz_dir().join("artifacts").join(target);
+    fresh_dir(fuzz_dir().join("artifacts").join(target))
+}
+
+/// `dir`, emptied (or made).
+fn fresh_dir(dir: PathBuf) -> Result<PathBuf, String> {
     if dir.exists() {
         std::fs::remove_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     }
@@ -183,11 +183,7 @@ fn artifacts(target: &str) -> Result<PathBuf, String> {
 /// Fuzzes `target` for `seconds` on a fresh corpus seeded from its
 /// regression inputs; libFuzzer's log goes to `<fuzz dir>/logs/<target>.log`.
 fn run(target: &'static str, seconds: u64) -> Result<Outcome, String> {
-    let corpus = fuzz_dir().join("corpus").join(target);
-    if corpus.exists() {
-        std::fs::remove_dir_all(&corpus).map_err(|e| format!("{}: {e}", corpus.display()))?;
-    }
-    std::fs::create_dir_all(&corpus).map_err(|e| format!("{}: {e}", corpus.display()))?;
+    let corpus = fresh_dir(fuzz_dir().join("corpus").join(target))?;
     let artifacts = artifacts(target)?;
     let logs = fuzz_dir().join("logs");
     std::fs::create_dir_all(&logs).map_err(|e| format!("{}: {e}", logs.display()))?;

@@ -60,8 +60,7 @@ pub use bevy_ggrs;
 pub use checksum::{
     CHECKSUM_HISTORY, ChecksumApp, ChecksumHistory, ChecksumReport, FrameChecksum, differing_parts,
 };
-pub use pipe::PIPE_INBOX;
-pub use volley_rollback::{Guard, GuardConfig, Rejected};
+pub use volley_rollback::{Guard, GuardConfig, PIPE_INBOX, Rejected};
 
 /// The ggrs configuration volley uses: the game's input, peers by [`PeerId`].
 pub type VolleyGgrs<I> = GgrsConfig<I, PeerId>;

@@ -155,7 +155,15 @@ impl Calm {
 
 /// A TCP connection to the server from `127.0.0.<last>`.
 pub async fn tcp_from(server: &ServerHandle, last: u8) -> TcpStream {
+    tcp_from_with(server, last, None).await
+}
+
+/// [`tcp_from`], with a receive buffer of `recv_buffer` bytes if given.
+pub async fn tcp_from_with(server: &ServerHandle, last: u8, recv_buffer: Option<u32>) -> TcpStream {
     let socket = TcpSocket::new_v4().unwrap();
+    if let Some(size) = recv_buffer {
+        socket.set_recv_buffer_size(size).unwrap();
+    }
     socket
         .bind(SocketAddr::new(
             IpAddr::V4(Ipv4Addr::new(127, 0, 0, last)),
