@@ -124,7 +124,7 @@ fn setup() -> Result<(), String> {
         let mut install = Command::new("apt-get");
         install
             .env("DEBIAN_FRONTEND", "noninteractive")
-            .args(["install", "-y"])
+            .args(["install", "-y", "--no-install-recommends"])
             .args(&missing);
         step(&format!("apt-get install {}", missing.join(" ")), install)?;
     }
