@@ -77,10 +77,9 @@ fn app(url: &str, seed: u64) -> App {
         }),
         // All 200 moving take ~250 KB/s at 60 ticks/s: a budget of 150 KB/s
         // makes the authority choose, and every entity still arrives.
-        ReplicationPlugin {
-            tick_rate: 60,
-            budget: Some(150_000),
-        },
+        ReplicationPlugin::default()
+            .tick_rate(60)
+            .budget(Some(150_000)),
     ))
     .replicate_interpolated::<Pos>()
     .replicate::<Vel>()
@@ -276,10 +275,7 @@ fn predicting_app(url: &str, seed: u64) -> App {
             loss: 0.10,
             seed,
         }),
-        ReplicationPlugin {
-            tick_rate: 60,
-            budget: None,
-        },
+        ReplicationPlugin::default().tick_rate(60),
     ))
     .predict::<Avatar, Nudge>(nudge)
     .add_systems(Update, give_avatars.run_if(is_authority));

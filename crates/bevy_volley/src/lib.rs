@@ -155,18 +155,23 @@ pub struct NetStats {
     pub peers: HashMap<PeerId, PeerStats>,
 }
 
-type Registration = fn(SessionBuilder, Channel) -> Result<SessionBuilder, NetError>;
+type Registration = fn(SessionBuilder, Channel, Option<usize>) -> Result<SessionBuilder, NetError>;
 
 fn register<T: Serialize + DeserializeOwned + Send + Sync + 'static>(
     builder: SessionBuilder,
     channel: Channel,
+    max_bytes: Option<usize>,
 ) -> Result<SessionBuilder, NetError> {
-    builder.register::<T>(channel)
+    match max_bytes {
+        Some(max) => builder.register_limited::<T>(channel, max),
+        None => builder.register::<T>(channel),
+    }
 }
 
-/// The message types the game registered, applied when the session is built.
+/// The message types the game registered (with their byte limits),
+/// applied when the session is built.
 #[derive(Resource, Default)]
-struct Registrations(Vec<(Registration, Channel)>);
+struct Registrations(Vec<(Registration, Channel, Option<usize>)>);
 
 /// The live session, once connected.
 #[derive(Resource)]
@@ -287,6 +292,13 @@ pub trait NetAppExt {
     fn add_net_message<T>(&mut self, channel: Channel) -> &mut Self
     where
         T: Serialize + DeserializeOwned + Send + Sync + 'static;
+
+    /// [`NetAppExt::add_net_message`], refusing payloads of more than
+    /// `max_bytes` before decoding them (each one counts against its
+    /// sender): for types that are small by nature.
+    fn add_net_message_limited<T>(&mut self, channel: Channel, max_bytes: usize) -> &mut Self
+    where
+        T: Serialize + DeserializeOwned + Send + Sync + 'static;
 }
 
 impl NetAppExt for App {
@@ -294,12 +306,28 @@ impl NetAppExt for App {
     where
         T: Serialize + DeserializeOwned + Send + Sync + 'static,
     {
-        self.init_resource::<Registrations>();
-        self.world_mut()
+        add_net_message::<T>(self, channel, None)
+    }
+
+    fn add_net_message_limited<T>(&mut self, channel: Channel, max_bytes: usize) -> &mut Self
+    where
+        T: Serialize + DeserializeOwned + Send + Sync + 'static,
+    {
+        add_net_message::<T>(self, channel, Some(max_bytes))
+    }
+}
+
+fn add_net_message<T>(app: &mut App, channel: Channel, max_bytes: Option<usize>) -> &mut App
+where
+    T: Serialize + DeserializeOwned + Send + Sync + 'static,
+{
+    {
+        app.init_resource::<Registrations>();
+        app.world_mut()
             .resource_mut::<Registrations>()
             .0
-            .push((register::<T>, channel));
-        self.add_message::<NetReceived<T>>()
+            .push((register::<T>, channel, max_bytes));
+        app.add_message::<NetReceived<T>>()
             .add_message::<NetSend<T>>()
             .add_systems(PreUpdate, receive::<T>.in_set(VolleySet::Receive))
             .add_systems(PostUpdate, send::<T>.in_set(VolleySet::Send))
@@ -321,8 +349,8 @@ fn connect(
     if let Some(c) = config.conditioner {
         builder = builder.conditioner(c);
     }
-    for (register, channel) in &registrations.0 {
-        builder = match register(builder, *channel) {
+    for (register, channel, max_bytes) in &registrations.0 {
+        builder = match register(builder, *channel, *max_bytes) {
             Ok(builder) => builder,
             Err(e) => {
                 warn!("volley: cannot register a message type: {e}");

@@ -16,6 +16,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod forger;
 pub mod hostile;
 
 use std::fmt;

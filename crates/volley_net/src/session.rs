@@ -90,6 +90,17 @@ pub enum NetError {
         /// Where it arrived.
         channel: Channel,
     },
+    /// A message larger than its type's limit
+    /// ([`SessionBuilder::register_limited`]), refused before decoding.
+    #[error("message kind {kind} of {size} bytes exceeds its limit of {limit}")]
+    OverLimit {
+        /// The kind.
+        kind: u8,
+        /// Its payload size.
+        size: usize,
+        /// The type's limit.
+        limit: usize,
+    },
 }
 
 /// Why a peer left.
@@ -206,7 +217,7 @@ pub struct SessionBuilder {
     ice_servers: Vec<IceServer>,
     app_version: String,
     registry: Registry,
-    decoders: HashMap<TypeId, (Decode, NewInbox)>,
+    decoders: HashMap<TypeId, (Decode, NewInbox, usize)>,
     conditioner: Option<ConditionerConfig>,
     ping_interval: Duration,
     limits: PeerLimits,
@@ -276,14 +287,32 @@ impl SessionBuilder {
         self.register_named::<T>(std::any::type_name::<T>(), channel)
     }
 
+    /// Registers `T` like [`SessionBuilder::register`], refusing (and
+    /// counting against the sender, see [`PeerLimits::strikes`]) any payload
+    /// of more than `max_bytes` before it is decoded: a type that is small
+    /// by nature should not let a peer make us decode up to the generic
+    /// [`crate::codec::DECODE_LIMIT`].
+    pub fn register_limited<T>(self, channel: Channel, max_bytes: usize) -> Result<Self, NetError>
+    where
+        T: Serialize + DeserializeOwned + Send + Sync + 'static,
+    {
+        let mut builder = self.register::<T>(channel)?;
+        if let Some(entry) = builder.decoders.get_mut(&TypeId::of::<T>()) {
+            entry.2 = max_bytes.min(DECODE_LIMIT);
+        }
+        Ok(builder)
+    }
+
     /// Registers `T` on `channel` under an explicit, stable `name`.
     pub fn register_named<T>(mut self, name: &str, channel: Channel) -> Result<Self, NetError>
     where
         T: Serialize + DeserializeOwned + Send + Sync + 'static,
     {
         self.registry.register(TypeId::of::<T>(), name, channel)?;
-        self.decoders
-            .insert(TypeId::of::<T>(), (decode_into::<T>, new_inbox::<T>));
+        self.decoders.insert(
+            TypeId::of::<T>(),
+            (decode_into::<T>, new_inbox::<T>, DECODE_LIMIT),
+        );
         Ok(self)
     }
 
@@ -328,12 +357,12 @@ impl SessionBuilder {
             inbox: self
                 .decoders
                 .iter()
-                .map(|(id, (_, new))| (*id, new()))
+                .map(|(id, (_, new, _))| (*id, new()))
                 .collect(),
             decoders: self
                 .decoders
                 .into_iter()
-                .map(|(id, (decode, _))| (id, decode))
+                .map(|(id, (decode, _, limit))| (id, (decode, limit)))
                 .collect(),
             peers: HashMap::new(),
             events: VecDeque::new(),
@@ -354,7 +383,8 @@ impl SessionBuilder {
 pub struct Session {
     socket: WebRtcSocket,
     registry: Registry,
-    decoders: HashMap<TypeId, Decode>,
+    /// Each type's decoder and payload limit.
+    decoders: HashMap<TypeId, (Decode, usize)>,
     hash: u64,
     app_version: String,
     peers: HashMap<PeerId, Peer>,
@@ -872,10 +902,17 @@ impl Session {
                     p.they_got_ours = true;
                     self.maybe_connected(peer);
                 }
-                let decode = self
+                let (decode, limit) = *self
                     .decoders
                     .get(&type_id)
                     .ok_or(NetError::UnknownKind(kind))?;
+                if payload.len() > limit {
+                    return Err(NetError::OverLimit {
+                        kind,
+                        size: payload.len(),
+                        limit,
+                    });
+                }
                 let inbox = self
                     .inbox
                     .get_mut(&type_id)

@@ -3,6 +3,9 @@
 //! sees it, because ggrs 0.13 trusts its peers (see [`guard`] for how a
 //! crafted message crashes it).
 //!
+//! Beside it, [`report`]: which checksum reports (what a peer sends when we
+//! desync) are taken, within which limits.
+//!
 //! No Bevy here, so the checks can be fuzzed on their own (`cargo xtask
 //! fuzz`); `bevy_volley::rollback` calls them for every packet.
 
@@ -13,6 +16,7 @@ pub mod guard;
 #[cfg(feature = "harness")]
 pub mod harness;
 pub mod pipe;
+pub mod report;
 pub mod rle;
 pub mod wire;
 
@@ -21,3 +25,6 @@ pub use guard::{
     Checked, Guard, GuardConfig, MAX_INPUT_BYTES, MAX_PACKET, Rejected, View, now_millis,
 };
 pub use pipe::{PIPE_INBOX, Pipe};
+pub use report::{
+    ChecksumReport, MAX_PART_NAME, MAX_REPORT_BYTES, MAX_REPORT_PARTS, Reports, differing_parts,
+};

@@ -13,8 +13,8 @@
 use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
 
-use axum::http::HeaderMap;
-use axum::http::header::FORWARDED;
+use http::HeaderMap;
+use http::header::FORWARDED;
 
 /// Entries of a forwarding chain looked at, at most (from the right).
 const MAX_HOPS: usize = 32;
@@ -159,7 +159,7 @@ fn parse_node(text: &str) -> Option<IpAddr> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use axum::http::HeaderValue;
+    use http::HeaderValue;
 
     fn ip(text: &str) -> IpAddr {
         text.parse().unwrap()

@@ -7,11 +7,13 @@
 //! Prometheus `/metrics`, optional access tickets, and limits on everything a
 //! client controls.
 //!
-//! The room logic is the pure [`lobby::Lobby`] state machine; [`server`] is the
-//! I/O around it. Nothing one client sends can crash, hijack or starve anyone
-//! else: every queue is bounded, every socket write has a deadline, and every
-//! limit (per connection, per client address, per ticket, global) refuses
-//! with a [`Refusal`] that names it and is counted in `/metrics`.
+//! The room logic is the pure [`lobby::Lobby`] state machine; `server` is the
+//! I/O around it (feature `server`, on by default: without it only the pure
+//! modules build, for the fuzz targets). Nothing one client sends can crash,
+//! hijack or starve anyone else: every queue is bounded, every socket write
+//! has a deadline, and every limit (per connection, per client address, per
+//! ticket, global) refuses with a [`Refusal`] that names it and is counted in
+//! `/metrics`.
 //!
 //! ```no_run
 //! # async fn example() -> Result<(), volley_server::ServerError> {
@@ -23,18 +25,23 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+#[cfg(feature = "server")]
 pub mod cli;
 pub mod forwarded;
 pub mod ice;
 pub mod limits;
 pub mod lobby;
+#[cfg(feature = "server")]
 pub mod metrics;
+pub mod query;
 pub mod refusal;
 pub mod secret;
+#[cfg(feature = "server")]
 pub mod server;
 pub mod ticket;
 pub mod wire;
 
 pub use refusal::{Answer, Refusal};
 pub use secret::Secret;
+#[cfg(feature = "server")]
 pub use server::{Server, ServerConfig, ServerError, ServerHandle};

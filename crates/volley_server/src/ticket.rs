@@ -139,6 +139,13 @@ pub fn verify(
     let sig = URL_SAFE_NO_PAD
         .decode(sig)
         .map_err(|_| TicketError::Malformed)?;
+    // The MAC reads "room\nexpiry\nuser", unambiguous only while the room
+    // holds no newline: else a ticket minted for a user "<digits>\n<name>"
+    // would read as one for room "<room>\n<expiry>" and user <name>.
+    // Signaling rooms cannot hold one; `/api/ice`'s `?room=` can.
+    if room.contains('\n') {
+        return Err(TicketError::BadSignature);
+    }
     // Constant-time comparison.
     mac(secret, room, expiry, &user)
         .verify_slice(&sig)
@@ -180,6 +187,52 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn a_room_with_a_newline_takes_no_ticket() {
+        // Minted for "arena" and a user that starts with an expiry: the
+        // same MAC input as room "arena\n100", expiry 500, user "mallory".
+        let t = mint(b"k", "arena", "500\nmallory", 100);
+        let (_, sig) = t.rsplit_once('.').unwrap();
+        let reread = format!("500.{}.{sig}", URL_SAFE_NO_PAD.encode("mallory"));
+        assert_eq!(
+            verify(b"k", "arena\n100", &reread, 1, DAY),
+            Err(TicketError::BadSignature)
+        );
+        assert!(verify(b"k", "arena", &t, 1, DAY).is_ok());
+    }
+
+    #[test]
+    fn every_one_byte_change_is_refused() {
+        let t = mint(b"k", "arena", "alice", 1_000);
+        let bytes = t.as_bytes();
+        let alphabet = b"0123456789.-_=+/ aAzZ\xff";
+        let mut tried = 0;
+        for i in 0..=bytes.len() {
+            let mut changed: Vec<Vec<u8>> = Vec::new();
+            if i < bytes.len() {
+                let mut cut = bytes.to_vec();
+                cut.remove(i);
+                changed.push(cut);
+            }
+            for &b in alphabet {
+                let mut put = bytes.to_vec();
+                put.insert(i, b);
+                changed.push(put);
+                if i < bytes.len() && bytes[i] != b {
+                    let mut swapped = bytes.to_vec();
+                    swapped[i] = b;
+                    changed.push(swapped);
+                }
+            }
+            for c in changed {
+                let c = String::from_utf8_lossy(&c);
+                assert!(verify(b"k", "arena", &c, 1, DAY).is_err(), "{c}");
+                tried += 1;
+            }
+        }
+        assert!(tried > 1000);
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! `cargo xtask fuzz [--seconds S] [--target NAME]`, and CI's fuzz step.
 //!
 //! The targets live in `fuzz/` (its own workspace, libFuzzer through
-//! `cargo fuzz`, nightly Rust): every entry point that takes a peer's bytes.
+//! `cargo fuzz`, nightly Rust): every entry point that takes a peer's or a
+//! signaling client's bytes.
 //! They are built into `<target dir>/fuzz` (so CI's cache keeps them) with
 //! debug assertions and overflow checks, without a sanitizer (volley's
 //! crates forbid `unsafe`; what is hunted is panics). Each target runs on a
@@ -16,11 +17,14 @@ use std::time::Instant;
 use crate::{cargo, cargo_install, root, step, succeeds, target_dir};
 
 /// Every fuzz target (`fuzz/fuzz_targets/<name>.rs`).
-pub const TARGETS: [&str; 4] = [
+pub const TARGETS: [&str; 7] = [
     "rollback_guard",
     "rollback_match",
     "net_frame",
     "replication",
+    "checksum_report",
+    "signaling",
+    "ticket",
 ];
 
 /// The cargo-fuzz release `cargo xtask fuzz` installs.

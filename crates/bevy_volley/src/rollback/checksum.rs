@@ -1,6 +1,8 @@
-//! Checksums by frame, and naming what differs when peers desync.
+//! Checksums by frame, and naming what differs when peers desync. Which
+//! peer reports are taken is decided in [`volley_rollback::report`] (no
+//! Bevy, fuzzed); this is the glue around it.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
 use std::hash::Hash;
 
 use bevy::app::App;
@@ -9,10 +11,12 @@ use bevy::ecs::prelude::*;
 use bevy_ggrs::{Checksum, ChecksumFlag, ChecksumPart, RollbackApp, RollbackFrameCount};
 use tracing::warn;
 
-use volley_net::PeerId;
+use volley_net::{PeerId, SessionEvent};
+use volley_rollback::report::Reports;
+pub use volley_rollback::report::{ChecksumReport, differing_parts};
 
 use super::RollbackStatus;
-use crate::{NetReceived, VolleySession};
+use crate::{NetPeerEvent, NetReceived, VolleySession};
 
 /// Checksums kept per frame, for comparing peers after the fact.
 pub const CHECKSUM_HISTORY: usize = 256;
@@ -47,71 +51,36 @@ impl ChecksumHistory {
     }
 }
 
-/// Sent to a peer we desynced with (debug builds): our checksum parts of
-/// that frame, so it can name what differs.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct ChecksumReport {
-    /// The frame.
-    pub frame: i32,
-    /// `(name, part)` pairs, sorted by name.
-    pub parts: Vec<(String, u128)>,
-}
-
-/// Most parts one [`ChecksumReport`] may carry.
-pub const MAX_REPORT_PARTS: usize = 256;
-
-/// Whose [`ChecksumReport`] we take: a peer we desynced with (once), and
-/// one report held per peer that arrives before our own detection does.
+/// Whose [`ChecksumReport`]s we take, and within which limits
+/// ([`volley_rollback::report`]).
 #[derive(Resource, Default)]
-pub(super) struct ReportsAsked {
-    /// Peers we desynced with whose report we still expect.
-    pub(super) expected: HashSet<PeerId>,
-    /// Peers we sent ours to.
-    pub(super) sent: HashSet<PeerId>,
-    /// Reports that came before we saw the desync ourselves.
-    held: HashMap<PeerId, ChecksumReport>,
-}
+pub(super) struct ReportsAsked(pub(super) Reports<PeerId>);
 
 /// Names the checksum parts that differ from a peer's report. A report
-/// nobody asked for beyond the one held per peer, or one with too many
-/// parts, counts against its sender.
+/// nobody asked for beyond the one held per peer, or one over the limits,
+/// counts against its sender. A peer that left is forgotten.
 pub(super) fn compare_reports(
     mut reports: MessageReader<NetReceived<ChecksumReport>>,
+    mut peer_events: MessageReader<NetPeerEvent>,
     history: Res<ChecksumHistory>,
     mut status: ResMut<RollbackStatus>,
     mut asked: ResMut<ReportsAsked>,
     mut volley: Option<ResMut<VolleySession>>,
 ) {
-    let mut ready = Vec::new();
     for report in reports.read() {
-        let from = report.from;
-        let oversized = report.message.parts.len() > MAX_REPORT_PARTS;
-        if !oversized && asked.expected.remove(&from) {
-            ready.push((from, report.message.clone()));
-        } else if !oversized && !asked.held.contains_key(&from) {
-            asked.held.insert(from, report.message.clone());
-        } else {
+        // Checked before the copy is made: an oversized report is never kept.
+        let taken = report
+            .message
+            .check()
+            .and_then(|()| asked.0.receive(report.from, report.message.clone()));
+        if let Err(refused) = taken {
             status.invalid_packets += 1;
             if let Some(volley) = volley.as_mut() {
-                volley
-                    .session()
-                    .report_invalid(from, &"unexpected or oversized checksum report");
+                volley.session().report_invalid(report.from, &refused);
             }
         }
     }
-    let due: Vec<PeerId> = asked
-        .expected
-        .iter()
-        .filter(|p| asked.held.contains_key(*p))
-        .copied()
-        .collect();
-    for peer in due {
-        asked.expected.remove(&peer);
-        if let Some(report) = asked.held.remove(&peer) {
-            ready.push((peer, report));
-        }
-    }
-    for (from, report) in ready {
+    for (from, report) in asked.0.take_ready() {
         let Some(ours) = history.get(report.frame) else {
             continue;
         };
@@ -135,20 +104,11 @@ pub(super) fn compare_reports(
             status.first_diagnosis = Some((report.frame, differing));
         }
     }
-}
-
-/// The names whose parts differ, or that only one side has.
-pub fn differing_parts(ours: &[(String, u128)], theirs: &[(String, u128)]) -> Vec<String> {
-    let ours: BTreeMap<&str, u128> = ours.iter().map(|(n, v)| (n.as_str(), *v)).collect();
-    let theirs: BTreeMap<&str, u128> = theirs.iter().map(|(n, v)| (n.as_str(), *v)).collect();
-    let mut names: Vec<&str> = ours.keys().chain(theirs.keys()).copied().collect();
-    names.sort_unstable();
-    names.dedup();
-    names
-        .into_iter()
-        .filter(|n| ours.get(n) != theirs.get(n))
-        .map(str::to_string)
-        .collect()
+    for NetPeerEvent(event) in peer_events.read() {
+        if let SessionEvent::Left(peer, _) = event {
+            asked.0.forget(*peer);
+        }
+    }
 }
 
 /// How to find one named checksum part: its flag entity's part.
@@ -233,21 +193,4 @@ pub(super) fn record_checksum(world: &mut World) {
     world
         .resource_mut::<ChecksumHistory>()
         .record(frame, FrameChecksum { total, parts });
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn differing_parts_names_changed_and_missing() {
-        let ours = vec![("A".to_string(), 1), ("B".to_string(), 2)];
-        let theirs = vec![
-            ("A".to_string(), 1),
-            ("B".to_string(), 3),
-            ("C".to_string(), 4),
-        ];
-        assert_eq!(differing_parts(&ours, &theirs), vec!["B", "C"]);
-        assert!(differing_parts(&ours, &ours).is_empty());
-    }
 }

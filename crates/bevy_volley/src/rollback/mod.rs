@@ -60,7 +60,9 @@ pub use bevy_ggrs;
 pub use checksum::{
     CHECKSUM_HISTORY, ChecksumApp, ChecksumHistory, ChecksumReport, FrameChecksum, differing_parts,
 };
-pub use volley_rollback::{Guard, GuardConfig, PIPE_INBOX, Rejected};
+pub use volley_rollback::{
+    Guard, GuardConfig, MAX_PART_NAME, MAX_REPORT_BYTES, MAX_REPORT_PARTS, PIPE_INBOX, Rejected,
+};
 
 /// The ggrs configuration volley uses: the game's input, peers by [`PeerId`].
 pub type VolleyGgrs<I> = GgrsConfig<I, PeerId>;
@@ -275,8 +277,8 @@ impl<I: RollbackInput> Plugin for RollbackPlugin<I> {
             .add_message::<DesyncDetected>()
             .add_message::<RollbackEvent>()
             // Registered in every build, so debug and release peers agree
-            // on the protocol hash.
-            .add_net_message::<ChecksumReport>(Channel::Reliable)
+            // on the protocol hash; larger payloads are refused undecoded.
+            .add_net_message_limited::<ChecksumReport>(Channel::Reliable, MAX_REPORT_BYTES)
             .add_systems(
                 SaveWorld,
                 record_checksum.in_set(SaveWorldSystems::Snapshot),

@@ -218,18 +218,22 @@ pub(super) fn ggrs_events<I: RollbackInput>(
                 });
                 // Either side may explain the first desync; a report from
                 // a peer we did not desync with is refused.
-                asked.expected.insert(addr);
+                let first = asked.0.desynced(addr);
                 if cfg!(debug_assertions)
-                    && asked.sent.insert(addr)
+                    && first
                     && let Some(ours) = history.get(frame)
                 {
-                    reports.write(NetSend::to(
-                        addr,
-                        ChecksumReport {
-                            frame,
-                            parts: ours.parts.clone(),
-                        },
-                    ));
+                    let report = ChecksumReport {
+                        frame,
+                        parts: ours.parts.clone(),
+                    };
+                    // Within the limits the peer checks, or not sent at all.
+                    match report.check() {
+                        Ok(()) => {
+                            reports.write(NetSend::to(addr, report));
+                        }
+                        Err(e) => warn!("volley: our checksum report is not sent: {e}"),
+                    }
                 }
             }
             GgrsEvent::Synchronizing { addr, total, count } => {

@@ -115,26 +115,23 @@ struct NextOrder(u64);
 
 impl Plugin for WhiteboardPlugin {
     fn build(&self, app: &mut App) {
-        app.add_plugins(ReplicationPlugin {
-            tick_rate: self.tick_rate,
-            budget: None,
-        })
-        .replicate::<Stroke>()
-        .replicate::<Cursor>()
-        .add_net_message::<PenReliable>(Channel::Reliable)
-        .add_net_message::<PenUnreliable>(Channel::Unreliable)
-        .add_message::<LocalPen>()
-        .init_resource::<Inbox>()
-        .init_resource::<NextOrder>()
-        .add_systems(
-            Update,
-            (
-                send_pen,
-                collect_pen,
-                (apply_pen, drop_cursors_of_leavers, trim).run_if(is_authority),
-            )
-                .chain(),
-        );
+        app.add_plugins(ReplicationPlugin::default().tick_rate(self.tick_rate))
+            .replicate::<Stroke>()
+            .replicate::<Cursor>()
+            .add_net_message::<PenReliable>(Channel::Reliable)
+            .add_net_message::<PenUnreliable>(Channel::Unreliable)
+            .add_message::<LocalPen>()
+            .init_resource::<Inbox>()
+            .init_resource::<NextOrder>()
+            .add_systems(
+                Update,
+                (
+                    send_pen,
+                    collect_pen,
+                    (apply_pen, drop_cursors_of_leavers, trim).run_if(is_authority),
+                )
+                    .chain(),
+            );
     }
 }
 

@@ -9,13 +9,12 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{DefaultBodyLimit, Query, Request, State};
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use rand::Rng;
-use serde::Deserialize;
 use tokio::sync::oneshot;
 use tower::ServiceExt;
 use tracing::{debug, info};
@@ -28,6 +27,7 @@ use crate::forwarded::client_ip;
 use crate::ice::ice_servers;
 use crate::limits::{IpAction, ip_key};
 use crate::lobby::PrivateRoomError;
+use crate::query;
 use crate::refusal::Refusal;
 use crate::ticket::{self, TicketError};
 
@@ -161,14 +161,6 @@ pub(super) fn unix_now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-#[derive(Deserialize)]
-struct IceQuery {
-    /// The room the ticket is for (the signaling URL's path).
-    #[serde(default)]
-    room: String,
-    ticket: Option<String>,
-}
-
 /// `GET /api/ice[?room=<room>&ticket=<ticket>]`: never cached, since the
 /// TURN credentials in it expire and name their user.
 async fn ice(State(shared): State<Arc<Shared>>, request: Request) -> Response {
@@ -176,8 +168,8 @@ async fn ice(State(shared): State<Arc<Shared>>, request: Request) -> Response {
     let user = match &shared.config.ticket_secret {
         None => None,
         Some(secret) => {
-            let query = match Query::<IceQuery>::try_from_uri(request.uri()) {
-                Ok(Query(query)) => query,
+            let query = match query::ice(request.uri().query()) {
+                Ok(query) => query,
                 Err(e) => return (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response(),
             };
             let checked = match &query.ticket {

@@ -8,11 +8,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
-use axum::extract::{FromRequestParts, Query, Request};
+use axum::extract::{FromRequestParts, Request};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::SinkExt;
-use serde::Deserialize;
 use tokio::sync::mpsc;
 use tracing::{debug, info};
 use uuid::Uuid;
@@ -24,15 +23,10 @@ use super::http::{client_of, refuse, unix_now};
 use super::{CountGuard, IpSlot, Shared, TicketSlot};
 use crate::limits::{IpAction, TokenBucket};
 use crate::lobby::{PeerId, RoomRequest};
+use crate::query;
 use crate::refusal::Refusal;
 use crate::ticket::{self, TicketError};
 use crate::wire::{self, Request as PeerRequest};
-
-#[derive(Deserialize)]
-struct SignalingQuery {
-    next: Option<String>,
-    ticket: Option<String>,
-}
 
 pub(super) fn is_websocket_upgrade(request: &Request) -> bool {
     request
@@ -58,18 +52,17 @@ pub(super) async fn signaling(shared: Arc<Shared>, request: Request) -> Response
         return refuse(&shared, refusal, client);
     }
     let (mut parts, _body) = request.into_parts();
-    let query = match Query::<SignalingQuery>::try_from_uri(&parts.uri) {
-        Ok(Query(query)) => query,
+    let join = match query::join(parts.uri.path(), parts.uri.query()) {
+        Ok(join) => join,
         Err(e) => return (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response(),
     };
-    let name = parts.uri.path().trim_start_matches('/');
     let mut ticket_slot = None;
     if let Some(secret) = &shared.config.ticket_secret {
-        let checked = match &query.ticket {
+        let checked = match &join.ticket {
             None => Err(TicketError::Missing),
             Some(t) => ticket::verify(
                 secret.expose(),
-                name,
+                join.room,
                 t,
                 unix_now(),
                 shared.config.ticket_max_ttl,
@@ -84,11 +77,7 @@ pub(super) async fn signaling(shared: Arc<Shared>, request: Request) -> Response
             Err(refusal) => return refuse(&shared, refusal, client),
         }
     }
-    let room = RoomRequest::parse(
-        name,
-        query.next.as_deref(),
-        shared.config.lobby.max_room_size,
-    );
+    let room = join.room_request(shared.config.lobby.max_room_size);
     let upgrade = match WebSocketUpgrade::from_request_parts(&mut parts, &()).await {
         Ok(upgrade) => upgrade,
         Err(rejection) => return rejection.into_response(),

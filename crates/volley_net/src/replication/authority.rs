@@ -1,133 +1,12 @@
-//! State replication over the mesh, as pure state machines (no sockets, no
-//! ECS): an elected [`Authority`] turns its world, tick by tick, into
-//! per-peer messages; a [`Mirror`] on every other peer rebuilds the world
-//! from them. The engine layer (bevy_volley) extracts and applies worlds and
-//! moves the messages.
-//!
-//! - A newcomer (and every peer after a change of authority) gets the whole
-//!   world reliably ([`ReplicationMessage::Full`]).
-//! - Then every tick a [`ReplicationMessage::Delta`] against the last tick
-//!   that peer acknowledged, unreliably: only what differs from that
-//!   baseline, spawns and despawns included. A lost delta costs nothing but
-//!   a larger next one, and a spawn or despawn is repeated in every delta
-//!   until a tick containing it is acknowledged — reliable by construction.
-//! - A mirror applies a delta onto its copy of the exact baseline tick, and
-//!   acknowledges only deltas it could apply in full.
-//!
-//! The authority is the connected peer with the lowest id ([`elect`]):
-//! every peer computes the same one alone, and when it leaves the next one
-//! takes over from its mirror of the world.
+//! The authority side: the world, tick by tick, as per-peer messages —
+//! a full world to a peer without a usable baseline, else a delta against
+//! the newest tick it acknowledged, within an optional bandwidth budget.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
-
+use super::{Delivery, HISTORY, NetId, ReplicationMessage, SlotChanges, WorldState};
 use crate::PeerId;
-
-/// A replicated entity's id, the same on every peer.
-pub type NetId = u64;
-
-/// One entity's components by registration slot: encoded bytes, or `None`
-/// when the entity lacks that component.
-pub type Components = Vec<Option<Vec<u8>>>;
-
-/// An entity's changed slots: (slot, the new value or `None` for removed).
-pub type SlotChanges = Vec<(u8, Option<Vec<u8>>)>;
-
-/// The replicated world at one tick.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct WorldState {
-    /// Entities by id.
-    pub entities: BTreeMap<NetId, Components>,
-}
-
-/// What travels between the authority and the mirrors.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum ReplicationMessage {
-    /// The whole world at `tick` (reliable).
-    Full {
-        /// The sender's authority term (see [`Authority::term`]).
-        term: u32,
-        /// The authority's tick.
-        tick: u32,
-        /// The receiver's last input the authority had applied by then
-        /// (client-side prediction replays the ones after it).
-        input_ack: u32,
-        /// Every entity.
-        world: WorldState,
-    },
-    /// The world at `tick` as changes from `baseline` (unreliable).
-    Delta {
-        /// As in `Full`.
-        term: u32,
-        /// The authority's tick.
-        tick: u32,
-        /// As in `Full`.
-        input_ack: u32,
-        /// A tick the receiver acknowledged.
-        baseline: u32,
-        /// Entities new or changed since the baseline: changed slots only
-        /// for entities the baseline has, every slot for new ones.
-        changed: Vec<(NetId, SlotChanges)>,
-        /// Entities gone since the baseline.
-        despawned: Vec<NetId>,
-    },
-    /// The authority hands over to `to` (reliable, to every peer): from
-    /// now on `to` replicates, from its copy of the world.
-    Handover {
-        /// The new authority.
-        to: PeerId,
-    },
-    /// A mirror has the world of `tick` (unreliable, to the authority).
-    Ack {
-        /// The tick.
-        tick: u32,
-    },
-}
-
-/// Something a mirror could not use.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ReplicationError {
-    /// A delta against a baseline this mirror no longer (or never) had.
-    #[error("delta against unknown baseline {0}")]
-    UnknownBaseline(u32),
-    /// A slot number beyond the registered components.
-    #[error("component slot {slot} out of range ({slots} registered)")]
-    BadSlot {
-        /// The slot.
-        slot: u8,
-        /// Slots registered.
-        slots: usize,
-    },
-    /// A message only an authority should receive, or vice versa.
-    #[error("unexpected message")]
-    Unexpected,
-}
-
-/// The authority among `me` and the connected `peers`: the lowest id.
-pub fn elect(me: PeerId, peers: impl IntoIterator<Item = PeerId>) -> PeerId {
-    peers.into_iter().fold(me, |a, b| a.min(b))
-}
-
-/// Whether a claim of authority `(term, id)` beats the authority we know,
-/// `(known_term, known)`: the higher term wins — an authority others follow
-/// over a newcomer that elected itself — and the lower id breaks ties.
-pub fn claim_wins(term: u32, id: PeerId, known_term: u32, known: PeerId) -> bool {
-    (term, std::cmp::Reverse(id)) > (known_term, std::cmp::Reverse(known))
-}
-
-/// How a message must travel.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Delivery {
-    /// Reliable and ordered.
-    Reliable,
-    /// Unreliable.
-    Unreliable,
-}
-
-/// Ticks of history the authority keeps for baselines.
-pub const HISTORY: usize = 64;
 
 /// The authority side: per peer, the worlds it was sent (what it will have
 /// at each tick once that message arrives), its acknowledged tick, and how
@@ -190,28 +69,27 @@ impl Authority {
     }
 
     /// A peer acknowledged `tick` (ignored when older than what it acked,
-    /// or no longer known). The first acknowledgement makes a fresh
-    /// authority (term 0) established (term 1).
-    pub fn ack(&mut self, peer: PeerId, tick: u32) {
-        if let Some(link) = self.peers.get_mut(&peer)
-            && link.sent.iter().any(|(t, _)| *t == tick)
-        {
-            self.term = self.term.max(1);
-            if link.acked.is_none_or(|a| tick > a) {
-                link.acked = Some(tick);
-            }
+    /// or never sent to it). Returns whether it was a tick we sent it: a
+    /// peer that follows us (see [`super::Election::acked`]).
+    pub fn ack(&mut self, peer: PeerId, tick: u32) -> bool {
+        let Some(link) = self.peers.get_mut(&peer) else {
+            return false;
+        };
+        if !link.sent.iter().any(|(t, _)| *t == tick) {
+            return false;
         }
+        if link.acked.is_none_or(|a| tick > a) {
+            link.acked = Some(tick);
+        }
+        true
     }
 
-    /// The authority's term, sent with every world: 0 for an authority
-    /// that elected itself and nobody follows yet, 1 once a peer follows,
-    /// and one more than its predecessor's for one that took over (see
-    /// [`claim_wins`]). Two peers claiming authority at once settle on it.
+    /// The term sent with every world (the [`super::Election`]'s).
     pub fn term(&self) -> u32 {
         self.term
     }
 
-    /// Sets the term (a successor's: the predecessor's + 1).
+    /// Sets the term the election gave us.
     pub fn set_term(&mut self, term: u32) {
         self.term = term;
     }
@@ -385,173 +263,11 @@ pub fn diff(base: &WorldState, world: &WorldState) -> (Vec<(NetId, SlotChanges)>
     (changed, despawned)
 }
 
-/// The mirror side: the worlds of recent ticks, to apply deltas onto.
-#[derive(Debug)]
-pub struct Mirror {
-    slots: usize,
-    worlds: BTreeMap<u32, Arc<WorldState>>,
-    current: Option<u32>,
-    input_ack: u32,
-}
-
-impl Mirror {
-    /// A mirror of a world with `slots` registered components.
-    pub fn new(slots: usize) -> Self {
-        Mirror {
-            slots,
-            worlds: BTreeMap::new(),
-            current: None,
-            input_ack: 0,
-        }
-    }
-
-    /// The newest world applied, and its tick.
-    pub fn current(&self) -> Option<(u32, &WorldState)> {
-        let tick = self.current?;
-        self.worlds.get(&tick).map(|w| (tick, w.as_ref()))
-    }
-
-    /// Forgets everything (a new authority will send a full world).
-    pub fn reset(&mut self) {
-        self.worlds.clear();
-        self.current = None;
-        self.input_ack = 0;
-    }
-
-    /// Our last input the authority had applied in the current world.
-    pub fn input_ack(&self) -> u32 {
-        self.input_ack
-    }
-
-    /// Applies a message from the authority. Returns the acknowledgement to
-    /// send back when it produced a newer world (`Ok(None)`: stale or
-    /// duplicate, nothing to do).
-    pub fn receive(
-        &mut self,
-        message: ReplicationMessage,
-    ) -> Result<Option<ReplicationMessage>, ReplicationError> {
-        let (tick, input_ack, world) = match message {
-            ReplicationMessage::Full {
-                tick,
-                input_ack,
-                world,
-                ..
-            } => {
-                self.check(&world)?;
-                if self.current.is_some_and(|c| tick <= c) {
-                    return Ok(None);
-                }
-                (tick, input_ack, world)
-            }
-            ReplicationMessage::Delta {
-                tick,
-                input_ack,
-                baseline,
-                changed,
-                despawned,
-                ..
-            } => {
-                if self.current.is_some_and(|c| tick <= c) {
-                    return Ok(None);
-                }
-                let base = self
-                    .worlds
-                    .get(&baseline)
-                    .ok_or(ReplicationError::UnknownBaseline(baseline))?;
-                let mut world = (**base).clone();
-                for id in despawned {
-                    world.entities.remove(&id);
-                }
-                for (id, slots) in changed {
-                    let entity = world
-                        .entities
-                        .entry(id)
-                        .or_insert_with(|| vec![None; self.slots]);
-                    for (slot, value) in slots {
-                        let cell =
-                            entity
-                                .get_mut(slot as usize)
-                                .ok_or(ReplicationError::BadSlot {
-                                    slot,
-                                    slots: self.slots,
-                                })?;
-                        *cell = value;
-                    }
-                }
-                (tick, input_ack, world)
-            }
-            ReplicationMessage::Ack { .. } | ReplicationMessage::Handover { .. } => {
-                return Err(ReplicationError::Unexpected);
-            }
-        };
-        self.worlds.insert(tick, Arc::new(world));
-        self.current = Some(tick);
-        self.input_ack = input_ack;
-        // Baselines older than the authority's history are useless.
-        while self.worlds.len() > HISTORY {
-            self.worlds.pop_first();
-        }
-        Ok(Some(ReplicationMessage::Ack { tick }))
-    }
-
-    fn check(&self, world: &WorldState) -> Result<(), ReplicationError> {
-        match world.entities.values().find(|c| c.len() != self.slots) {
-            Some(c) => Err(ReplicationError::BadSlot {
-                slot: c.len().min(255) as u8,
-                slots: self.slots,
-            }),
-            None => Ok(()),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use super::super::Mirror;
+    use super::super::test_support::{deliver, peer, world};
     use super::*;
-
-    fn peer(n: u128) -> PeerId {
-        PeerId(uuid::Uuid::from_u128(n))
-    }
-
-    fn world(entities: &[(NetId, &[Option<&[u8]>])]) -> WorldState {
-        WorldState {
-            entities: entities
-                .iter()
-                .map(|(id, cs)| (*id, cs.iter().map(|c| c.map(<[u8]>::to_vec)).collect()))
-                .collect(),
-        }
-    }
-
-    /// Delivers the authority's messages to the mirror, dropping unreliable
-    /// ones when `lose` says so; acks go back unless lost too.
-    fn deliver(
-        authority: &mut Authority,
-        mirror: &mut Mirror,
-        me: PeerId,
-        messages: Vec<(PeerId, Delivery, ReplicationMessage)>,
-        lose: bool,
-    ) {
-        for (to, delivery, message) in messages {
-            assert_eq!(to, me);
-            if lose && delivery == Delivery::Unreliable {
-                continue;
-            }
-            if let Some(ReplicationMessage::Ack { tick }) = mirror.receive(message).unwrap()
-                && !lose
-            {
-                authority.ack(me, tick);
-            }
-        }
-    }
-
-    #[test]
-    fn the_lowest_id_is_elected_by_everyone() {
-        let (a, b, c) = (peer(1), peer(2), peer(3));
-        assert_eq!(elect(b, [c, a]), a);
-        assert_eq!(elect(a, [b, c]), a);
-        assert_eq!(elect(c, [b]), b);
-        assert_eq!(elect(c, []), c);
-    }
 
     #[test]
     fn full_then_deltas_against_the_acknowledged_baseline() {
@@ -623,69 +339,6 @@ mod tests {
         }
         deliver(&mut authority, &mut mirror, me, out, false);
         assert_eq!(mirror.current(), Some((6, &at(6, 4))));
-    }
-
-    #[test]
-    fn stale_and_unusable_messages_change_nothing() {
-        let mut mirror = Mirror::new(1);
-        let full = ReplicationMessage::Full {
-            tick: 5,
-            term: 0,
-            input_ack: 0,
-            world: world(&[(1, &[Some(b"a")])]),
-        };
-        assert!(mirror.receive(full.clone()).unwrap().is_some());
-        assert_eq!(mirror.receive(full).unwrap(), None, "a duplicate");
-        let old = ReplicationMessage::Full {
-            tick: 4,
-            term: 0,
-            input_ack: 0,
-            world: WorldState::default(),
-        };
-        assert_eq!(
-            mirror.receive(old).unwrap(),
-            None,
-            "older than what we have"
-        );
-        let unknown = ReplicationMessage::Delta {
-            tick: 9,
-            term: 0,
-            input_ack: 0,
-            baseline: 7,
-            changed: vec![],
-            despawned: vec![],
-        };
-        assert_eq!(
-            mirror.receive(unknown),
-            Err(ReplicationError::UnknownBaseline(7))
-        );
-        let bad_slot = ReplicationMessage::Delta {
-            tick: 9,
-            term: 0,
-            input_ack: 0,
-            baseline: 5,
-            changed: vec![(1, vec![(3, None)])],
-            despawned: vec![],
-        };
-        assert!(matches!(
-            mirror.receive(bad_slot),
-            Err(ReplicationError::BadSlot { .. })
-        ));
-        let wrong_width = ReplicationMessage::Full {
-            tick: 10,
-            term: 0,
-            input_ack: 0,
-            world: world(&[(1, &[None, None])]),
-        };
-        assert!(matches!(
-            mirror.receive(wrong_width),
-            Err(ReplicationError::BadSlot { .. })
-        ));
-        assert_eq!(mirror.current().map(|(t, _)| t), Some(5));
-        assert_eq!(
-            mirror.receive(ReplicationMessage::Ack { tick: 1 }),
-            Err(ReplicationError::Unexpected)
-        );
     }
 
     #[test]
@@ -767,31 +420,6 @@ mod tests {
             deliver(&mut authority, &mut mirror, me, out, false);
         }
         assert_eq!(mirror.current(), Some((60, &at(40))));
-    }
-
-    #[test]
-    fn claims_settle_on_the_followed_authority_then_the_lower_id() {
-        let (low, high) = (peer(1), peer(2));
-        // A newcomer that elected itself does not unseat a followed authority.
-        assert!(!claim_wins(0, low, 1, high));
-        assert!(claim_wins(1, high, 0, low));
-        // Equal terms: the lower id.
-        assert!(claim_wins(0, low, 0, high));
-        assert!(!claim_wins(0, high, 0, low));
-        // A successor's term beats its predecessor's.
-        assert!(claim_wins(2, high, 1, low));
-        // The first follower makes an authority's term 1.
-        let mut authority = Authority::new();
-        authority.add_peer(high);
-        let out = authority.tick(1, WorldState::default());
-        assert!(matches!(out[0].2, ReplicationMessage::Full { term: 0, .. }));
-        authority.ack(high, 1);
-        assert_eq!(authority.term(), 1);
-        let out = authority.tick(2, WorldState::default());
-        assert!(matches!(
-            out[0].2,
-            ReplicationMessage::Delta { term: 1, .. }
-        ));
     }
 
     proptest::proptest! {
