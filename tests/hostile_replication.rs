@@ -15,10 +15,11 @@ use std::time::{Duration, Instant};
 
 use bevy::prelude::*;
 use serde::{Deserialize, Serialize};
+use support::apps::{pump, status};
 use support::server::with_server;
 use volley::bevy::prelude::*;
 use volley::bevy::replication::{
-    NetEntity, Replicated, ReplicationAppExt, ReplicationPlugin, ReplicationStatus, is_authority,
+    NetEntity, Replicated, ReplicationAppExt, ReplicationPlugin, is_authority,
 };
 use volley::bevy::{NetPeerEvent, SessionEvent, VolleySession, VolleySet};
 use volley_bots::forger::ForgerPlugin;
@@ -87,10 +88,6 @@ fn honest(url: &str, departures: Departures) -> App {
     app
 }
 
-fn status(app: &App) -> ReplicationStatus {
-    app.world().resource::<ReplicationStatus>().clone()
-}
-
 fn snapshot(app: &mut App) -> BTreeMap<u64, Pos> {
     let world = app.world_mut();
     let mut q = world.query::<(&NetEntity, &Pos)>();
@@ -101,18 +98,6 @@ fn my_id(app: &mut App) -> Option<PeerId> {
     app.world_mut()
         .get_resource_mut::<VolleySession>()
         .and_then(|mut v| v.session().id())
-}
-
-/// Updates the apps every 2 ms while `keep_going` (at most `limit`).
-fn pump(apps: &mut [App], limit: Duration, mut keep_going: impl FnMut(&mut [App]) -> bool) {
-    let deadline = Instant::now() + limit;
-    while keep_going(apps) {
-        for app in apps.iter_mut() {
-            app.update();
-        }
-        assert!(Instant::now() < deadline, "not done within {limit:?}");
-        std::thread::sleep(Duration::from_millis(2));
-    }
 }
 
 #[test]

@@ -10,11 +10,12 @@ use std::time::{Duration, Instant};
 
 use bevy::prelude::*;
 use serde::{Deserialize, Serialize};
+use support::apps::{pump, status};
 use support::server::with_server;
 use volley::bevy::prelude::*;
 use volley::bevy::replication::{
     HandOver, Interpolate, NetEntity, Owner, PlayerInput, PredictionAppExt, Replicated,
-    ReplicationAppExt, ReplicationPlugin, ReplicationStatus, is_authority,
+    ReplicationAppExt, ReplicationPlugin, is_authority,
 };
 
 #[derive(Component, Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -96,22 +97,6 @@ fn snapshot(app: &mut App) -> Snapshot {
     q.iter(world)
         .map(|(n, p, v)| (n.0, (p.copied(), v.copied())))
         .collect()
-}
-
-fn status(app: &App) -> ReplicationStatus {
-    app.world().resource::<ReplicationStatus>().clone()
-}
-
-/// Updates the apps every 2 ms while `keep_going` (at most `limit`).
-fn pump(apps: &mut [App], limit: Duration, mut keep_going: impl FnMut(&mut [App]) -> bool) {
-    let deadline = Instant::now() + limit;
-    while keep_going(apps) {
-        for app in apps.iter_mut() {
-            app.update();
-        }
-        assert!(Instant::now() < deadline, "not done within {limit:?}");
-        std::thread::sleep(Duration::from_millis(2));
-    }
 }
 
 /// Waits until every peer follows the same authority and has its world.

@@ -2,6 +2,7 @@
 // Each test binary uses part of it.
 #![allow(dead_code)]
 
+pub mod apps;
 pub mod browser;
 pub mod netns;
 pub mod server;

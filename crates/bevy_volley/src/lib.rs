@@ -49,6 +49,7 @@ use bevy::tasks::IoTaskPool;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tracing::{info, warn};
+use volley_net::codec::DECODE_LIMIT;
 pub use volley_net::{
     Channel, ConditionerConfig, IceServer, LeftReason, Misbehaviour, NetError, PeerId, PeerLimits,
     PeerStats, Session, SessionBuilder, SessionEvent,
@@ -155,23 +156,20 @@ pub struct NetStats {
     pub peers: HashMap<PeerId, PeerStats>,
 }
 
-type Registration = fn(SessionBuilder, Channel, Option<usize>) -> Result<SessionBuilder, NetError>;
+type Registration = fn(SessionBuilder, Channel, usize) -> Result<SessionBuilder, NetError>;
 
 fn register<T: Serialize + DeserializeOwned + Send + Sync + 'static>(
     builder: SessionBuilder,
     channel: Channel,
-    max_bytes: Option<usize>,
+    max_bytes: usize,
 ) -> Result<SessionBuilder, NetError> {
-    match max_bytes {
-        Some(max) => builder.register_limited::<T>(channel, max),
-        None => builder.register::<T>(channel),
-    }
+    builder.register_limited::<T>(channel, max_bytes)
 }
 
 /// The message types the game registered (with their byte limits),
 /// applied when the session is built.
 #[derive(Resource, Default)]
-struct Registrations(Vec<(Registration, Channel, Option<usize>)>);
+struct Registrations(Vec<(Registration, Channel, usize)>);
 
 /// The live session, once connected.
 #[derive(Resource)]
@@ -306,28 +304,20 @@ impl NetAppExt for App {
     where
         T: Serialize + DeserializeOwned + Send + Sync + 'static,
     {
-        add_net_message::<T>(self, channel, None)
+        self.add_net_message_limited::<T>(channel, DECODE_LIMIT)
     }
 
     fn add_net_message_limited<T>(&mut self, channel: Channel, max_bytes: usize) -> &mut Self
     where
         T: Serialize + DeserializeOwned + Send + Sync + 'static,
     {
-        add_net_message::<T>(self, channel, Some(max_bytes))
-    }
-}
-
-fn add_net_message<T>(app: &mut App, channel: Channel, max_bytes: Option<usize>) -> &mut App
-where
-    T: Serialize + DeserializeOwned + Send + Sync + 'static,
-{
-    {
-        app.init_resource::<Registrations>();
-        app.world_mut()
-            .resource_mut::<Registrations>()
-            .0
-            .push((register::<T>, channel, max_bytes));
-        app.add_message::<NetReceived<T>>()
+        self.init_resource::<Registrations>();
+        self.world_mut().resource_mut::<Registrations>().0.push((
+            register::<T>,
+            channel,
+            max_bytes,
+        ));
+        self.add_message::<NetReceived<T>>()
             .add_message::<NetSend<T>>()
             .add_systems(PreUpdate, receive::<T>.in_set(VolleySet::Receive))
             .add_systems(PostUpdate, send::<T>.in_set(VolleySet::Send))

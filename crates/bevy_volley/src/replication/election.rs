@@ -8,7 +8,7 @@ use bevy::ecs::prelude::*;
 use bevy::platform::time::Instant;
 use tracing::debug;
 use volley_net::replication::{
-    Authority, Change, ClaimRefused, Election, ReplicationMessage, Verdict,
+    Authority, Change, ClaimRefused, Election, ReplicationError, ReplicationMessage, Verdict,
 };
 use volley_net::{PeerId, Session, SessionEvent};
 
@@ -52,7 +52,6 @@ pub(super) fn elect_authority(
                 if let Some(authority) = engine.authority.as_mut() {
                     authority.remove_peer(*peer);
                 }
-                engine.held.remove(peer);
             }
             _ => {}
         }
@@ -80,9 +79,7 @@ pub(super) fn judge(
 ) -> Option<ReplicationMessage> {
     let now = Instant::now();
     if let Err(e) = engine.mirror.validate(&message) {
-        status.invalid_messages += 1;
-        debug!("volley: replication message from {from} refused: {e}");
-        session.report_invalid(from, &e);
+        malformed(status, session, from, &e);
         return None;
     }
     let election = engine.election.as_mut()?;
@@ -111,8 +108,10 @@ pub(super) fn judge(
         Verdict::Ignore => None,
         Verdict::Hold => {
             // Only a full world is worth keeping: deltas need its baseline.
-            if matches!(message, ReplicationMessage::Full { .. }) {
-                engine.held.insert(from, message);
+            if matches!(message, ReplicationMessage::Full { .. })
+                && let Some(election) = engine.election.as_mut()
+            {
+                election.keep(from, message);
             }
             None
         }
@@ -121,6 +120,18 @@ pub(super) fn judge(
             None
         }
     }
+}
+
+/// A world no honest authority sends: counted, and a strike for its sender.
+pub(super) fn malformed(
+    status: &mut ReplicationStatus,
+    session: &mut Session,
+    from: PeerId,
+    why: &ReplicationError,
+) {
+    status.invalid_messages += 1;
+    debug!("volley: replication message from {from} refused: {why}");
+    session.report_invalid(from, why);
 }
 
 fn forged(status: &mut ReplicationStatus, session: &mut Session, from: PeerId, why: ClaimRefused) {
@@ -134,17 +145,12 @@ fn apply_change(
     engine: &mut Engine,
     status: &mut ReplicationStatus,
     changed: &mut MessageWriter<AuthorityChanged>,
-    change: Change,
+    change: Change<ReplicationMessage>,
 ) {
     status.authority = Some(change.new);
     status.term = change.term;
     status.is_authority = change.is_us;
     engine.processed.clear();
-    let confirmed = change
-        .confirms_held
-        .then(|| engine.held.remove(&change.new))
-        .flatten();
-    engine.held.clear();
     if change.is_us {
         let mut authority = Authority::new();
         authority.set_budget(engine.budget);
@@ -159,7 +165,7 @@ fn apply_change(
         engine.authority = None;
         engine.mirror.reset();
         engine.applied = None;
-        engine.replay = confirmed.map(|message| (change.new, message));
+        engine.replay = change.confirmed.map(|message| (change.new, message));
     }
     debug!(
         "volley: replication authority {} at term {} (us: {})",
@@ -182,15 +188,6 @@ fn sync(engine: &mut Engine, status: &mut ReplicationStatus) {
         election.term(),
         election.unconfirmed(),
     );
-    let holds: Vec<PeerId> = engine
-        .held
-        .keys()
-        .copied()
-        .filter(|p| !election.holds(*p))
-        .collect();
-    for peer in holds {
-        engine.held.remove(&peer);
-    }
     if authority.is_none() && status.authority.is_some() {
         // A silent authority was forgotten: wait for one to speak.
         status.authority = None;

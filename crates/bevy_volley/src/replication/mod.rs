@@ -210,10 +210,9 @@ struct Engine {
     /// The mirror tick last applied to the world, and when.
     applied: Option<u32>,
     applied_at: Option<Instant>,
-    /// Who the authority is (once our id is known).
-    election: Option<Election>,
-    /// Full worlds of claims the election holds, one per claimant.
-    held: HashMap<PeerId, ReplicationMessage>,
+    /// Who the authority is (once our id is known), with the full worlds
+    /// of the claims it holds.
+    election: Option<Election<ReplicationMessage>>,
     /// A held world whose claim was confirmed, to apply first.
     replay: Option<(PeerId, ReplicationMessage)>,
     /// On the authority: each peer's last input applied.
@@ -243,7 +242,6 @@ impl Plugin for ReplicationPlugin {
                 applied: None,
                 applied_at: None,
                 election: None,
-                held: HashMap::new(),
                 replay: None,
                 processed: HashMap::new(),
                 budget: self

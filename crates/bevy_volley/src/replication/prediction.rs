@@ -10,13 +10,13 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tracing::debug;
 use volley_net::replication::InputQueue;
-use volley_net::{Channel, PeerId};
+use volley_net::{Channel, PeerId, SessionEvent};
 
 use super::apply::apply_world;
 use super::registry::{ReplicatedComponent, ReplicationAppExt};
 use super::send::replicate;
 use super::{AuthorityChanged, Engine, ReplicationSet, ReplicationStatus};
-use crate::{NetAppExt, NetReceived, VolleySession};
+use crate::{NetAppExt, NetPeerEvent, NetReceived, VolleySession};
 
 /// The peer that controls a replicated entity: its inputs to it are
 /// predicted there (see [`PredictionAppExt::predict`]).
@@ -154,6 +154,7 @@ fn predict_local<C, I>(
 fn authority_inputs<C, I>(
     mut received: MessageReader<NetReceived<SequencedInput<I>>>,
     mut changed: MessageReader<AuthorityChanged>,
+    mut peer_events: MessageReader<NetPeerEvent>,
     mut status: ResMut<ReplicationStatus>,
     step: Res<Step<C, I>>,
     mut queue: ResMut<Inputs<I>>,
@@ -166,6 +167,11 @@ fn authority_inputs<C, I>(
 {
     if changed.read().count() > 0 {
         queue.0.clear();
+    }
+    for NetPeerEvent(event) in peer_events.read() {
+        if let SessionEvent::Left(peer, _) = event {
+            queue.0.remove(*peer);
+        }
     }
     if !status.is_authority {
         received.clear();

@@ -9,7 +9,7 @@ use tracing::debug;
 use volley_net::PeerId;
 use volley_net::replication::ReplicationMessage;
 
-use super::election::judge;
+use super::election::{judge, malformed};
 use super::{
     AuthorityChanged, Engine, ReplicationReliable, ReplicationStatus, ReplicationUnreliable,
 };
@@ -79,11 +79,7 @@ fn to_mirror(
             }
         }
         Ok(None) => {}
-        Err(e) if e.is_malformed() => {
-            status.invalid_messages += 1;
-            debug!("volley: replication message from {from} refused: {e}");
-            session.report_invalid(from, &e);
-        }
+        Err(e) if e.is_malformed() => malformed(status, session, from, &e),
         // A delta that overtook the full world it builds on: expected.
         Err(e) => debug!("volley: replication message from {from} dropped: {e}"),
     }

@@ -64,9 +64,9 @@ pub fn claim_wins(term: u32, id: PeerId, known_term: u32, known: PeerId) -> bool
     (term, std::cmp::Reverse(id)) > (known_term, std::cmp::Reverse(known))
 }
 
-/// A change of authority.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Change {
+/// A change of authority (`W`: the world a held claim came with).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change<W = ()> {
     /// The previous authority, if any.
     pub old: Option<PeerId>,
     /// The new one.
@@ -75,9 +75,9 @@ pub struct Change {
     pub term: u32,
     /// Whether the new one is us.
     pub is_us: bool,
-    /// The new authority's held claim is confirmed: the world that came
-    /// with it is the first to apply.
-    pub confirms_held: bool,
+    /// The world the new authority's held claim came with (see
+    /// [`Election::keep`]), now confirmed: the first to apply.
+    pub confirmed: Option<W>,
 }
 
 /// What to do with a world (a claim) from a peer.
@@ -88,8 +88,9 @@ pub enum Verdict {
     Follow,
     /// Stale, or a claim that loses: drop it.
     Ignore,
-    /// A claim that waits for the authority's confirmation: keep its full
-    /// world, apply it if a [`Change`] confirms the claimant.
+    /// A claim that waits for the authority's confirmation: give its full
+    /// world to [`Election::keep`]; a [`Change`] that confirms the claimant
+    /// hands it back.
     Hold,
     /// Against the rules, whatever the sender saw: drop it, count it
     /// against the sender.
@@ -107,14 +108,15 @@ pub enum ClaimRefused {
     HandoverToSelf,
 }
 
-#[derive(Debug, Clone, Copy)]
-struct Held {
+#[derive(Debug)]
+struct Held<W> {
     since: Instant,
+    world: Option<W>,
 }
 
-/// One peer's view of the election.
+/// One peer's view of the election; `W` is the world a held claim keeps.
 #[derive(Debug)]
-pub struct Election {
+pub struct Election<W = ()> {
     me: PeerId,
     peers: BTreeSet<PeerId>,
     authority: Option<PeerId>,
@@ -135,12 +137,12 @@ pub struct Election {
     /// send a world (a peer that never speaks must not stall the room).
     passed_over: BTreeSet<PeerId>,
     /// Claims waiting for confirmation, one per claimant.
-    held: BTreeMap<PeerId, Held>,
+    held: BTreeMap<PeerId, Held<W>>,
     /// Held claims nobody confirmed, and claims that lost or came stale.
     unconfirmed: u64,
 }
 
-impl Election {
+impl<W> Election<W> {
     /// `me`, alone, no authority yet.
     pub fn new(me: PeerId, now: Instant) -> Self {
         Election {
@@ -189,9 +191,12 @@ impl Election {
         self.unconfirmed
     }
 
-    /// Whether `peer`'s claim is held.
-    pub fn holds(&self, peer: PeerId) -> bool {
-        self.held.contains_key(&peer)
+    /// Keeps `world` with `peer`'s held claim (the newest wins); nothing
+    /// when its claim is not held.
+    pub fn keep(&mut self, peer: PeerId, world: W) {
+        if let Some(held) = self.held.get_mut(&peer) {
+            held.world = Some(world);
+        }
     }
 
     /// A peer finished its handshake.
@@ -210,7 +215,7 @@ impl Election {
 
     /// A peer left: when it was the authority, the lowest remaining id
     /// succeeds it one term later.
-    pub fn left(&mut self, peer: PeerId, now: Instant) -> Option<Change> {
+    pub fn left(&mut self, peer: PeerId, now: Instant) -> Option<Change<W>> {
         self.peers.remove(&peer);
         self.passed_over.remove(&peer);
         if self.authority != Some(peer) || peer == self.me {
@@ -222,7 +227,7 @@ impl Election {
     }
 
     /// A world from `from`, claiming authority at `term`.
-    pub fn claim(&mut self, from: PeerId, term: u32, now: Instant) -> (Verdict, Option<Change>) {
+    pub fn claim(&mut self, from: PeerId, term: u32, now: Instant) -> (Verdict, Option<Change<W>>) {
         if term > MAX_TERM {
             return (Verdict::Refused(ClaimRefused::TermTooHigh(term)), None);
         }
@@ -261,7 +266,10 @@ impl Election {
             return (Verdict::Follow, None);
         }
         // Ours is followed: only it can pass authority on.
-        self.held.entry(from).or_insert(Held { since: now });
+        self.held.entry(from).or_insert(Held {
+            since: now,
+            world: None,
+        });
         (Verdict::Hold, None)
     }
 
@@ -271,7 +279,7 @@ impl Election {
         from: PeerId,
         to: PeerId,
         now: Instant,
-    ) -> Result<Option<Change>, ClaimRefused> {
+    ) -> Result<Option<Change<W>>, ClaimRefused> {
         if to == from {
             return Err(ClaimRefused::HandoverToSelf);
         }
@@ -283,7 +291,7 @@ impl Election {
 
     /// We hand authority to `to` (a connected peer); the caller tells
     /// every peer with a handover message.
-    pub fn hand_over(&mut self, to: PeerId, now: Instant) -> Option<Change> {
+    pub fn hand_over(&mut self, to: PeerId, now: Instant) -> Option<Change<W>> {
         if !self.is_us() || to == self.me || !self.peers.contains(&to) {
             return None;
         }
@@ -307,7 +315,7 @@ impl Election {
     /// that is already followed wins over it: a newcomer whose wait ran
     /// out before the room's authority spoke (a loaded machine) gives way
     /// to it, even with followers of its own.
-    pub fn tick(&mut self, now: Instant) -> Option<Change> {
+    pub fn tick(&mut self, now: Instant) -> Option<Change<W>> {
         if self.is_us()
             && self.term == 0
             && self.followed
@@ -372,9 +380,9 @@ impl Election {
         self.term.saturating_add(1).min(MAX_TERM)
     }
 
-    fn change_to(&mut self, new: PeerId, term: u32, now: Instant) -> Change {
+    fn change_to(&mut self, new: PeerId, term: u32, now: Instant) -> Change<W> {
         let old = self.authority;
-        let confirms_held = self.held.contains_key(&new);
+        let confirmed = self.held.remove(&new).and_then(|h| h.world);
         self.held.clear();
         self.authority = Some(new);
         self.term = term;
@@ -388,7 +396,7 @@ impl Election {
             new,
             term,
             is_us: new == self.me,
-            confirms_held,
+            confirmed,
         }
     }
 }
@@ -426,7 +434,7 @@ mod tests {
 
     /// `me` connected to `peers`, following `authority` at `term`.
     fn following(me: u128, peers: &[u128], authority: u128, term: u32, t0: Instant) -> Election {
-        let mut e = Election::new(peer(me), t0);
+        let mut e: Election = Election::new(peer(me), t0);
         for p in peers {
             e.connected(peer(*p), t0);
         }
@@ -437,7 +445,7 @@ mod tests {
     #[test]
     fn silence_elects_the_lowest_id_and_a_first_follower_makes_term_one() {
         let t0 = Instant::now();
-        let mut e = Election::new(peer(2), t0);
+        let mut e: Election = Election::new(peer(2), t0);
         e.connected(peer(3), at(t0, 100));
         assert_eq!(e.tick(at(t0, 500)), None, "the wait restarted at 100");
         let change = e.tick(at(t0, 600)).expect("elected");
@@ -469,7 +477,6 @@ mod tests {
         // Unconfirmed, it expires and is counted (the authority speaks on).
         assert_eq!(e.claim(peer(2), 1, at(t0, 1_500)), (Verdict::Follow, None));
         assert_eq!(e.tick(at(t0, 2_100)), None);
-        assert!(!e.holds(peer(1)));
         assert_eq!(e.unconfirmed(), 3, "the jumps and the expired hold");
         // Handovers from anyone but the authority change nothing.
         assert_eq!(e.handover(peer(1), peer(3), t0), Ok(None));
@@ -486,28 +493,32 @@ mod tests {
         // The successor's world arrives before we see the authority leave.
         let mut e = following(3, &[1, 2], 1, 4, t0);
         assert_eq!(e.claim(peer(2), 5, t0), (Verdict::Hold, None));
+        e.keep(peer(2), ());
         let change = e.left(peer(1), t0).expect("succession");
         assert_eq!(
-            (change.new, change.term, change.confirms_held),
-            (peer(2), 5, true)
+            (change.new, change.term, change.confirmed),
+            (peer(2), 5, Some(()))
         );
         assert_eq!(e.claim(peer(2), 5, t0), (Verdict::Follow, None));
         // The heir's world arrives before the handover naming it.
         let mut e = following(3, &[1, 2, 4], 1, 4, t0);
         assert_eq!(e.claim(peer(4), 5, t0), (Verdict::Hold, None));
+        e.keep(peer(4), ());
         let change = e
             .handover(peer(1), peer(4), t0)
             .unwrap()
             .expect("handed over");
         assert_eq!(
-            (change.new, change.term, change.confirms_held),
-            (peer(4), 5, true)
+            (change.new, change.term, change.confirmed),
+            (peer(4), 5, Some(()))
         );
         // A held claim from someone else than the successor is not confirmed.
         let mut e = following(3, &[1, 2, 4], 1, 4, t0);
         assert_eq!(e.claim(peer(4), 5, t0), (Verdict::Hold, None));
+        e.keep(peer(4), ());
+        e.keep(peer(2), ()); // not held: not kept
         let change = e.left(peer(1), t0).expect("succession");
-        assert_eq!((change.new, change.confirms_held), (peer(2), false));
+        assert_eq!((change.new, change.confirmed), (peer(2), None));
     }
 
     #[test]
@@ -543,7 +554,7 @@ mod tests {
     #[test]
     fn a_silent_peer_with_the_lowest_id_does_not_stall_the_room() {
         let t0 = Instant::now();
-        let mut e = Election::new(peer(3), t0);
+        let mut e: Election = Election::new(peer(3), t0);
         e.connected(peer(1), t0);
         e.connected(peer(2), t0);
         assert_eq!(e.tick(at(t0, 500)).map(|c| c.new), Some(peer(1)));
@@ -558,7 +569,7 @@ mod tests {
         let t0 = Instant::now();
         // We (2) elected ourselves out of silence before 1 connected; 1
         // did the same.
-        let mut e = Election::new(peer(2), t0);
+        let mut e: Election = Election::new(peer(2), t0);
         e.connected(peer(3), t0);
         assert!(e.tick(at(t0, 600)).is_some_and(|c| c.is_us));
         e.connected(peer(1), at(t0, 605));

@@ -154,7 +154,7 @@ proptest! {
                     // Ids in any order relative to the peers there.
                     let id = peer(u128::from(salt) << 64 | next_id);
                     next_id += 1;
-                    let mut e = Election::new(id, now);
+                    let mut e: Election = Election::new(id, now);
                     for (other, theirs) in room.peers.iter_mut() {
                         e.connected(*other, now);
                         theirs.connected(id, now);
