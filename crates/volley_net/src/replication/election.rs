@@ -7,11 +7,11 @@
 //!   world, and elects the lowest id of itself and its connected peers
 //!   ([`elect`]) only after [`ELECTION_WAIT`] without one (restarted by
 //!   each connection): a room's first peers agree without a round trip;
-//! - a known authority not established yet (term 0: elected out of
-//!   silence, without a follower for [`HOLD_FOR`]) gives way to any claim
-//!   that wins ([`claim_wins`]): two peers that elected themselves at
-//!   once, or a newcomer whose wait ran out before the room's authority
-//!   spoke;
+//! - a known authority nobody follows yet (term 0: elected out of
+//!   silence) gives way to any claim that wins ([`claim_wins`]): two peers
+//!   that elected themselves at once, or a newcomer whose wait ran out
+//!   before the room's authority spoke; its first follower makes it
+//!   established (term 1), and the world it has is kept;
 //! - past that, a claim more than one term above the known one is dropped
 //!   and counted;
 //! - once followed (term ≥ 1) it stays while connected: another peer's
@@ -28,7 +28,7 @@
 //! What a single hostile peer can still do: be the first to speak to a
 //! newcomer that knows no authority (there is no trust anchor without a
 //! server), claim term 1 while a room's first authority has no follower
-//! yet (the first half-second of a room), and win an election it is
+//! yet (the first moments of a room), and win an election it is
 //! entitled to (lowest id). It cannot take over peers that follow a
 //! followed authority, nor push terms to overflow.
 
@@ -123,11 +123,6 @@ pub struct Election<W = ()> {
     term: u32,
     /// Without an authority: since when the mesh is quiet.
     quiet_since: Option<Instant>,
-    /// When we became the authority (ours is established, term 1, once a
-    /// peer follows it and [`HOLD_FOR`] has passed).
-    reign_since: Option<Instant>,
-    /// A peer acknowledged our world.
-    followed: bool,
     /// When the authority we follow last sent a world (or became it).
     last_heard: Option<Instant>,
     /// Since when the authority is not connected to us (handed over to a
@@ -152,8 +147,6 @@ impl<W> Election<W> {
             term: 0,
             quiet_since: Some(now),
             absent_since: None,
-            reign_since: None,
-            followed: false,
             last_heard: None,
             passed_over: BTreeSet::new(),
             held: BTreeMap::new(),
@@ -298,33 +291,19 @@ impl<W> Election<W> {
         Some(self.change_to(to, self.next_term(), now))
     }
 
-    /// A peer acknowledged one of our worlds: with [`HOLD_FOR`] passed
-    /// since we were elected, our term becomes 1 ([`Election::tick`]).
+    /// A peer acknowledged one of our worlds: a first follower makes our
+    /// term 1 (established: a rival's claim no longer unseats us).
     pub fn acked(&mut self, peer: PeerId) {
-        if self.is_us() && self.peers.contains(&peer) {
-            self.followed = true;
+        if self.is_us() && self.term == 0 && self.peers.contains(&peer) {
+            self.term = 1;
         }
     }
 
     /// Time passes: an election out of silence, a successor to an
     /// authority absent for [`HOLD_FOR`], an authority silent as long is
-    /// forgotten (no [`Change`]: [`Election::authority`] is `None`), held
-    /// claims expire, and an
-    /// authority elected out of silence that has a follower and has held
-    /// on for [`HOLD_FOR`] is established (term 1). Until then a rival
-    /// that is already followed wins over it: a newcomer whose wait ran
-    /// out before the room's authority spoke (a loaded machine) gives way
-    /// to it, even with followers of its own.
+    /// forgotten (no [`Change`]: [`Election::authority`] is `None`), and
+    /// held claims expire.
     pub fn tick(&mut self, now: Instant) -> Option<Change<W>> {
-        if self.is_us()
-            && self.term == 0
-            && self.followed
-            && self
-                .reign_since
-                .is_some_and(|s| now.saturating_duration_since(s) >= HOLD_FOR)
-        {
-            self.term = 1;
-        }
         if let Some(a) = self.authority
             && a != self.me
             && !self.peers.contains(&a)
@@ -388,8 +367,6 @@ impl<W> Election<W> {
         self.term = term;
         self.quiet_since = None;
         self.absent_since = None;
-        self.reign_since = Some(now);
-        self.followed = false;
         self.last_heard = Some(now);
         Change {
             old,
@@ -451,13 +428,13 @@ mod tests {
         let change = e.tick(at(t0, 600)).expect("elected");
         assert_eq!((change.new, change.term, change.is_us), (peer(2), 0, true));
         e.acked(peer(9));
-        e.tick(at(t0, 3_000));
         assert_eq!(e.term(), 0, "not a connected peer");
         e.acked(peer(3));
-        e.tick(at(t0, 2_500));
-        assert_eq!(e.term(), 0, "not established before HOLD_FOR");
-        e.tick(at(t0, 2_600));
         assert_eq!(e.term(), 1);
+        // Established: a lower id's fresh claim no longer unseats us.
+        e.connected(peer(1), at(t0, 700));
+        assert_eq!(e.claim(peer(1), 0, at(t0, 710)), (Verdict::Hold, None));
+        assert!(e.is_us());
     }
 
     #[test]
