@@ -1,28 +1,31 @@
-//! A peer's packets on volley's reliable channel, as a session reads them:
-//! the frame header, fragments through a `Reassembler` (a reassembled
-//! packet is read again, without further fragments), the Hello handshake,
-//! pongs, and registered messages decoded with the codec's size limit.
-//! Nothing may panic, and whatever decodes must encode back to bytes that
-//! decode to the same value.
+//! A hostile peer's packets into a real [`Endpoint`] (the session's whole
+//! protocol core: frame headers, fragments, the Hello handshake, pings and
+//! pongs, the per-peer budget and strikes, registered messages decoded with
+//! the codec's size limits), beside an honest peer. Nothing may panic; the
+//! honest peer stays connected whatever the hostile one sends; whatever
+//! decodes must encode back to bytes that decode to the same value.
 //!
-//! Input: packets, each a u16 LE length then its bytes.
+//! Input: a byte (odd: the hostile peer first sends a valid Hello, so its
+//! later packets reach the message decoders), then operations: a byte, and
+//! for a packet its channel (the byte mod 3) and a u16 LE length then its
+//! bytes; 3 advances time by a u16 of ms; 4 drains the inboxes.
 
 #![no_main]
 
-use std::any::TypeId;
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use volley_fuzz::{Input, encode};
-use volley_net::Channel;
-use volley_net::codec::{Bincode, Codec, DECODE_LIMIT};
-use volley_net::fragment::Reassembler;
-use volley_net::frame::{self, Header, KIND_FRAGMENT, KIND_HELLO, KIND_PING, KIND_PONG};
-use volley_net::handshake::{self, Hello};
-use volley_net::protocol::Registry;
+use volley_net::codec::{Bincode, Codec};
+use volley_net::frame::{self, Header, KIND_HELLO};
+use volley_net::handshake::Hello;
+use volley_net::protocol::WIRE_VERSION;
 use volley_net::replication::ReplicationMessage;
+use volley_net::{Channel, Endpoint, PeerId, SessionBuilder, Transmit};
+use web_time::Instant;
 
 /// A chat line: strings, a vector, an option.
 #[derive(Serialize, serde::Deserialize)]
@@ -42,12 +45,22 @@ enum Game {
     Quit,
 }
 
-/// Packets read at most from one input.
-const MAX_PACKETS: usize = 64;
+/// Operations read at most from one input.
+const MAX_OPS: usize = 128;
 
-/// Decodes `payload` as `T`; a value must survive encode → decode → encode.
-fn decode<T: Serialize + DeserializeOwned>(payload: &[u8]) {
-    if let Ok(value) = Bincode.decode::<T>(payload) {
+fn endpoint(now: Instant) -> Endpoint {
+    SessionBuilder::new("ws://fuzz")
+        .register::<Chat>(Channel::Reliable)
+        .and_then(|b| b.register::<Game>(Channel::Unreliable))
+        .and_then(|b| b.register_limited::<ReplicationMessage>(Channel::Reliable, 64 * 1024))
+        .and_then(|b| b.register::<(u8, u64, String)>(Channel::Reliable))
+        .map(|b| b.endpoint(now))
+        .expect("registers")
+}
+
+/// Drains `T`; each value must survive encode → decode → encode.
+fn check<T: Serialize + DeserializeOwned + 'static>(endpoint: &mut Endpoint) {
+    for (_, _, value) in endpoint.receive::<T>() {
         let bytes = encode(&value);
         let again: T = Bincode
             .decode(&bytes)
@@ -56,83 +69,94 @@ fn decode<T: Serialize + DeserializeOwned>(payload: &[u8]) {
     }
 }
 
-struct Receiver {
-    registry: Registry,
-    reassembler: Reassembler,
+fn drain(endpoint: &mut Endpoint) {
+    check::<Chat>(endpoint);
+    check::<Game>(endpoint);
+    check::<ReplicationMessage>(endpoint);
+    check::<(u8, u64, String)>(endpoint);
+    endpoint.receive_rollback();
+    endpoint.events();
 }
 
-impl Receiver {
-    fn packet(&mut self, packet: &[u8], outer: bool) {
-        let Ok((header, payload)) = frame::read(packet) else {
-            return;
-        };
-        self.dispatch(header, payload, outer);
-    }
-
-    fn dispatch(&mut self, header: Header, payload: &[u8], outer: bool) {
-        match header.kind {
-            KIND_FRAGMENT if outer => {
-                if let Ok(Some(whole)) = self.reassembler.push(header, payload) {
-                    assert!(whole.len() <= DECODE_LIMIT);
-                    self.packet(&whole, false);
-                }
-            }
-            KIND_HELLO => {
-                if let Ok(hello) = handshake::decode_hello(payload) {
-                    let bytes = encode(&hello);
-                    let again: Hello = handshake::decode_hello(&bytes).expect("a Hello decodes");
-                    assert_eq!(again, hello);
-                }
-            }
-            KIND_PING => {}
-            KIND_PONG => {
-                let _ = payload.first_chunk::<8>().map(|b| u64::from_le_bytes(*b));
-            }
-            kind => {
-                let Some((id, _)) = self.registry.by_kind(kind) else {
-                    return;
-                };
-                if id == TypeId::of::<Chat>() {
-                    decode::<Chat>(payload);
-                } else if id == TypeId::of::<Game>() {
-                    decode::<Game>(payload);
-                } else if id == TypeId::of::<ReplicationMessage>() {
-                    decode::<ReplicationMessage>(payload);
-                } else if id == TypeId::of::<(u8, u64, String)>() {
-                    decode::<(u8, u64, String)>(payload);
-                }
+/// Moves packets between the endpoint under test and the honest peer
+/// (what goes to the hostile peer is dropped), then updates both.
+fn pump(ours: &mut Endpoint, honest: &mut Endpoint, ids: [PeerId; 3], now: Instant) {
+    let [us, honest_id, _] = ids;
+    for _ in 0..3 {
+        while let Some(t) = ours.poll_transmit() {
+            if let Transmit::Send {
+                peer,
+                channel,
+                packet,
+            } = t
+                && peer == honest_id
+            {
+                honest.receive_packet(us, channel, packet, now);
             }
         }
+        while let Some(t) = honest.poll_transmit() {
+            if let Transmit::Send {
+                channel, packet, ..
+            } = t
+            {
+                ours.receive_packet(honest_id, channel, packet, now);
+            }
+        }
+        ours.update(now);
+        honest.update(now);
     }
 }
 
 fuzz_target!(|data: &[u8]| {
-    let mut registry = Registry::default();
-    for (id, name, channel) in [
-        (TypeId::of::<Chat>(), "chat", Channel::Reliable),
-        (TypeId::of::<Game>(), "game", Channel::Unreliable),
-        (
-            TypeId::of::<ReplicationMessage>(),
-            "replication",
-            Channel::Reliable,
-        ),
-        (
-            TypeId::of::<(u8, u64, String)>(),
-            "tuple",
-            Channel::Reliable,
-        ),
-    ] {
-        registry.register(id, name, channel).expect("registers");
-    }
-    let mut receiver = Receiver {
-        registry,
-        reassembler: Reassembler::new(DECODE_LIMIT),
-    };
+    let ids = [1u128, 2, 3].map(|n| PeerId(uuid::Uuid::from_u128(n)));
+    let [us, honest_id, hostile] = ids;
+    let mut now = Instant::now();
+    let mut ours = endpoint(now);
+    let mut honest = endpoint(now);
+    ours.peer_connected(honest_id, now);
+    ours.peer_connected(hostile, now);
+    honest.peer_connected(us, now);
+    pump(&mut ours, &mut honest, ids, now);
+    assert!(ours.connected_peers().any(|p| p == honest_id));
+
     let mut input = Input::new(data);
-    for _ in 0..MAX_PACKETS {
+    if input.u8() % 2 == 1 {
+        let hello = Hello {
+            wire: WIRE_VERSION,
+            hash: ours.protocol_hash(),
+            app_version: String::new(),
+            got_yours: true,
+        };
+        let mut packet = Vec::new();
+        frame::write_header(&mut packet, Header::new(KIND_HELLO, None));
+        Bincode.encode(&hello, &mut packet).expect("encodes");
+        ours.receive_packet(hostile, Channel::Reliable, packet, now);
+    }
+    for _ in 0..MAX_OPS {
         if input.is_empty() {
             break;
         }
-        receiver.packet(input.packet(), true);
+        match input.u8() % 8 {
+            op @ 0..=2 => {
+                let channel = Channel::ALL[usize::from(op)];
+                let packet = input.packet().to_vec();
+                ours.receive_packet(hostile, channel, packet, now);
+            }
+            3 => {
+                now += Duration::from_millis(u64::from(input.u16()));
+                pump(&mut ours, &mut honest, ids, now);
+            }
+            4 => drain(&mut ours),
+            _ => {
+                let packet = input.packet().to_vec();
+                ours.receive_packet(hostile, Channel::Reliable, packet, now);
+            }
+        }
     }
+    pump(&mut ours, &mut honest, ids, now);
+    drain(&mut ours);
+    assert!(
+        ours.connected_peers().any(|p| p == honest_id),
+        "the honest peer was dropped"
+    );
 });

@@ -92,6 +92,37 @@ pub fn read(packet: &[u8]) -> Result<(Header, &[u8]), FrameError> {
     ))
 }
 
+/// Length of a ping's (and its pong's) payload: the sender's clock in µs.
+const PING_PAYLOAD: usize = 8;
+
+/// A ping carrying the sender's clock (`micros`, little-endian).
+pub fn ping(micros: u64) -> Vec<u8> {
+    let mut packet = Vec::with_capacity(2 + PING_PAYLOAD);
+    write_header(&mut packet, Header::new(KIND_PING, None));
+    packet.extend_from_slice(&micros.to_le_bytes());
+    packet
+}
+
+/// The answer to `packet` when it is a well-formed ping (header without a
+/// tick, then exactly the clock): the same clock under [`KIND_PONG`]. A
+/// transport calls this where packets arrive, so the RTT a peer measures
+/// does not include our frame time.
+pub fn pong_for(packet: &[u8]) -> Option<Vec<u8>> {
+    match read(packet) {
+        Ok((header, payload))
+            if header.kind == KIND_PING
+                && header.tick.is_none()
+                && payload.len() == PING_PAYLOAD =>
+        {
+            let mut pong = Vec::with_capacity(packet.len());
+            write_header(&mut pong, Header::new(KIND_PONG, None));
+            pong.extend_from_slice(payload);
+            Some(pong)
+        }
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -117,6 +148,22 @@ mod tests {
         assert_eq!(read(&[16]), Err(FrameError::Truncated(1)));
         assert_eq!(read(&[16, FLAG_TICK, 1, 2]), Err(FrameError::Truncated(4)));
         assert_eq!(read(&[16, 0x80]), Err(FrameError::UnknownFlags(0x80)));
+    }
+
+    #[test]
+    fn pong_answers_a_ping_only() {
+        let ping = ping(42);
+        let pong = pong_for(&ping).unwrap();
+        let (header, payload) = read(&pong).unwrap();
+        assert_eq!(
+            (header.kind, payload),
+            (KIND_PONG, &42u64.to_le_bytes()[..])
+        );
+        assert_eq!(pong_for(&pong), None);
+        assert_eq!(pong_for(&ping[..ping.len() - 1]), None);
+        let mut long = ping.clone();
+        long.push(0);
+        assert_eq!(pong_for(&long), None);
     }
 
     proptest! {

@@ -41,32 +41,40 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod builder;
 pub mod codec;
 pub mod conditioner;
+mod endpoint;
+#[cfg(test)]
+mod endpoint_tests;
+mod error;
 pub mod fragment;
 pub mod frame;
 pub mod guard;
 pub mod handshake;
 #[cfg(feature = "transport")]
 pub mod ice;
+mod inbox;
 pub mod protocol;
 pub mod replication;
 #[cfg(feature = "transport")]
 mod session;
 pub mod stats;
+#[cfg(feature = "transport")]
+mod transport;
 
+pub use builder::{IceServer, SessionBuilder};
 pub use conditioner::ConditionerConfig;
+pub use endpoint::{Endpoint, MAX_UNRELIABLE, ROLLBACK_INBOX, Transmit};
+pub use error::{LeftReason, NetError, SessionEvent};
 pub use guard::{Misbehaviour, PeerLimits};
 /// A peer's id (the same type `matchbox_socket` uses).
 pub use matchbox_protocol::PeerId;
 #[cfg(feature = "transport")]
-pub use matchbox_socket::MessageLoopFuture;
-#[cfg(feature = "transport")]
-pub use session::{
-    IceServer, LeftReason, MAX_UNRELIABLE, NetError, ROLLBACK_INBOX, Session, SessionBuilder,
-    SessionEvent,
-};
+pub use session::Session;
 pub use stats::PeerStats;
+#[cfg(feature = "transport")]
+pub use transport::{MessageLoopFuture, TransportError};
 
 /// The fixed channel layout every volley peer opens, in this order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -98,14 +106,6 @@ impl Channel {
             Channel::Reliable => "reliable-ordered",
             Channel::Unreliable => "unreliable",
             Channel::Rollback => "rollback-unreliable",
-        }
-    }
-
-    #[cfg(feature = "transport")]
-    fn config(self) -> matchbox_socket::ChannelConfig {
-        match self {
-            Channel::Reliable => matchbox_socket::ChannelConfig::reliable(),
-            Channel::Unreliable | Channel::Rollback => matchbox_socket::ChannelConfig::unreliable(),
         }
     }
 }

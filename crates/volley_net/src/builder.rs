@@ -1,0 +1,166 @@
+//! [`SessionBuilder`]: what a session registers and how it behaves. Pure:
+//! [`SessionBuilder::endpoint`] makes the protocol core without a socket,
+//! [`SessionBuilder::build`](crate::SessionBuilder::build) adds the
+//! transport.
+
+use std::any::TypeId;
+use std::time::Duration;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use web_time::Instant;
+
+use crate::Channel;
+use crate::conditioner::ConditionerConfig;
+use crate::endpoint::Endpoint;
+use crate::error::NetError;
+use crate::guard::PeerLimits;
+use crate::inbox::Decoders;
+use crate::protocol::Registry;
+
+/// A STUN or TURN server (as in `RTCIceServer`).
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Deserialize)]
+pub struct IceServer {
+    /// `stun:`/`turn:` URLs.
+    pub urls: Vec<String>,
+    /// TURN username.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// TURN credential.
+    #[serde(default)]
+    pub credential: Option<String>,
+}
+
+/// Configures a session (see `Session::builder`).
+pub struct SessionBuilder {
+    pub(crate) room_url: String,
+    pub(crate) ice_servers: Vec<IceServer>,
+    pub(crate) app_version: String,
+    registry: Registry,
+    decoders: Decoders,
+    conditioner: Option<ConditionerConfig>,
+    ping_interval: Duration,
+    limits: PeerLimits,
+}
+
+impl SessionBuilder {
+    /// A builder for `room_url` (`ws://host:port/room`, or `…/room?next=N`
+    /// to be matched into a group of N).
+    ///
+    /// Host candidates only until told otherwise: on a LAN or loopback they
+    /// are all that is needed, and an unreachable STUN server only slows
+    /// connection set-up down (volley-server's `/api/ice` says what to use).
+    pub fn new(room_url: &str) -> Self {
+        SessionBuilder {
+            room_url: room_url.to_owned(),
+            ice_servers: Vec::new(),
+            app_version: String::new(),
+            registry: Registry::default(),
+            decoders: Decoders::default(),
+            conditioner: None,
+            ping_interval: Duration::from_millis(250),
+            limits: PeerLimits::default(),
+        }
+    }
+
+    /// The signaling server's room URL.
+    pub fn room_url(&self) -> &str {
+        &self.room_url
+    }
+
+    /// What one peer may send before it is slowed down or dropped.
+    pub fn peer_limits(mut self, limits: PeerLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Adds a STUN/TURN server.
+    pub fn ice_server(mut self, server: IceServer) -> Self {
+        self.ice_servers.push(server);
+        self
+    }
+
+    /// The STUN/TURN servers the session will use.
+    pub fn ice_servers(&self) -> &[IceServer] {
+        &self.ice_servers
+    }
+
+    /// Part of the protocol hash: peers of different app versions refuse each other.
+    pub fn app_version(mut self, version: &str) -> Self {
+        self.app_version = version.to_owned();
+        self
+    }
+
+    /// Registers `T` on `channel` under its Rust type name.
+    pub fn register<T>(self, channel: Channel) -> Result<Self, NetError>
+    where
+        T: Serialize + DeserializeOwned + Send + Sync + 'static,
+    {
+        self.register_named::<T>(std::any::type_name::<T>(), channel)
+    }
+
+    /// Registers `T` like [`SessionBuilder::register`], refusing (and
+    /// counting against the sender, see [`PeerLimits::strikes`]) any payload
+    /// of more than `max_bytes` before it is decoded: a type that is small
+    /// by nature should not let a peer make us decode up to the generic
+    /// [`crate::codec::DECODE_LIMIT`].
+    pub fn register_limited<T>(self, channel: Channel, max_bytes: usize) -> Result<Self, NetError>
+    where
+        T: Serialize + DeserializeOwned + Send + Sync + 'static,
+    {
+        let mut builder = self.register::<T>(channel)?;
+        builder.decoders.limit::<T>(max_bytes);
+        Ok(builder)
+    }
+
+    /// Registers `T` on `channel` under an explicit, stable `name`.
+    pub fn register_named<T>(mut self, name: &str, channel: Channel) -> Result<Self, NetError>
+    where
+        T: Serialize + DeserializeOwned + Send + Sync + 'static,
+    {
+        self.registry.register(TypeId::of::<T>(), name, channel)?;
+        self.decoders.add::<T>();
+        Ok(self)
+    }
+
+    /// Simulates latency, jitter and loss on everything this session sends.
+    pub fn conditioner(mut self, config: ConditionerConfig) -> Self {
+        self.conditioner = Some(config);
+        self
+    }
+
+    /// How often RTT is probed on the unreliable channel.
+    pub fn ping_interval(mut self, interval: Duration) -> Self {
+        self.ping_interval = interval;
+        self
+    }
+
+    /// The session's protocol core, without a transport: the caller feeds
+    /// it connections, packets and time, and carries out its transmits.
+    ///
+    /// ```
+    /// use volley_net::{Channel, SessionBuilder};
+    /// use web_time::Instant;
+    ///
+    /// #[derive(serde::Serialize, serde::Deserialize)]
+    /// struct Chat(String);
+    ///
+    /// let endpoint = SessionBuilder::new("ws://unused")
+    ///     .register::<Chat>(Channel::Reliable)?
+    ///     .endpoint(Instant::now());
+    /// assert_eq!(endpoint.connected_peers().count(), 0);
+    /// # Ok::<(), volley_net::NetError>(())
+    /// ```
+    pub fn endpoint(self, now: Instant) -> Endpoint {
+        Endpoint::new(
+            self.registry.protocol_hash(&self.app_version),
+            self.app_version,
+            self.registry,
+            self.decoders.into_inboxes(),
+            self.limits,
+            self.ping_interval,
+            self.conditioner,
+            now,
+        )
+    }
+}

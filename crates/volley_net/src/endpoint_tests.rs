@@ -1,0 +1,221 @@
+//! [`Endpoint`] without sockets: two or three endpoints wired together in
+//! memory, time passed in.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use web_time::Instant;
+
+use crate::guard::Misbehaviour;
+use crate::{Channel, Endpoint, LeftReason, PeerId, SessionBuilder, SessionEvent, Transmit};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Chat(String);
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Blob(Vec<u8>);
+
+fn id(n: u128) -> PeerId {
+    PeerId(uuid::Uuid::from_u128(n))
+}
+
+fn endpoint(version: &str, now: Instant) -> Endpoint {
+    SessionBuilder::new("ws://unused")
+        .app_version(version)
+        .register::<Chat>(Channel::Reliable)
+        .and_then(|b| b.register::<Blob>(Channel::Reliable))
+        .map(|b| b.endpoint(now))
+        .expect("registers")
+}
+
+/// Endpoints by id, and the closes each asked for.
+struct Net {
+    nodes: Vec<(PeerId, Endpoint)>,
+    closed: Vec<(PeerId, PeerId)>,
+}
+
+impl Net {
+    fn new(versions: &[&str], now: Instant) -> Net {
+        let nodes: Vec<(PeerId, Endpoint)> = versions
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (id(i as u128 + 1), endpoint(v, now)))
+            .collect();
+        let mut net = Net {
+            nodes,
+            closed: Vec::new(),
+        };
+        let ids: Vec<PeerId> = net.nodes.iter().map(|(id, _)| *id).collect();
+        for (me, node) in &mut net.nodes {
+            for other in &ids {
+                if other != me {
+                    node.peer_connected(*other, now);
+                }
+            }
+        }
+        net
+    }
+
+    fn at(&mut self, n: usize) -> &mut Endpoint {
+        &mut self.nodes[n].1
+    }
+
+    /// Delivers every transmit (arriving at `now`), then updates everyone;
+    /// `rounds` times.
+    fn pump(&mut self, now: Instant, rounds: usize) {
+        for _ in 0..rounds {
+            let mut wire = Vec::new();
+            for (from, node) in &mut self.nodes {
+                while let Some(t) = node.poll_transmit() {
+                    match t {
+                        Transmit::Send {
+                            peer,
+                            channel,
+                            packet,
+                        } => wire.push((*from, peer, channel, packet)),
+                        Transmit::Close(peer) => self.closed.push((*from, peer)),
+                    }
+                }
+            }
+            for (from, to, channel, packet) in wire {
+                if let Some((_, node)) = self.nodes.iter_mut().find(|(id, _)| *id == to) {
+                    node.receive_packet(from, channel, packet, now);
+                }
+            }
+            for (_, node) in &mut self.nodes {
+                node.update(now);
+            }
+        }
+    }
+}
+
+#[test]
+fn handshake_then_messages_and_fragments() {
+    let t0 = Instant::now();
+    let mut net = Net::new(&["1", "1"], t0);
+    net.pump(t0, 4);
+    assert_eq!(net.at(0).connected_peers().collect::<Vec<_>>(), [id(2)]);
+    let events = net.at(1).events();
+    assert_eq!(
+        events,
+        [SessionEvent::Joined(id(1)), SessionEvent::Connected(id(1))]
+    );
+    net.at(0)
+        .send(id(2), &Chat("hi".into()), Some(7), t0)
+        .unwrap();
+    // Several fragments' worth: split, reassembled.
+    let big = Blob((0..200_000u32).map(|i| i as u8).collect());
+    net.at(0).broadcast(&big, None, t0).unwrap();
+    net.pump(t0, 2);
+    assert_eq!(
+        net.at(1).receive::<Chat>(),
+        [(id(1), Some(7), Chat("hi".into()))]
+    );
+    assert_eq!(net.at(1).receive::<Blob>(), [(id(1), None, big)]);
+    let sent = net.at(0).stats(id(2)).unwrap().sent[Channel::Reliable.index()];
+    assert!(sent.packets > 10, "{sent:?}");
+}
+
+#[test]
+fn incompatible_peers_refuse_each_other_and_close() {
+    let t0 = Instant::now();
+    let mut net = Net::new(&["1", "2"], t0);
+    net.pump(t0, 3);
+    let events = net.at(0).events();
+    assert!(
+        events.iter().any(|e| matches!(
+            e,
+            SessionEvent::Left(p, LeftReason::IncompatibleProtocol { .. }) if *p == id(2)
+        )),
+        "{events:?}"
+    );
+    assert!(net.closed.contains(&(id(1), id(2))));
+    assert!(net.closed.contains(&(id(2), id(1))));
+    assert_eq!(net.at(0).connected_peers().count(), 0);
+}
+
+#[test]
+fn disconnect_closes_one_peer_and_keeps_the_others() {
+    let t0 = Instant::now();
+    let mut net = Net::new(&["1", "1", "1"], t0);
+    net.pump(t0, 4);
+    net.at(0).events();
+    assert!(net.at(0).disconnect(id(2)));
+    assert!(!net.at(0).disconnect(id(2)), "only once");
+    assert_eq!(
+        net.at(0).events(),
+        [SessionEvent::Left(id(2), LeftReason::Closed)]
+    );
+    net.at(1).broadcast(&Chat("x".into()), None, t0).unwrap();
+    net.pump(t0, 2);
+    assert_eq!(net.closed, [(id(1), id(2))]);
+    // Nothing more from the closed peer; the third one still talks.
+    assert_eq!(net.at(0).receive::<Chat>(), []);
+    assert_eq!(net.at(0).connected_peers().collect::<Vec<_>>(), [id(3)]);
+    assert_eq!(
+        net.at(1).send(id(1), &Chat("y".into()), None, t0),
+        Ok(()),
+        "the closed peer's own endpoint learns from its transport"
+    );
+}
+
+#[test]
+fn rtt_is_measured_at_arrival_not_at_update() {
+    let t0 = Instant::now();
+    let mut net = Net::new(&["1", "1"], t0);
+    net.pump(t0, 4);
+    // A ping leaves at t1; its pong arrives 30 ms later; A's update runs
+    // another 70 ms after that (a slow frame): the RTT is 30 ms.
+    let t1 = t0 + Duration::from_secs(1);
+    net.at(0).update(t1);
+    let mut ping = None;
+    while let Some(t) = net.at(0).poll_transmit() {
+        if let Transmit::Send {
+            channel: Channel::Unreliable,
+            packet,
+            ..
+        } = t
+        {
+            ping = Some(packet);
+        }
+    }
+    let pong = crate::frame::pong_for(&ping.expect("a ping")).expect("a ping");
+    net.at(0).receive_packet(
+        id(2),
+        Channel::Unreliable,
+        pong,
+        t1 + Duration::from_millis(30),
+    );
+    net.at(0).update(t1 + Duration::from_millis(100));
+    assert_eq!(
+        net.at(0).stats(id(2)).unwrap().rtt,
+        Some(Duration::from_millis(30))
+    );
+}
+
+#[test]
+fn garbage_gets_the_sender_dropped_and_closed() {
+    let t0 = Instant::now();
+    let mut net = Net::new(&["1", "1"], t0);
+    net.pump(t0, 4);
+    net.at(0).events();
+    let strikes = net.at(0).peer_limits().strikes;
+    for i in 0..strikes {
+        net.at(0)
+            .receive_packet(id(2), Channel::Reliable, vec![0xee, 0, i as u8], t0);
+    }
+    net.at(0).update(t0);
+    let left = net
+        .at(0)
+        .events()
+        .into_iter()
+        .find_map(|e| match e {
+            SessionEvent::Left(p, LeftReason::Misbehaving(why)) => Some((p, why)),
+            _ => None,
+        })
+        .expect("dropped");
+    assert_eq!(left.0, id(2));
+    assert!(matches!(left.1, Misbehaviour::InvalidPackets { .. }));
+    net.pump(t0, 1);
+    assert!(net.closed.contains(&(id(1), id(2))));
+}

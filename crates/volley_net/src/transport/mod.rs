@@ -1,0 +1,42 @@
+//! Transports: what moves a session's packets. Each is a thin driver around
+//! the [`Endpoint`](crate::Endpoint): it reports connections and packets,
+//! and carries out the endpoint's [`Transmit`](crate::Transmit)s.
+
+mod matchbox;
+
+use std::future::Future;
+use std::pin::Pin;
+
+use web_time::Instant;
+
+use crate::endpoint::Endpoint;
+use crate::{Channel, PeerId};
+
+pub(crate) use matchbox::MatchboxTransport;
+
+/// Why a session's message loop ended.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct TransportError(pub String);
+
+/// A session's message loop: spawn it on any executor and keep it running
+/// (the session is dead once it returns).
+#[cfg(not(target_arch = "wasm32"))]
+pub type MessageLoopFuture = Pin<Box<dyn Future<Output = Result<(), TransportError>> + Send>>;
+/// A session's message loop: spawn it on any executor and keep it running
+/// (the session is dead once it returns).
+#[cfg(target_arch = "wasm32")]
+pub type MessageLoopFuture = Pin<Box<dyn Future<Output = Result<(), TransportError>>>>;
+
+/// The I/O side of a `Session`.
+pub(crate) trait Transport: Send + Sync {
+    /// Our id, once the signaling server assigned it.
+    fn id(&mut self) -> Option<PeerId>;
+    /// Tells `endpoint` about connections opened and lost and packets
+    /// received since the last call.
+    fn poll(&mut self, endpoint: &mut Endpoint, now: Instant);
+    /// Sends one packet.
+    fn send(&mut self, peer: PeerId, channel: Channel, packet: Vec<u8>);
+    /// Closes the connection to one peer (the others stay).
+    fn close(&mut self, peer: PeerId);
+}
