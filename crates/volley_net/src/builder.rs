@@ -31,10 +31,95 @@ pub struct IceServer {
     pub credential: Option<String>,
 }
 
+/// Which ICE candidates a connection may use (`RTCIceTransportPolicy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum IcePolicy {
+    /// Host, server-reflexive and relay candidates: the best path wins.
+    #[default]
+    All,
+    /// TURN relays only: no host or reflexive candidates are gathered, so
+    /// peers never learn each other's addresses.
+    Relay,
+}
+
+/// ICE timers of the native transport (webrtc-rs' `SettingEngine`). The
+/// defaults are webrtc-rs' own, except that peer-reflexive and relay
+/// candidates are accepted without a wait: a pair that works is taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IceTiming {
+    /// Between connectivity checks while connecting.
+    pub check_interval: Duration,
+    /// Checks per candidate pair before it fails.
+    pub max_binding_requests: u16,
+    /// Between keepalives once connected.
+    pub keepalive: Duration,
+    /// Silence after which a connection counts as disconnected.
+    pub disconnected_after: Duration,
+    /// Silence after which a connection has failed (the peer is gone).
+    pub failed_after: Duration,
+    /// How long the controlling side waits for better pairs before taking a
+    /// server-reflexive one.
+    pub srflx_wait: Duration,
+    /// … a peer-reflexive one.
+    pub prflx_wait: Duration,
+    /// … a relay one.
+    pub relay_wait: Duration,
+}
+
+impl Default for IceTiming {
+    fn default() -> Self {
+        IceTiming {
+            check_interval: Duration::from_millis(200),
+            max_binding_requests: 7,
+            keepalive: Duration::from_secs(2),
+            disconnected_after: Duration::from_secs(5),
+            failed_after: Duration::from_secs(25),
+            srflx_wait: Duration::from_millis(500),
+            prflx_wait: Duration::ZERO,
+            relay_wait: Duration::ZERO,
+        }
+    }
+}
+
+/// How the native transport connects (ignored in the browser, which
+/// decides for itself, except for the servers and the policy).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IceConfig {
+    /// STUN/TURN servers, each with its own credentials.
+    pub servers: Vec<IceServer>,
+    /// Which candidates may be used.
+    pub policy: IcePolicy,
+    /// Local UDP addresses to gather host candidates on. A wildcard
+    /// (`0.0.0.0:0`) means every interface except loopback; loopback must
+    /// be named (`127.0.0.1:0`). Port 0 picks a free port.
+    pub bind: Vec<std::net::SocketAddr>,
+    /// Accept the browsers' `.local` (mDNS) host candidates. Off by default
+    /// natively: it binds a multicast socket per connection, which fails
+    /// where there is no multicast route.
+    pub mdns: bool,
+    /// ICE timers.
+    pub timing: IceTiming,
+}
+
+impl Default for IceConfig {
+    fn default() -> Self {
+        IceConfig {
+            servers: Vec::new(),
+            policy: IcePolicy::All,
+            bind: vec![
+                std::net::SocketAddr::from(([0, 0, 0, 0], 0)),
+                std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+            ],
+            mdns: false,
+            timing: IceTiming::default(),
+        }
+    }
+}
+
 /// Configures a session (see `Session::builder`).
 pub struct SessionBuilder {
     pub(crate) room_url: String,
-    pub(crate) ice_servers: Vec<IceServer>,
+    pub(crate) ice: IceConfig,
     pub(crate) app_version: String,
     registry: Registry,
     decoders: Decoders,
@@ -53,7 +138,7 @@ impl SessionBuilder {
     pub fn new(room_url: &str) -> Self {
         SessionBuilder {
             room_url: room_url.to_owned(),
-            ice_servers: Vec::new(),
+            ice: IceConfig::default(),
             app_version: String::new(),
             registry: Registry::default(),
             decoders: Decoders::default(),
@@ -74,15 +159,47 @@ impl SessionBuilder {
         self
     }
 
-    /// Adds a STUN/TURN server.
+    /// Adds a STUN/TURN server (each keeps its own credentials).
     pub fn ice_server(mut self, server: IceServer) -> Self {
-        self.ice_servers.push(server);
+        self.ice.servers.push(server);
         self
     }
 
     /// The STUN/TURN servers the session will use.
     pub fn ice_servers(&self) -> &[IceServer] {
-        &self.ice_servers
+        &self.ice.servers
+    }
+
+    /// Which ICE candidates connections may use ([`IcePolicy::Relay`]:
+    /// TURN relays only).
+    pub fn ice_policy(mut self, policy: IcePolicy) -> Self {
+        self.ice.policy = policy;
+        self
+    }
+
+    /// The local UDP addresses to gather host candidates on (native only;
+    /// see [`IceConfig::bind`]).
+    pub fn bind(mut self, addresses: Vec<std::net::SocketAddr>) -> Self {
+        self.ice.bind = addresses;
+        self
+    }
+
+    /// ICE timers (native only).
+    pub fn ice_timing(mut self, timing: IceTiming) -> Self {
+        self.ice.timing = timing;
+        self
+    }
+
+    /// Accept the browsers' mDNS (`.local`) host candidates (native only;
+    /// see [`IceConfig::mdns`]).
+    pub fn mdns(mut self, on: bool) -> Self {
+        self.ice.mdns = on;
+        self
+    }
+
+    /// The whole ICE configuration.
+    pub fn ice_config(&self) -> &IceConfig {
+        &self.ice
     }
 
     /// Part of the protocol hash: peers of different app versions refuse each other.

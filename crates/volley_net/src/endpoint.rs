@@ -166,6 +166,13 @@ impl Endpoint {
         self.peers.get(&peer).map(|p| &p.stats)
     }
 
+    /// The transport learnt which path the connection to `peer` took.
+    pub fn set_link(&mut self, peer: PeerId, link: crate::stats::Link) {
+        if let Some(p) = self.peers.get_mut(&peer) {
+            p.stats.link = Some(link);
+        }
+    }
+
     /// Drains the events since the last call.
     pub fn events(&mut self) -> Vec<SessionEvent> {
         self.events.drain(..).collect()

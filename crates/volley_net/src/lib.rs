@@ -59,11 +59,12 @@ pub mod protocol;
 pub mod replication;
 #[cfg(feature = "transport")]
 mod session;
+pub mod signal;
 pub mod stats;
 #[cfg(feature = "transport")]
 mod transport;
 
-pub use builder::{IceServer, SessionBuilder};
+pub use builder::{IceConfig, IcePolicy, IceServer, IceTiming, SessionBuilder};
 pub use conditioner::ConditionerConfig;
 pub use endpoint::{Endpoint, MAX_UNRELIABLE, ROLLBACK_INBOX, Transmit};
 pub use error::{LeftReason, NetError, SessionEvent};
@@ -72,7 +73,9 @@ pub use guard::{Misbehaviour, PeerLimits};
 pub use matchbox_protocol::PeerId;
 #[cfg(feature = "transport")]
 pub use session::Session;
-pub use stats::PeerStats;
+pub use stats::{Candidate, CandidateKind, Link, PeerStats};
+#[cfg(all(feature = "transport", not(target_arch = "wasm32")))]
+pub use transport::MAX_PEERS;
 #[cfg(feature = "transport")]
 pub use transport::{MessageLoopFuture, TransportError};
 

@@ -8,7 +8,7 @@ use crate::endpoint::{Endpoint, Transmit};
 use crate::error::{NetError, SessionEvent};
 use crate::guard::PeerLimits;
 use crate::stats::PeerStats;
-use crate::transport::{MatchboxTransport, MessageLoopFuture, Transport};
+use crate::transport::{MessageLoopFuture, PlatformTransport, Transport};
 use crate::{Channel, PeerId};
 
 impl SessionBuilder {
@@ -20,7 +20,7 @@ impl SessionBuilder {
         match crate::ice::fetch_ice_servers(&self.room_url).await {
             Ok(servers) if !servers.is_empty() => {
                 tracing::debug!("ICE servers from the signaling server: {servers:?}");
-                self.ice_servers = servers;
+                self.ice.servers = servers;
             }
             Ok(_) => tracing::debug!("the signaling server names no ICE servers"),
             Err(e) => tracing::info!("no ICE servers from the signaling server: {e}"),
@@ -31,7 +31,7 @@ impl SessionBuilder {
     /// Opens the connection. The returned future is the transport's message
     /// loop: spawn it on any executor (it needs no tokio) and keep it running.
     pub fn build(self) -> (Session, MessageLoopFuture) {
-        let (transport, message_loop) = MatchboxTransport::open(&self.room_url, &self.ice_servers);
+        let (transport, message_loop) = PlatformTransport::open(&self.room_url, &self.ice);
         let session = Session {
             endpoint: self.endpoint(Instant::now()),
             transport: Box::new(transport),

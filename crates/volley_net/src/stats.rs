@@ -13,6 +13,44 @@ pub struct Traffic {
     pub bytes: u64,
 }
 
+/// How an ICE candidate reaches its host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CandidateKind {
+    /// The host's own address.
+    Host,
+    /// The host's address as a STUN server saw it (behind a NAT).
+    ServerReflexive,
+    /// An address learnt from the peer's connectivity checks.
+    PeerReflexive,
+    /// A TURN relay's address.
+    Relay,
+}
+
+/// One end of the selected ICE candidate pair.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Candidate {
+    /// Its kind.
+    pub kind: CandidateKind,
+    /// `ip:port` (or an mDNS name and port).
+    pub address: String,
+}
+
+/// The path a connection took: the selected candidate pair.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Link {
+    /// Our end.
+    pub local: Candidate,
+    /// The peer's end.
+    pub remote: Candidate,
+}
+
+impl Link {
+    /// Whether the packets go through a TURN relay (either end).
+    pub fn relayed(&self) -> bool {
+        self.local.kind == CandidateKind::Relay || self.remote.kind == CandidateKind::Relay
+    }
+}
+
 /// What volley knows about the link to one peer.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct PeerStats {
@@ -30,6 +68,9 @@ pub struct PeerStats {
     pub pings_sent: u64,
     /// Pongs received for them.
     pub pongs_received: u64,
+    /// The selected candidate pair, once the transport reported it (the
+    /// native transport does; the browser's does not).
+    pub link: Option<Link>,
     /// Packets from this peer that were invalid (garbage, unknown kind,
     /// wrong channel, broken fragments, undecodable payload) and dropped.
     pub invalid_packets: u64,

@@ -6,7 +6,7 @@ use matchbox_socket::{PeerState, RtcIceServerConfig, WebRtcSocket};
 use web_time::Instant;
 
 use super::{MessageLoopFuture, Transport, TransportError};
-use crate::builder::IceServer;
+use crate::builder::IceConfig;
 use crate::endpoint::Endpoint;
 use crate::{Channel, PeerId};
 
@@ -20,7 +20,8 @@ pub(crate) struct MatchboxTransport {
 
 impl MatchboxTransport {
     /// Opens the socket; returns it with its message loop.
-    pub(crate) fn open(room_url: &str, ice_servers: &[IceServer]) -> (Self, MessageLoopFuture) {
+    pub(crate) fn open(room_url: &str, ice: &IceConfig) -> (Self, MessageLoopFuture) {
+        let ice_servers = &ice.servers;
         let mut builder = WebRtcSocket::builder(room_url);
         let mut ice = RtcIceServerConfig {
             urls: Vec::new(),

@@ -2,7 +2,10 @@
 //! the [`Endpoint`](crate::Endpoint): it reports connections and packets,
 //! and carries out the endpoint's [`Transmit`](crate::Transmit)s.
 
+#[cfg(target_arch = "wasm32")]
 mod matchbox;
+#[cfg(not(target_arch = "wasm32"))]
+mod native;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -12,7 +15,12 @@ use web_time::Instant;
 use crate::endpoint::Endpoint;
 use crate::{Channel, PeerId};
 
-pub(crate) use matchbox::MatchboxTransport;
+#[cfg(target_arch = "wasm32")]
+pub(crate) use matchbox::MatchboxTransport as PlatformTransport;
+#[cfg(not(target_arch = "wasm32"))]
+pub use native::MAX_PEERS;
+#[cfg(not(target_arch = "wasm32"))]
+pub(crate) use native::NativeTransport as PlatformTransport;
 
 /// Why a session's message loop ended.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -1,0 +1,267 @@
+//! The native transport: webrtc-rs 0.21 directly, speaking matchbox's
+//! signaling protocol unchanged (so volley-server, matchbox_server and
+//! unmodified matchbox_socket peers, native or browser, share rooms with
+//! it), with matchbox's data channel layout.
+//!
+//! The message loop ([`NativeTransport::open`]) holds the signaling
+//! connection and one task per peer connection ([`peer::run`]); the
+//! session side ([`NativeTransport`]) exchanges channel messages with it.
+//! Packets are read where they arrive, on the connections' own (smol)
+//! threads, stamped with their arrival time; pings are answered there.
+
+mod peer;
+mod signaling;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use bytes::BytesMut;
+use futures_channel::mpsc::{self, UnboundedReceiver, UnboundedSender};
+use futures_util::future::BoxFuture;
+use futures_util::stream::FuturesUnordered;
+use futures_util::{FutureExt, StreamExt};
+use web_time::Instant;
+
+use self::peer::{Channels, Context, Incoming, Role};
+use self::signaling::{Heard, Signaling};
+use super::{MessageLoopFuture, Transport, TransportError};
+use crate::builder::IceConfig;
+use crate::endpoint::Endpoint;
+use crate::signal::{Event, PeerSignal, Request};
+use crate::{Channel, PeerId};
+
+/// Connections at most at once: each binds sockets, so a signaling server
+/// (or a crowd) announcing more peers than a game can play with is
+/// refused beyond this.
+pub const MAX_PEERS: usize = 64;
+
+/// Packets kept per peer between its first channel opening and the last
+/// (they are handed on once the peer is connected).
+const EARLY_PACKETS: usize = 256;
+
+/// Between two keepalives to the signaling server (as matchbox).
+const KEEPALIVE: Duration = Duration::from_secs(10);
+
+enum Command {
+    Send(PeerId, Channel, Vec<u8>),
+    Close(PeerId),
+}
+
+/// The session's side of the native transport.
+pub(crate) struct NativeTransport {
+    id: Arc<OnceLock<PeerId>>,
+    incoming: UnboundedReceiver<Incoming>,
+    commands: UnboundedSender<Command>,
+    up: HashSet<PeerId>,
+    /// Packets from peers whose channels are not all open yet.
+    early: HashMap<PeerId, Vec<(Channel, Vec<u8>, Instant)>>,
+}
+
+impl NativeTransport {
+    /// Connects to the room; returns the transport and its message loop.
+    pub(crate) fn open(room_url: &str, ice: &IceConfig) -> (Self, MessageLoopFuture) {
+        let id = Arc::new(OnceLock::new());
+        let (incoming_tx, incoming) = mpsc::unbounded();
+        let (commands, commands_rx) = mpsc::unbounded();
+        let message_loop = Box::pin(message_loop(
+            room_url.to_owned(),
+            Arc::new(ice.clone()),
+            id.clone(),
+            incoming_tx,
+            commands_rx,
+        ));
+        let transport = NativeTransport {
+            id,
+            incoming,
+            commands,
+            up: HashSet::new(),
+            early: HashMap::new(),
+        };
+        (transport, message_loop)
+    }
+}
+
+impl Transport for NativeTransport {
+    fn id(&mut self) -> Option<PeerId> {
+        self.id.get().copied()
+    }
+
+    fn poll(&mut self, endpoint: &mut Endpoint, now: Instant) {
+        while let Ok(incoming) = self.incoming.try_recv() {
+            match incoming {
+                Incoming::Up(peer) => {
+                    self.up.insert(peer);
+                    endpoint.peer_connected(peer, now);
+                    for (channel, packet, at) in self.early.remove(&peer).unwrap_or_default() {
+                        endpoint.receive_packet(peer, channel, packet, at);
+                    }
+                }
+                Incoming::Down(peer) => {
+                    self.up.remove(&peer);
+                    self.early.remove(&peer);
+                    endpoint.peer_disconnected(peer);
+                }
+                Incoming::Packet(peer, channel, packet, at) => {
+                    if self.up.contains(&peer) {
+                        endpoint.receive_packet(peer, channel, packet, at);
+                    } else {
+                        let early = self.early.entry(peer).or_default();
+                        if early.len() < EARLY_PACKETS {
+                            early.push((channel, packet, at));
+                        }
+                    }
+                }
+                Incoming::Link(peer, link) => endpoint.set_link(peer, link),
+            }
+        }
+    }
+
+    fn send(&mut self, peer: PeerId, channel: Channel, packet: Vec<u8>) {
+        let _ = self
+            .commands
+            .unbounded_send(Command::Send(peer, channel, packet));
+    }
+
+    fn close(&mut self, peer: PeerId) {
+        let _ = self.commands.unbounded_send(Command::Close(peer));
+    }
+}
+
+/// The connections' tasks, and each one's signals (dropping a peer's
+/// sender closes its connection).
+struct Peers {
+    signals: HashMap<PeerId, UnboundedSender<PeerSignal>>,
+    running: FuturesUnordered<BoxFuture<'static, PeerId>>,
+    config: Arc<IceConfig>,
+    incoming: UnboundedSender<Incoming>,
+    outgoing: UnboundedSender<(PeerId, PeerSignal)>,
+    channels: Channels,
+}
+
+impl Peers {
+    fn start(&mut self, peer: PeerId, role: Role) {
+        if self.signals.contains_key(&peer) {
+            return;
+        }
+        if self.signals.len() >= MAX_PEERS {
+            tracing::warn!("refusing a connection to {peer}: {MAX_PEERS} peers already");
+            return;
+        }
+        let (tx, rx) = mpsc::unbounded();
+        self.signals.insert(peer, tx);
+        let cx = Context {
+            config: self.config.clone(),
+            incoming: self.incoming.clone(),
+            signals: self.outgoing.clone(),
+            channels: self.channels.clone(),
+        };
+        self.running.push(Box::pin(peer::run(peer, role, rx, cx)));
+    }
+}
+
+/// What woke the message loop.
+enum Woke {
+    Heard(Heard),
+    Outgoing(Option<(PeerId, PeerSignal)>),
+    Command(Option<Command>),
+    Ended,
+    Keepalive,
+}
+
+/// The signaling connection and the peer connections, until the session
+/// is dropped (then every connection is closed) or the signaling server
+/// cannot be reached. Losing the server later is not fatal: the
+/// connections made stay.
+async fn message_loop(
+    url: String,
+    config: Arc<IceConfig>,
+    id: Arc<OnceLock<PeerId>>,
+    incoming: UnboundedSender<Incoming>,
+    mut commands: UnboundedReceiver<Command>,
+) -> Result<(), TransportError> {
+    let (mut reader, mut writer) = Signaling::connect(&url).await?.split();
+    let mut signaling_up = true;
+    let (outgoing, mut signals) = mpsc::unbounded::<(PeerId, PeerSignal)>();
+    let mut peers = Peers {
+        signals: HashMap::new(),
+        running: FuturesUnordered::new(),
+        config,
+        incoming,
+        outgoing,
+        channels: Channels::default(),
+    };
+    let mut keepalive = futures_timer::Delay::new(KEEPALIVE).fuse();
+    loop {
+        let woke = {
+            let heard = async {
+                if signaling_up {
+                    reader.next().await
+                } else {
+                    futures_util::future::pending().await
+                }
+            };
+            futures_util::select! {
+                heard = heard.fuse() => Woke::Heard(heard),
+                out = signals.next() => Woke::Outgoing(out),
+                command = commands.next() => Woke::Command(command),
+                _ = peers.running.select_next_some() => Woke::Ended,
+                _ = keepalive => Woke::Keepalive,
+            }
+        };
+        match woke {
+            Woke::Heard(Heard::Event(event)) => match event {
+                Event::IdAssigned(me) => {
+                    let _ = id.set(me);
+                }
+                Event::NewPeer(peer) => peers.start(peer, Role::Offerer),
+                Event::PeerLeft(peer) => {
+                    peers.signals.remove(&peer);
+                }
+                Event::Signal { sender, data } => {
+                    if matches!(data, PeerSignal::Offer(_)) {
+                        peers.start(sender, Role::Answerer);
+                    }
+                    if let Some(to_peer) = peers.signals.get(&sender) {
+                        let _ = to_peer.unbounded_send(data);
+                    }
+                }
+            },
+            Woke::Heard(Heard::Nothing) => {}
+            Woke::Heard(Heard::Closed(why)) => {
+                if id.get().is_none() {
+                    return Err(TransportError(format!("signaling server: {why}")));
+                }
+                tracing::warn!("lost the signaling server ({why}); connected peers stay");
+                signaling_up = false;
+            }
+            Woke::Outgoing(Some((receiver, data))) => {
+                if signaling_up
+                    && let Err(e) = writer.send(&Request::Signal { receiver, data }).await
+                {
+                    tracing::warn!("{e}; connected peers stay");
+                    signaling_up = false;
+                }
+            }
+            Woke::Outgoing(None) | Woke::Ended => {}
+            Woke::Command(Some(Command::Send(peer, channel, packet))) => {
+                if let Some(dc) = peer::channel_of(&peers.channels, peer, channel) {
+                    let _ = dc.send(BytesMut::from(&packet[..])).await;
+                }
+            }
+            Woke::Command(Some(Command::Close(peer))) => {
+                peers.signals.remove(&peer);
+            }
+            Woke::Command(None) => break, // the session is gone
+            Woke::Keepalive => {
+                if signaling_up {
+                    let _ = writer.send(&Request::KeepAlive).await;
+                }
+                keepalive = futures_timer::Delay::new(KEEPALIVE).fuse();
+            }
+        }
+    }
+    peers.signals.clear();
+    while peers.running.next().await.is_some() {}
+    Ok(())
+}

@@ -1,0 +1,511 @@
+//! One WebRTC connection to one peer (webrtc-rs 0.21): built, negotiated
+//! through signaling, its data channels read where packets arrive.
+//!
+//! Fast set-up: webrtc-rs queues three packets on the way to a connection
+//! without waking its driver, which then sends them only on the ICE agent's
+//! next 200 ms tick (the first connectivity check after a trickled
+//! candidate, the DTLS ClientHello, the SCTP INIT). [`Handler`] and
+//! [`run`] wake the driver at each of those points instead.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::time::Duration;
+
+use bytes::BytesMut;
+use futures_channel::mpsc::{self, UnboundedReceiver, UnboundedSender};
+use futures_util::StreamExt;
+use web_time::Instant;
+use webrtc::data_channel::{DataChannel, DataChannelEvent, RTCDataChannelInit};
+use webrtc::peer_connection::{
+    PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCConfigurationBuilder,
+    RTCIceCandidateInit, RTCIceCandidateType, RTCIceConnectionState, RTCIceServer,
+    RTCIceTransportPolicy, RTCPeerConnectionIceEvent, RTCPeerConnectionState,
+    RTCSessionDescription, SettingEngineBuilder,
+};
+use webrtc::runtime::{Runtime, SmolRuntime};
+
+use crate::builder::{IceConfig, IcePolicy};
+use crate::frame;
+use crate::signal::PeerSignal;
+use crate::stats::{Candidate, CandidateKind, Link};
+use crate::{Channel, PeerId};
+
+/// What the connections tell the session.
+pub(super) enum Incoming {
+    /// Every data channel to the peer is open.
+    Up(PeerId),
+    /// The connection is gone.
+    Down(PeerId),
+    /// A packet, with its arrival time.
+    Packet(PeerId, Channel, Vec<u8>, Instant),
+    /// The selected candidate pair.
+    Link(PeerId, Link),
+}
+
+/// Who makes the offer: the peer already in the room, told of a newcomer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Role {
+    Offerer,
+    Answerer,
+}
+
+/// Pings answered on arrival per peer per [`PONG_WINDOW`]; more are left
+/// to the session's per-peer limits.
+const PONGS_PER_WINDOW: u32 = 32;
+const PONG_WINDOW: Duration = Duration::from_millis(100);
+
+/// Remote candidates kept while the remote description is not yet set.
+const EARLY_CANDIDATES: usize = 64;
+
+/// The data channels of connected peers, for sending.
+pub(super) type Channels = Arc<Mutex<HashMap<PeerId, Vec<Arc<dyn DataChannel>>>>>;
+
+fn runtime() -> Arc<dyn Runtime> {
+    // smol's executor has threads of its own: the connections run whatever
+    // executor polls the session's message loop, and need no tokio.
+    Arc::new(SmolRuntime)
+}
+
+/// Wakes a connection's driver (see the module docs).
+#[derive(Default)]
+struct Waker {
+    pc: OnceLock<Weak<dyn PeerConnection>>,
+    channel: OnceLock<Weak<dyn DataChannel>>,
+    /// Ports of the never-pairing candidates (each must be new).
+    port: AtomicU16,
+}
+
+impl Waker {
+    /// The next driver loop runs (flushes what handlers queued). Setting a
+    /// data channel's low threshold to its default is the one public call
+    /// that wakes the driver and changes nothing.
+    async fn wake(&self) {
+        if let Some(channel) = self.channel.get().and_then(Weak::upgrade) {
+            let _ = channel.set_buffered_amount_low_threshold(0).await;
+        }
+    }
+
+    /// The driver's next timeout is due at once, so the DTLS ClientHello
+    /// queued on pair selection leaves now: a new remote candidate makes
+    /// the ICE agent ask for an immediate check. This one (TCP
+    /// simultaneous-open, TEST-NET-1) can never pair with our UDP ones.
+    async fn due_now(&self) {
+        let Some(pc) = self.pc.get().and_then(Weak::upgrade) else {
+            return;
+        };
+        let port = 9 + self.port.fetch_add(1, Ordering::Relaxed) % 1000;
+        let candidate = RTCIceCandidateInit {
+            candidate: format!("candidate:1 1 tcp 1 192.0.2.1 {port} typ host tcptype so"),
+            ..Default::default()
+        };
+        let _ = pc.add_ice_candidate(candidate).await;
+        self.wake().await;
+    }
+}
+
+/// The connection's callbacks (run on its driver).
+struct Handler {
+    peer: PeerId,
+    signals: UnboundedSender<(PeerId, PeerSignal)>,
+    /// Our candidates, held until our SDP has gone (a native matchbox peer
+    /// drops candidates that arrive before the description).
+    pending: Mutex<Option<Vec<String>>>,
+    waker: Arc<Waker>,
+    /// Connected (`true`), or failed/closed (`false`).
+    state: UnboundedSender<bool>,
+}
+
+impl Handler {
+    fn flush_candidates(&self) {
+        let pending = self
+            .pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        for candidate in pending.into_iter().flatten() {
+            let _ = self
+                .signals
+                .unbounded_send((self.peer, PeerSignal::IceCandidate(candidate)));
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl PeerConnectionEventHandler for Handler {
+    async fn on_ice_candidate(&self, event: RTCPeerConnectionIceEvent) {
+        let Ok(json) = event
+            .candidate
+            .to_json()
+            .map(|init| serde_json::to_string(&init).unwrap_or_default())
+        else {
+            return;
+        };
+        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        match pending.as_mut() {
+            Some(held) => held.push(json),
+            None => {
+                let _ = self
+                    .signals
+                    .unbounded_send((self.peer, PeerSignal::IceCandidate(json)));
+            }
+        }
+    }
+
+    async fn on_ice_connection_state_change(&self, state: RTCIceConnectionState) {
+        if state == RTCIceConnectionState::Connected {
+            self.waker.due_now().await;
+        }
+    }
+
+    async fn on_connection_state_change(&self, state: RTCPeerConnectionState) {
+        match state {
+            RTCPeerConnectionState::Connected => {
+                self.waker.wake().await; // the SCTP INIT
+                let _ = self.state.unbounded_send(true);
+            }
+            RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed => {
+                let _ = self.state.unbounded_send(false);
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The data channel layout matchbox uses: negotiated, id = index.
+fn channel_init(channel: Channel) -> RTCDataChannelInit {
+    let reliable = channel == Channel::Reliable;
+    RTCDataChannelInit {
+        ordered: reliable,
+        negotiated: Some(channel.index() as u16),
+        max_retransmits: (!reliable).then_some(0),
+        ..Default::default()
+    }
+}
+
+async fn build(
+    config: &IceConfig,
+    handler: Arc<Handler>,
+) -> Result<Arc<dyn PeerConnection>, webrtc::error::Error> {
+    let servers = config
+        .servers
+        .iter()
+        .map(|s| RTCIceServer {
+            urls: s.urls.clone(),
+            username: s.username.clone().unwrap_or_default(),
+            credential: s.credential.clone().unwrap_or_default(),
+        })
+        .collect();
+    let rtc_config = RTCConfigurationBuilder::new()
+        .with_ice_servers(servers)
+        .with_ice_transport_policy(match config.policy {
+            IcePolicy::All => RTCIceTransportPolicy::All,
+            IcePolicy::Relay => RTCIceTransportPolicy::Relay,
+        })
+        .build();
+    let t = &config.timing;
+    let settings = SettingEngineBuilder::new()
+        .with_ice_connection_attempts(Some(t.check_interval), Some(t.max_binding_requests))
+        .with_ice_timeouts(
+            Some(t.disconnected_after),
+            Some(t.failed_after),
+            Some(t.keepalive),
+        )
+        .with_srflx_acceptance_min_wait(Some(t.srflx_wait))
+        .with_prflx_acceptance_min_wait(Some(t.prflx_wait))
+        .with_relay_acceptance_min_wait(Some(t.relay_wait))
+        .with_multicast_dns_mode(if config.mdns {
+            rtc::ice::mdns::MulticastDnsMode::QueryOnly
+        } else {
+            rtc::ice::mdns::MulticastDnsMode::Disabled
+        })
+        .build();
+    let pc = PeerConnectionBuilder::<SocketAddr>::new()
+        .with_configuration(rtc_config)
+        .with_setting_engine(settings)
+        .with_runtime(runtime())
+        .with_handler(handler)
+        .with_udp_addrs(config.bind.clone())
+        .build()
+        .await?;
+    Ok(Arc::new(pc))
+}
+
+/// Reads one data channel until it closes: packets go to the session with
+/// their arrival time, except pings on the unreliable channel, answered
+/// here (so a peer's RTT does not include our frame time).
+async fn read_channel(
+    peer: PeerId,
+    channel: Channel,
+    dc: Arc<dyn DataChannel>,
+    opened: Arc<AtomicUsize>,
+    waker: Arc<Waker>,
+    incoming: UnboundedSender<Incoming>,
+    state: UnboundedSender<bool>,
+) {
+    let mut window = (Instant::now(), 0u32);
+    while let Some(event) = dc.poll().await {
+        match event {
+            DataChannelEvent::OnOpen => {
+                // The peer's negotiated channels are registered with SCTP
+                // on the next driver loop: wake it before data arrives.
+                waker.wake().await;
+                if opened.fetch_add(1, Ordering::AcqRel) + 1 == Channel::COUNT {
+                    let _ = incoming.unbounded_send(Incoming::Up(peer));
+                }
+            }
+            DataChannelEvent::OnMessage(message) => {
+                let now = Instant::now();
+                if channel == Channel::Unreliable
+                    && let Some(pong) = frame::pong_for(&message.data)
+                {
+                    if now.duration_since(window.0) > PONG_WINDOW {
+                        window = (now, 0);
+                    }
+                    // Beyond the budget, pings go to the session like any
+                    // packet: its limits count a flood against the sender.
+                    if window.1 < PONGS_PER_WINDOW {
+                        window.1 += 1;
+                        let _ = dc.send(BytesMut::from(&pong[..])).await;
+                        continue;
+                    }
+                }
+                let packet = Vec::from(message.data);
+                let _ = incoming.unbounded_send(Incoming::Packet(peer, channel, packet, now));
+            }
+            DataChannelEvent::OnClose => break,
+            _ => {}
+        }
+    }
+    let _ = state.unbounded_send(false);
+}
+
+fn kind(typ: RTCIceCandidateType) -> Option<CandidateKind> {
+    match typ {
+        RTCIceCandidateType::Host => Some(CandidateKind::Host),
+        RTCIceCandidateType::Srflx => Some(CandidateKind::ServerReflexive),
+        RTCIceCandidateType::Prflx => Some(CandidateKind::PeerReflexive),
+        RTCIceCandidateType::Relay => Some(CandidateKind::Relay),
+        _ => None,
+    }
+}
+
+/// The selected candidate pair, once there is one.
+async fn selected_link(pc: &Arc<dyn PeerConnection>) -> Option<Link> {
+    let sctp = pc.sctp().await?;
+    let pair = sctp
+        .transport()
+        .ice_transport()
+        .get_selected_candidate_pair()
+        .await
+        .ok()??;
+    let end = |c: &webrtc::peer_connection::RTCIceCandidate| {
+        kind(c.typ).map(|kind| Candidate {
+            kind,
+            address: format!("{}:{}", c.address, c.port),
+        })
+    };
+    Some(Link {
+        local: end(pair.local())?,
+        remote: end(pair.remote())?,
+    })
+}
+
+/// A remote candidate from signaling (`"null"` or garbage: none).
+fn remote_candidate(json: &str) -> Option<RTCIceCandidateInit> {
+    if json == "null" {
+        return None;
+    }
+    match serde_json::from_str::<RTCIceCandidateInit>(json) {
+        Ok(init) if !init.candidate.is_empty() => Some(init),
+        Ok(_) => None,
+        Err(e) => {
+            tracing::debug!("an ICE candidate that is not one: {e}");
+            None
+        }
+    }
+}
+
+/// Everything [`run`] needs besides the peer.
+pub(super) struct Context {
+    pub(super) config: Arc<IceConfig>,
+    pub(super) incoming: UnboundedSender<Incoming>,
+    pub(super) signals: UnboundedSender<(PeerId, PeerSignal)>,
+    pub(super) channels: Channels,
+}
+
+/// One peer's connection, from building it to its end: negotiates it
+/// (`remote` carries the peer's signals; its end closes the connection),
+/// reports it up, then down. Returns the peer.
+pub(super) async fn run(
+    peer: PeerId,
+    role: Role,
+    mut remote: UnboundedReceiver<PeerSignal>,
+    cx: Context,
+) -> PeerId {
+    let (state_tx, mut state) = mpsc::unbounded();
+    let waker = Arc::new(Waker::default());
+    let handler = Arc::new(Handler {
+        peer,
+        signals: cx.signals.clone(),
+        pending: Mutex::new(Some(Vec::new())),
+        waker: waker.clone(),
+        state: state_tx.clone(),
+    });
+    let pc = match build(&cx.config, handler.clone()).await {
+        Ok(pc) => pc,
+        Err(e) => {
+            tracing::warn!("cannot open a connection to {peer}: {e}");
+            return peer;
+        }
+    };
+    let _ = waker.pc.set(Arc::downgrade(&pc));
+    let mut dcs = Vec::with_capacity(Channel::COUNT);
+    let opened = Arc::new(AtomicUsize::new(0));
+    let mut readers = Vec::with_capacity(Channel::COUNT);
+    for channel in Channel::ALL {
+        let label = format!("matchbox_socket_{}", channel.index());
+        match pc
+            .create_data_channel(&label, Some(channel_init(channel)))
+            .await
+        {
+            Ok(dc) => {
+                readers.push(smol::spawn(read_channel(
+                    peer,
+                    channel,
+                    dc.clone(),
+                    opened.clone(),
+                    waker.clone(),
+                    cx.incoming.clone(),
+                    state_tx.clone(),
+                )));
+                dcs.push(dc);
+            }
+            Err(e) => {
+                tracing::warn!("cannot open data channel {label} to {peer}: {e}");
+                let _ = pc.close().await;
+                return peer;
+            }
+        }
+    }
+    if let Some(first) = dcs.first() {
+        let _ = waker.channel.set(Arc::downgrade(first));
+    }
+    lock(&cx.channels).insert(peer, dcs);
+
+    let negotiated = negotiate(&pc, role, &mut remote, &cx, &handler, &waker).await;
+    if let Err(why) = negotiated {
+        tracing::debug!("connection to {peer} not negotiated: {why}");
+    } else {
+        // Trickled candidates until the connection ends.
+        loop {
+            futures_util::select! {
+                signal = remote.next() => match signal {
+                    Some(PeerSignal::IceCandidate(json)) => {
+                        if let Some(init) = remote_candidate(&json) {
+                            let _ = pc.add_ice_candidate(init).await;
+                            waker.wake().await; // the first check, now
+                        }
+                    }
+                    Some(_) => tracing::debug!("{peer} sent a second description; ignored"),
+                    None => break, // closed by the session or the peer left
+                },
+                up = state.next() => match up {
+                    Some(true) => {
+                        if let Some(link) = selected_link(&pc).await {
+                            let _ = cx.incoming.unbounded_send(Incoming::Link(peer, link));
+                        }
+                    }
+                    Some(false) | None => break,
+                },
+            }
+        }
+    }
+    lock(&cx.channels).remove(&peer);
+    drop(readers); // cancels the readers
+    if let Err(e) = pc.close().await {
+        tracing::debug!("closing the connection to {peer}: {e}");
+    }
+    let _ = cx.incoming.unbounded_send(Incoming::Down(peer));
+    peer
+}
+
+/// Offer/answer; remote candidates that come early are held until the
+/// remote description is set.
+async fn negotiate(
+    pc: &Arc<dyn PeerConnection>,
+    role: Role,
+    remote: &mut UnboundedReceiver<PeerSignal>,
+    cx: &Context,
+    handler: &Handler,
+    waker: &Waker,
+) -> Result<(), String> {
+    let peer = handler.peer;
+    let send = |signal| {
+        cx.signals
+            .unbounded_send((peer, signal))
+            .map_err(|_| "signaling is gone".to_string())
+    };
+    let mut early = Vec::new();
+    if role == Role::Offerer {
+        let offer = pc.create_offer(None).await.map_err(|e| e.to_string())?;
+        let sdp = offer.sdp.clone();
+        pc.set_local_description(offer)
+            .await
+            .map_err(|e| e.to_string())?;
+        send(PeerSignal::Offer(sdp))?;
+        handler.flush_candidates();
+    }
+    loop {
+        match remote.next().await {
+            Some(PeerSignal::IceCandidate(json)) => {
+                if early.len() < EARLY_CANDIDATES {
+                    early.extend(remote_candidate(&json));
+                }
+            }
+            Some(PeerSignal::Offer(sdp)) if role == Role::Answerer => {
+                let offer = RTCSessionDescription::offer(sdp).map_err(|e| e.to_string())?;
+                pc.set_remote_description(offer)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let answer = pc.create_answer(None).await.map_err(|e| e.to_string())?;
+                send(PeerSignal::Answer(answer.sdp.clone()))?;
+                pc.set_local_description(answer)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                handler.flush_candidates();
+                break;
+            }
+            Some(PeerSignal::Answer(sdp)) if role == Role::Offerer => {
+                let answer = RTCSessionDescription::answer(sdp).map_err(|e| e.to_string())?;
+                pc.set_remote_description(answer)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                break;
+            }
+            Some(other) => tracing::debug!("{peer}: unexpected {other:?} while negotiating"),
+            None => return Err("closed while negotiating".into()),
+        }
+    }
+    for init in early {
+        let _ = pc.add_ice_candidate(init).await;
+    }
+    waker.wake().await;
+    Ok(())
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A connected peer's data channel.
+pub(super) fn channel_of(
+    channels: &Channels,
+    peer: PeerId,
+    channel: Channel,
+) -> Option<Arc<dyn DataChannel>> {
+    lock(channels)
+        .get(&peer)
+        .and_then(|dcs| dcs.get(channel.index()).cloned())
+}
