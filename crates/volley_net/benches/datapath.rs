@@ -390,8 +390,11 @@ fn main() {
         .build()
         .expect("runtime");
     let server = runtime.block_on(async {
+        // Every peer joins from 127.0.0.1: the per-address join rate
+        // (60/min by default) would refuse later rounds.
         let config = ServerConfig {
             addr: "127.0.0.1:0".parse().unwrap(),
+            per_ip: volley_server::limits::IpLimitsConfig::unlimited(),
             ..ServerConfig::default()
         };
         Server::bind(config).await.expect("server").spawn()

@@ -12,7 +12,7 @@
 mod peer;
 mod signaling;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -22,6 +22,7 @@ use futures_util::future::BoxFuture;
 use futures_util::stream::FuturesUnordered;
 use futures_util::{FutureExt, StreamExt};
 use web_time::Instant;
+use webrtc::data_channel::DataChannel;
 
 use self::peer::{Channels, Context, Incoming, Role};
 use self::signaling::{Heard, Signaling};
@@ -44,7 +45,6 @@ const EARLY_PACKETS: usize = 256;
 const KEEPALIVE: Duration = Duration::from_secs(10);
 
 enum Command {
-    Send(PeerId, Channel, Vec<u8>),
     Close(PeerId),
 }
 
@@ -53,7 +53,10 @@ pub(crate) struct NativeTransport {
     id: Arc<OnceLock<PeerId>>,
     incoming: UnboundedReceiver<Incoming>,
     commands: UnboundedSender<Command>,
-    up: HashSet<PeerId>,
+    /// Every connection's data channels (the message loop adds them).
+    channels: Channels,
+    /// Connected peers' data channels, by channel index.
+    up: HashMap<PeerId, Vec<Arc<dyn DataChannel>>>,
     /// Packets from peers whose channels are not all open yet.
     early: HashMap<PeerId, Vec<(Channel, Vec<u8>, Instant)>>,
 }
@@ -64,18 +67,20 @@ impl NativeTransport {
         let id = Arc::new(OnceLock::new());
         let (incoming_tx, incoming) = mpsc::unbounded();
         let (commands, commands_rx) = mpsc::unbounded();
+        let channels = Channels::default();
         let message_loop = Box::pin(message_loop(
             room_url.to_owned(),
             Arc::new(ice.clone()),
             id.clone(),
-            incoming_tx,
+            (incoming_tx, channels.clone()),
             commands_rx,
         ));
         let transport = NativeTransport {
             id,
             incoming,
             commands,
-            up: HashSet::new(),
+            channels,
+            up: HashMap::new(),
             early: HashMap::new(),
         };
         (transport, message_loop)
@@ -91,7 +96,8 @@ impl Transport for NativeTransport {
         while let Ok(incoming) = self.incoming.try_recv() {
             match incoming {
                 Incoming::Up(peer) => {
-                    self.up.insert(peer);
+                    let dcs = peer::channels_of(&self.channels, peer);
+                    self.up.insert(peer, dcs);
                     endpoint.peer_connected(peer, now);
                     for (channel, packet, at) in self.early.remove(&peer).unwrap_or_default() {
                         endpoint.receive_packet(peer, channel, packet, at);
@@ -103,7 +109,7 @@ impl Transport for NativeTransport {
                     endpoint.peer_disconnected(peer);
                 }
                 Incoming::Packet(peer, channel, packet, at) => {
-                    if self.up.contains(&peer) {
+                    if self.up.contains_key(&peer) {
                         endpoint.receive_packet(peer, channel, packet, at);
                     } else {
                         let early = self.early.entry(peer).or_default();
@@ -117,13 +123,18 @@ impl Transport for NativeTransport {
         }
     }
 
+    /// Sends on this thread: queueing a packet in webrtc-rs takes its
+    /// connection's lock (held by its driver only briefly) and wakes the
+    /// driver; a hop through the message loop's executor cost half the
+    /// throughput. Without a send-buffer limit, `send` never waits for room.
     fn send(&mut self, peer: PeerId, channel: Channel, packet: Vec<u8>) {
-        let _ = self
-            .commands
-            .unbounded_send(Command::Send(peer, channel, packet));
+        if let Some(dc) = self.up.get(&peer).and_then(|dcs| dcs.get(channel.index())) {
+            let _ = smol::block_on(dc.send(BytesMut::from(&packet[..])));
+        }
     }
 
     fn close(&mut self, peer: PeerId) {
+        self.up.remove(&peer);
         let _ = self.commands.unbounded_send(Command::Close(peer));
     }
 }
@@ -177,7 +188,7 @@ async fn message_loop(
     url: String,
     config: Arc<IceConfig>,
     id: Arc<OnceLock<PeerId>>,
-    incoming: UnboundedSender<Incoming>,
+    (incoming, channels): (UnboundedSender<Incoming>, Channels),
     mut commands: UnboundedReceiver<Command>,
 ) -> Result<(), TransportError> {
     let (mut reader, mut writer) = Signaling::connect(&url).await?.split();
@@ -189,7 +200,7 @@ async fn message_loop(
         config,
         incoming,
         outgoing,
-        channels: Channels::default(),
+        channels,
     };
     let mut keepalive = futures_timer::Delay::new(KEEPALIVE).fuse();
     loop {
@@ -244,11 +255,6 @@ async fn message_loop(
                 }
             }
             Woke::Outgoing(None) | Woke::Ended => {}
-            Woke::Command(Some(Command::Send(peer, channel, packet))) => {
-                if let Some(dc) = peer::channel_of(&peers.channels, peer, channel) {
-                    let _ = dc.send(BytesMut::from(&packet[..])).await;
-                }
-            }
             Woke::Command(Some(Command::Close(peer))) => {
                 peers.signals.remove(&peer);
             }

@@ -499,13 +499,7 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// A connected peer's data channel.
-pub(super) fn channel_of(
-    channels: &Channels,
-    peer: PeerId,
-    channel: Channel,
-) -> Option<Arc<dyn DataChannel>> {
-    lock(channels)
-        .get(&peer)
-        .and_then(|dcs| dcs.get(channel.index()).cloned())
+/// A peer's data channels, by channel index (none before it has them).
+pub(super) fn channels_of(channels: &Channels, peer: PeerId) -> Vec<Arc<dyn DataChannel>> {
+    lock(channels).get(&peer).cloned().unwrap_or_default()
 }
