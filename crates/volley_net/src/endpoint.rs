@@ -409,7 +409,11 @@ impl Endpoint {
         if let LeftReason::Misbehaving(ref what) = why {
             tracing::warn!("dropping peer {peer}: {what}");
         }
-        self.transmits.push_back(Transmit::Close(peer));
+        // An incompatible peer is not closed: it must still read our Hello
+        // to learn why (closing at once raced it). It is only ignored.
+        if !matches!(why, LeftReason::IncompatibleProtocol { .. }) {
+            self.transmits.push_back(Transmit::Close(peer));
+        }
         self.events.push_back(SessionEvent::Left(peer, why));
     }
 
