@@ -24,7 +24,7 @@ use futures_util::{FutureExt, StreamExt};
 use web_time::Instant;
 use webrtc::data_channel::DataChannel;
 
-use self::peer::{Channels, Context, Incoming, Role};
+use self::peer::{Context, Incoming, Role};
 use self::signaling::{Heard, Signaling};
 use super::{MessageLoopFuture, Transport, TransportError};
 use crate::builder::IceConfig;
@@ -44,17 +44,12 @@ const EARLY_PACKETS: usize = 256;
 /// Between two keepalives to the signaling server (as matchbox).
 const KEEPALIVE: Duration = Duration::from_secs(10);
 
-enum Command {
-    Close(PeerId),
-}
-
 /// The session's side of the native transport.
 pub(crate) struct NativeTransport {
     id: Arc<OnceLock<PeerId>>,
     incoming: UnboundedReceiver<Incoming>,
-    commands: UnboundedSender<Command>,
-    /// Every connection's data channels (the message loop adds them).
-    channels: Channels,
+    /// Peers the session closed, to the message loop.
+    closes: UnboundedSender<PeerId>,
     /// Connected peers' data channels, by channel index.
     up: HashMap<PeerId, Vec<Arc<dyn DataChannel>>>,
     /// Packets from peers whose channels are not all open yet.
@@ -66,20 +61,18 @@ impl NativeTransport {
     pub(crate) fn open(room_url: &str, ice: &IceConfig) -> (Self, MessageLoopFuture) {
         let id = Arc::new(OnceLock::new());
         let (incoming_tx, incoming) = mpsc::unbounded();
-        let (commands, commands_rx) = mpsc::unbounded();
-        let channels = Channels::default();
+        let (closes, closes_rx) = mpsc::unbounded();
         let message_loop = Box::pin(message_loop(
             room_url.to_owned(),
             Arc::new(ice.clone()),
             id.clone(),
-            (incoming_tx, channels.clone()),
-            commands_rx,
+            incoming_tx,
+            closes_rx,
         ));
         let transport = NativeTransport {
             id,
             incoming,
-            commands,
-            channels,
+            closes,
             up: HashMap::new(),
             early: HashMap::new(),
         };
@@ -95,8 +88,7 @@ impl Transport for NativeTransport {
     fn poll(&mut self, endpoint: &mut Endpoint, now: Instant) {
         while let Ok(incoming) = self.incoming.try_recv() {
             match incoming {
-                Incoming::Up(peer) => {
-                    let dcs = peer::channels_of(&self.channels, peer);
+                Incoming::Up(peer, dcs) => {
                     self.up.insert(peer, dcs);
                     endpoint.peer_connected(peer, now);
                     for (channel, packet, at) in self.early.remove(&peer).unwrap_or_default() {
@@ -135,7 +127,7 @@ impl Transport for NativeTransport {
 
     fn close(&mut self, peer: PeerId) {
         self.up.remove(&peer);
-        let _ = self.commands.unbounded_send(Command::Close(peer));
+        let _ = self.closes.unbounded_send(peer);
     }
 }
 
@@ -147,7 +139,6 @@ struct Peers {
     config: Arc<IceConfig>,
     incoming: UnboundedSender<Incoming>,
     outgoing: UnboundedSender<(PeerId, PeerSignal)>,
-    channels: Channels,
 }
 
 impl Peers {
@@ -165,7 +156,6 @@ impl Peers {
             config: self.config.clone(),
             incoming: self.incoming.clone(),
             signals: self.outgoing.clone(),
-            channels: self.channels.clone(),
         };
         self.running.push(Box::pin(peer::run(peer, role, rx, cx)));
     }
@@ -175,7 +165,8 @@ impl Peers {
 enum Woke {
     Heard(Heard),
     Outgoing(Option<(PeerId, PeerSignal)>),
-    Command(Option<Command>),
+    /// The session closed a peer (`None`: the session is gone).
+    Closed(Option<PeerId>),
     Ended,
     Keepalive,
 }
@@ -188,8 +179,8 @@ async fn message_loop(
     url: String,
     config: Arc<IceConfig>,
     id: Arc<OnceLock<PeerId>>,
-    (incoming, channels): (UnboundedSender<Incoming>, Channels),
-    mut commands: UnboundedReceiver<Command>,
+    incoming: UnboundedSender<Incoming>,
+    mut closes: UnboundedReceiver<PeerId>,
 ) -> Result<(), TransportError> {
     let (mut reader, mut writer) = Signaling::connect(&url).await?.split();
     let mut signaling_up = true;
@@ -200,7 +191,6 @@ async fn message_loop(
         config,
         incoming,
         outgoing,
-        channels,
     };
     let mut keepalive = futures_timer::Delay::new(KEEPALIVE).fuse();
     loop {
@@ -215,7 +205,7 @@ async fn message_loop(
             futures_util::select! {
                 heard = heard.fuse() => Woke::Heard(heard),
                 out = signals.next() => Woke::Outgoing(out),
-                command = commands.next() => Woke::Command(command),
+                closed = closes.next() => Woke::Closed(closed),
                 _ = peers.running.select_next_some() => Woke::Ended,
                 _ = keepalive => Woke::Keepalive,
             }
@@ -255,10 +245,10 @@ async fn message_loop(
                 }
             }
             Woke::Outgoing(None) | Woke::Ended => {}
-            Woke::Command(Some(Command::Close(peer))) => {
+            Woke::Closed(Some(peer)) => {
                 peers.signals.remove(&peer);
             }
-            Woke::Command(None) => break, // the session is gone
+            Woke::Closed(None) => break, // the session is gone
             Woke::Keepalive => {
                 if signaling_up {
                     let _ = writer.send(&Request::KeepAlive).await;

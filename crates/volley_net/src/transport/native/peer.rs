@@ -7,9 +7,8 @@
 //! candidate, the DTLS ClientHello, the SCTP INIT). [`Handler`] and
 //! [`run`] wake the driver at each of those points instead.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
@@ -34,8 +33,8 @@ use crate::{Channel, PeerId};
 
 /// What the connections tell the session.
 pub(super) enum Incoming {
-    /// Every data channel to the peer is open.
-    Up(PeerId),
+    /// Every data channel to the peer is open: here they are, by index.
+    Up(PeerId, Vec<Arc<dyn DataChannel>>),
     /// The connection is gone.
     Down(PeerId),
     /// A packet, with its arrival time.
@@ -59,8 +58,15 @@ const PONG_WINDOW: Duration = Duration::from_millis(100);
 /// Remote candidates kept while the remote description is not yet set.
 const EARLY_CANDIDATES: usize = 64;
 
-/// The data channels of connected peers, for sending.
-pub(super) type Channels = Arc<Mutex<HashMap<PeerId, Vec<Arc<dyn DataChannel>>>>>;
+/// What a connection's callbacks and readers tell its task.
+enum Health {
+    /// One data channel opened.
+    ChannelOpen,
+    /// The connection is up (the selected pair can be read).
+    Connected,
+    /// The connection failed or closed, or a channel closed.
+    Gone,
+}
 
 fn runtime() -> Arc<dyn Runtime> {
     // smol's executor has threads of its own: the connections run whatever
@@ -113,17 +119,12 @@ struct Handler {
     /// drops candidates that arrive before the description).
     pending: Mutex<Option<Vec<String>>>,
     waker: Arc<Waker>,
-    /// Connected (`true`), or failed/closed (`false`).
-    state: UnboundedSender<bool>,
+    health: UnboundedSender<Health>,
 }
 
 impl Handler {
     fn flush_candidates(&self) {
-        let pending = self
-            .pending
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
+        let pending = lock(&self.pending).take();
         for candidate in pending.into_iter().flatten() {
             let _ = self
                 .signals
@@ -142,7 +143,7 @@ impl PeerConnectionEventHandler for Handler {
         else {
             return;
         };
-        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        let mut pending = lock(&self.pending);
         match pending.as_mut() {
             Some(held) => held.push(json),
             None => {
@@ -163,10 +164,10 @@ impl PeerConnectionEventHandler for Handler {
         match state {
             RTCPeerConnectionState::Connected => {
                 self.waker.wake().await; // the SCTP INIT
-                let _ = self.state.unbounded_send(true);
+                let _ = self.health.unbounded_send(Health::Connected);
             }
             RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed => {
-                let _ = self.state.unbounded_send(false);
+                let _ = self.health.unbounded_send(Health::Gone);
             }
             _ => {}
         }
@@ -239,10 +240,9 @@ async fn read_channel(
     peer: PeerId,
     channel: Channel,
     dc: Arc<dyn DataChannel>,
-    opened: Arc<AtomicUsize>,
     waker: Arc<Waker>,
     incoming: UnboundedSender<Incoming>,
-    state: UnboundedSender<bool>,
+    health: UnboundedSender<Health>,
 ) {
     let mut window = (Instant::now(), 0u32);
     while let Some(event) = dc.poll().await {
@@ -251,9 +251,7 @@ async fn read_channel(
                 // The peer's negotiated channels are registered with SCTP
                 // on the next driver loop: wake it before data arrives.
                 waker.wake().await;
-                if opened.fetch_add(1, Ordering::AcqRel) + 1 == Channel::COUNT {
-                    let _ = incoming.unbounded_send(Incoming::Up(peer));
-                }
+                let _ = health.unbounded_send(Health::ChannelOpen);
             }
             DataChannelEvent::OnMessage(message) => {
                 let now = Instant::now();
@@ -278,7 +276,7 @@ async fn read_channel(
             _ => {}
         }
     }
-    let _ = state.unbounded_send(false);
+    let _ = health.unbounded_send(Health::Gone);
 }
 
 fn kind(typ: RTCIceCandidateType) -> Option<CandidateKind> {
@@ -332,7 +330,6 @@ pub(super) struct Context {
     pub(super) config: Arc<IceConfig>,
     pub(super) incoming: UnboundedSender<Incoming>,
     pub(super) signals: UnboundedSender<(PeerId, PeerSignal)>,
-    pub(super) channels: Channels,
 }
 
 /// One peer's connection, from building it to its end: negotiates it
@@ -344,14 +341,14 @@ pub(super) async fn run(
     mut remote: UnboundedReceiver<PeerSignal>,
     cx: Context,
 ) -> PeerId {
-    let (state_tx, mut state) = mpsc::unbounded();
+    let (health_tx, mut health) = mpsc::unbounded();
     let waker = Arc::new(Waker::default());
     let handler = Arc::new(Handler {
         peer,
         signals: cx.signals.clone(),
         pending: Mutex::new(Some(Vec::new())),
         waker: waker.clone(),
-        state: state_tx.clone(),
+        health: health_tx.clone(),
     });
     let pc = match build(&cx.config, handler.clone()).await {
         Ok(pc) => pc,
@@ -362,7 +359,6 @@ pub(super) async fn run(
     };
     let _ = waker.pc.set(Arc::downgrade(&pc));
     let mut dcs = Vec::with_capacity(Channel::COUNT);
-    let opened = Arc::new(AtomicUsize::new(0));
     let mut readers = Vec::with_capacity(Channel::COUNT);
     for channel in Channel::ALL {
         let label = format!("matchbox_socket_{}", channel.index());
@@ -375,10 +371,9 @@ pub(super) async fn run(
                     peer,
                     channel,
                     dc.clone(),
-                    opened.clone(),
                     waker.clone(),
                     cx.incoming.clone(),
-                    state_tx.clone(),
+                    health_tx.clone(),
                 )));
                 dcs.push(dc);
             }
@@ -392,13 +387,13 @@ pub(super) async fn run(
     if let Some(first) = dcs.first() {
         let _ = waker.channel.set(Arc::downgrade(first));
     }
-    lock(&cx.channels).insert(peer, dcs);
 
     let negotiated = negotiate(&pc, role, &mut remote, &cx, &handler, &waker).await;
     if let Err(why) = negotiated {
         tracing::debug!("connection to {peer} not negotiated: {why}");
     } else {
-        // Trickled candidates until the connection ends.
+        // Trickled candidates and the connection's health, until it ends.
+        let mut open = 0;
         loop {
             futures_util::select! {
                 signal = remote.next() => match signal {
@@ -411,18 +406,23 @@ pub(super) async fn run(
                     Some(_) => tracing::debug!("{peer} sent a second description; ignored"),
                     None => break, // closed by the session or the peer left
                 },
-                up = state.next() => match up {
-                    Some(true) => {
+                news = health.next() => match news {
+                    Some(Health::ChannelOpen) => {
+                        open += 1;
+                        if open == Channel::COUNT {
+                            let _ = cx.incoming.unbounded_send(Incoming::Up(peer, dcs.clone()));
+                        }
+                    }
+                    Some(Health::Connected) => {
                         if let Some(link) = selected_link(&pc).await {
                             let _ = cx.incoming.unbounded_send(Incoming::Link(peer, link));
                         }
                     }
-                    Some(false) | None => break,
+                    Some(Health::Gone) | None => break,
                 },
             }
         }
     }
-    lock(&cx.channels).remove(&peer);
     drop(readers); // cancels the readers
     if let Err(e) = pc.close().await {
         tracing::debug!("closing the connection to {peer}: {e}");
@@ -496,10 +496,6 @@ async fn negotiate(
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // Nothing panics while holding it; a poisoned lock still holds candidates.
     mutex.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// A peer's data channels, by channel index (none before it has them).
-pub(super) fn channels_of(channels: &Channels, peer: PeerId) -> Vec<Arc<dyn DataChannel>> {
-    lock(channels).get(&peer).cloned().unwrap_or_default()
 }
