@@ -51,16 +51,16 @@ use serde::de::DeserializeOwned;
 use tracing::{info, warn};
 use volley_net::codec::DECODE_LIMIT;
 pub use volley_net::{
-    Channel, ConditionerConfig, IceServer, LeftReason, Misbehaviour, NetError, PeerId, PeerLimits,
-    PeerStats, Session, SessionBuilder, SessionEvent,
+    Channel, ConditionerConfig, IceConfig, IcePolicy, IceServer, IceTiming, LeftReason,
+    Misbehaviour, NetError, PeerId, PeerLimits, PeerStats, Session, SessionBuilder, SessionEvent,
 };
 
 /// Everything a game needs in one `use`.
 pub mod prelude {
     pub use crate::{
-        Channel, ConditionerConfig, ConnectionState, LeftReason, NetAppExt, NetPeerEvent,
-        NetReceived, NetSend, NetStats, NetTarget, PeerId, PeerLimits, SessionEvent, VolleyPlugin,
-        VolleySession, VolleySet,
+        Channel, ConditionerConfig, ConnectionState, IcePolicy, IceServer, LeftReason, NetAppExt,
+        NetPeerEvent, NetReceived, NetSend, NetStats, NetTarget, PeerId, PeerLimits, SessionEvent,
+        VolleyPlugin, VolleySession, VolleySet,
     };
 }
 
@@ -198,7 +198,7 @@ pub struct VolleyPlugin {
     room_url: String,
     app_version: String,
     conditioner: Option<ConditionerConfig>,
-    ice_servers: Vec<IceServer>,
+    ice: IceConfig,
     server_ice: bool,
     min_peers: usize,
     peer_limits: PeerLimits,
@@ -211,7 +211,7 @@ impl VolleyPlugin {
             room_url: room_url.into(),
             app_version: String::new(),
             conditioner: None,
-            ice_servers: Vec::new(),
+            ice: IceConfig::default(),
             server_ice: true,
             min_peers: 1,
             peer_limits: PeerLimits::default(),
@@ -241,7 +241,34 @@ impl VolleyPlugin {
     /// `/api/ice` names none (by default there are none: host candidates
     /// only, which is all a LAN or loopback needs).
     pub fn ice_server(mut self, server: IceServer) -> Self {
-        self.ice_servers.push(server);
+        self.ice.servers.push(server);
+        self
+    }
+
+    /// Which ICE candidates connections may use ([`IcePolicy::Relay`]:
+    /// TURN relays only, so peers never learn each other's addresses).
+    pub fn ice_policy(mut self, policy: IcePolicy) -> Self {
+        self.ice.policy = policy;
+        self
+    }
+
+    /// Local UDP addresses to gather host candidates on (native only; see
+    /// [`IceConfig::bind`]).
+    pub fn bind(mut self, addresses: Vec<std::net::SocketAddr>) -> Self {
+        self.ice.bind = addresses;
+        self
+    }
+
+    /// ICE timers (native only).
+    pub fn ice_timing(mut self, timing: IceTiming) -> Self {
+        self.ice.timing = timing;
+        self
+    }
+
+    /// Accept browsers' mDNS (`.local`) host candidates (native only; off
+    /// by default, see [`IceConfig::mdns`]).
+    pub fn mdns(mut self, on: bool) -> Self {
+        self.ice.mdns = on;
         self
     }
 
@@ -333,9 +360,14 @@ fn connect(
     let mut builder = Session::builder(&config.room_url)
         .app_version(&config.app_version)
         .peer_limits(config.peer_limits);
-    for server in &config.ice_servers {
+    for server in &config.ice.servers {
         builder = builder.ice_server(server.clone());
     }
+    builder = builder
+        .ice_policy(config.ice.policy)
+        .bind(config.ice.bind.clone())
+        .ice_timing(config.ice.timing)
+        .mdns(config.ice.mdns);
     if let Some(c) = config.conditioner {
         builder = builder.conditioner(c);
     }

@@ -9,7 +9,12 @@
 //! - connect time, socket start → every peer connected to every other (for
 //!   volley: the protocol handshake done too), full mesh of 2, 4 and 8;
 //! - RTT of a 100-byte message echoed back, per channel (p50/p99);
-//! - messages per second delivered, 100 bytes, per channel.
+//! - messages per second delivered, 100 bytes, per channel, sending until
+//!   back-pressure: while fewer than `HIGH_WATER` bytes are in flight (sent,
+//!   not yet received). The receiver's count is the one signal all three
+//!   have: matchbox_socket's `send` never pushes back or reports its buffer,
+//!   and volley's `Session::buffered` falls only as SCTP acknowledges (a
+//!   loop paced by it measures the peer's delayed acks, not capacity).
 //!
 //! Every peer is polled from one thread every ~50 µs; the sockets' message
 //! loops run on a 2-thread tokio runtime.
@@ -35,18 +40,26 @@ struct EchoUnreliable(Vec<u8>);
 
 const PAYLOAD: usize = 100;
 
+/// Back-pressure threshold of the throughput loop: 128 KiB in flight.
+const HIGH_WATER: usize = 128 * 1024;
+
+/// Most messages sent between two polls, so both ends keep being driven.
+const MAX_BURST: usize = 1024;
+
 struct Options {
     rounds: usize,
     samples: usize,
     seconds: f64,
+    trials: usize,
 }
 
 fn options() -> Options {
-    let args = report::Options::parse(&["rounds", "samples", "seconds"]);
+    let args = report::Options::parse(&["rounds", "samples", "seconds", "trials"]);
     Options {
-        rounds: args.get("rounds", 5),
+        rounds: args.get("rounds", 10),
         samples: args.get("samples", 1000),
         seconds: args.get("seconds", 2.0),
+        trials: args.get("trials", 3),
     }
 }
 
@@ -340,19 +353,34 @@ fn rtt(
     (times, lost)
 }
 
-/// 100-byte messages delivered per second, a → b, sending 50 per poll.
+/// 100-byte messages delivered per second, a → b, sending until
+/// back-pressure (see the module docs) between polls.
 fn throughput(a: &mut dyn Peer, b: &mut dyn Peer, channel: Channel, seconds: f64) -> f64 {
     let to_b = a.first_peer().expect("a has a peer");
     let started = Instant::now();
     let until = started + Duration::from_secs_f64(seconds);
-    let mut received = 0usize;
+    let (mut sent, mut received) = (0usize, 0usize);
+    let mut last_arrival = Instant::now();
     while Instant::now() < until {
-        for _ in 0..50 {
+        for _ in 0..MAX_BURST {
+            let waiting = (sent - received) * PAYLOAD;
+            if waiting >= HIGH_WATER {
+                break;
+            }
             a.send(channel, to_b, vec![7u8; PAYLOAD]);
+            sent += 1;
         }
         a.poll();
         b.poll();
-        received += b.receive(channel).len();
+        let arrived = b.receive(channel).len();
+        received += arrived;
+        if arrived > 0 {
+            last_arrival = Instant::now();
+        } else if last_arrival.elapsed() > Duration::from_millis(20) {
+            // Nothing for 20 ms: what is still in flight was lost
+            // (unreliable channels, UDP); stop counting it as waiting.
+            sent = received;
+        }
         nap();
     }
     let rate = received as f64 / started.elapsed().as_secs_f64();
@@ -367,9 +395,11 @@ fn throughput(a: &mut dyn Peer, b: &mut dyn Peer, channel: Channel, seconds: f64
     rate
 }
 
-fn median(v: &mut [f64]) -> f64 {
+/// The `q` quantile (nearest rank) of samples.
+fn quantile(v: &mut [f64], q: f64) -> f64 {
     v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
+    let rank = ((v.len() as f64 * q).ceil() as usize).clamp(1, v.len().max(1));
+    v.get(rank - 1).copied().unwrap_or(f64::NAN)
 }
 
 fn ms(d: Duration) -> f64 {
@@ -416,11 +446,11 @@ fn main() {
         "data path: volley_net vs raw matchbox_socket 0.15 (loopback in a private netns, host candidates)"
     );
     println!(
-        "\nconnect time, socket start -> full mesh connected (median of {} rounds)",
+        "\nconnect time, socket start -> full mesh connected, p50 / p99 of {} rounds",
         o.rounds
     );
     println!(
-        "{:<16}{:>12}{:>12}{:>12}",
+        "{:<16}{:>18}{:>18}{:>18}",
         "", "2 peers", "4 peers", "8 peers"
     );
     let mut connect = [
@@ -437,39 +467,70 @@ fn main() {
             }
         }
     }
-    let mut medians = [[0.0; 3]; 2];
+    // [kind][peers] = (p50, p99)
+    let mut connect_q = [[(0.0, 0.0); 3]; 2];
     for k in 0..2 {
         let mut line = format!("{:<16}", name(kinds[k]));
         for i in 0..3 {
-            medians[k][i] = median(&mut connect[k][i]);
-            line += &format!("{:>10.0}ms", medians[k][i]);
+            let q = (
+                quantile(&mut connect[k][i], 0.5),
+                quantile(&mut connect[k][i], 0.99),
+            );
+            connect_q[k][i] = q;
+            line += &format!("{:>9.0} /{:>5.0}ms", q.0, q.1);
         }
         println!("{line}");
     }
     let mut line = format!("{:<16}", "volley/raw");
-    for (volley, raw) in medians[1].iter().zip(&medians[0]) {
-        line += &format!("{:>11.2}x", volley / raw);
+    for (volley, raw) in connect_q[1].iter().zip(&connect_q[0]) {
+        line += &format!("{:>9.2}x/{:>5.2}x", volley.0 / raw.0, volley.1 / raw.1);
     }
     println!("{line}");
 
     println!(
-        "\n100-byte messages, 2 peers ({} RTT samples, {:.0} s of throughput per channel)",
-        o.samples, o.seconds
+        "\n100-byte messages, 2 peers ({} trials of {} RTT samples and {:.0} s of throughput per channel; median throughput)",
+        o.trials, o.samples, o.seconds
     );
     println!(
         "{:<16}{:<12}{:>12}{:>12}{:>8}{:>14}",
         "", "channel", "RTT p50", "RTT p99", "lost", "msgs/s"
     );
+    // Trials alternate the kinds (raw, volley, UDP; then volley, raw, UDP, …)
+    // on fresh pairs; RTT samples are pooled, throughput is the median.
+    let kinds3 = [Kind::Raw, Kind::Volley, Kind::Udp];
+    // [kind][channel] = (RTT samples, lost, rates)
+    let mut runs: Vec<Vec<(Vec<Duration>, usize, Vec<f64>)>> = (0..3)
+        .map(|_| (0..2).map(|_| (Vec::new(), 0, Vec::new())).collect())
+        .collect();
+    for trial in 0..o.trials {
+        let order = if trial % 2 == 0 { [0, 1, 2] } else { [1, 0, 2] };
+        for k in order {
+            let (mut a, mut b) = match kinds3[k] {
+                Kind::Udp => udp_pair(),
+                kind => pair(kind, &next_url(), &runtime),
+            };
+            for (c, channel) in [Channel::Reliable, Channel::Unreliable]
+                .into_iter()
+                .enumerate()
+            {
+                let (times, lost) = rtt(a.as_mut(), b.as_mut(), channel, o.samples);
+                let rate = throughput(a.as_mut(), b.as_mut(), channel, o.seconds);
+                let run = &mut runs[k][c];
+                run.0.extend(times);
+                run.1 += lost;
+                run.2.push(rate);
+            }
+        }
+    }
     let mut rows = Vec::new();
     let mut cdf = Vec::new();
-    for kind in [Kind::Raw, Kind::Volley, Kind::Udp] {
-        let (mut a, mut b) = match kind {
-            Kind::Udp => udp_pair(),
-            _ => pair(kind, &next_url(), &runtime),
-        };
-        for channel in [Channel::Reliable, Channel::Unreliable] {
-            let (times, lost) = rtt(a.as_mut(), b.as_mut(), channel, o.samples);
-            let rate = throughput(a.as_mut(), b.as_mut(), channel, o.seconds);
+    for (k, kind) in kinds3.into_iter().enumerate() {
+        for (c, channel) in [Channel::Reliable, Channel::Unreliable]
+            .into_iter()
+            .enumerate()
+        {
+            let (times, lost, rates) = &mut runs[k][c];
+            times.sort();
             let p = |q: f64| {
                 times
                     .get(((times.len().max(1) - 1) as f64 * q) as usize)
@@ -477,19 +538,14 @@ fn main() {
                     .map(ms)
                     .unwrap_or(f64::NAN)
             };
+            let rate = quantile(rates, 0.5);
             let percentiles: Vec<f64> = (1..=99).map(|q| p(f64::from(q) / 100.0)).collect();
-            cdf.push((
-                format!(
-                    "{} {}",
-                    name(kind),
-                    channel.name().split('-').next().unwrap_or_default()
-                ),
-                percentiles,
-            ));
+            let channel_name = channel.name().split('-').next().unwrap_or_default();
+            cdf.push((format!("{} {channel_name}", name(kind)), percentiles));
             println!(
                 "{:<16}{:<12}{:>10.3}ms{:>10.3}ms{:>8}{:>14.0}",
                 name(kind),
-                channel.name().split('-').next().unwrap_or_default(),
+                channel_name,
                 p(0.5),
                 p(0.99),
                 lost,
@@ -501,16 +557,21 @@ fn main() {
     let mut table = report::Table::new(
         "datapath",
         format!(
-            "Data path: volley_net vs raw matchbox_socket 0.15, loopback in a private netns, host candidates; connect = median of {} rounds, 100-byte messages, {} RTT samples, {:.0} s of throughput per channel",
-            o.rounds, o.samples, o.seconds
+            "Data path: volley_net vs raw matchbox_socket 0.15, loopback in a private netns, host candidates; connect over {} rounds, 100-byte messages, {} trials of {} RTT samples and {:.0} s of throughput per channel sending until back-pressure",
+            o.rounds, o.trials, o.samples, o.seconds
         ),
         &["volley_net", "raw matchbox_socket", "plain UDP (floor)"],
     );
     for (i, n) in [2, 4, 8].iter().enumerate() {
         table.row(
-            format!("connect, {n} peers (ms)"),
+            format!("connect p50, {n} peers (ms)"),
             report::Better::Lower,
-            &[medians[1][i], medians[0][i]],
+            &[connect_q[1][i].0, connect_q[0][i].0],
+        );
+        table.row(
+            format!("connect p99, {n} peers (ms)"),
+            report::Better::Lower,
+            &[connect_q[1][i].1, connect_q[0][i].1],
         );
     }
     for (c, channel) in ["reliable", "unreliable"].iter().enumerate() {

@@ -182,6 +182,14 @@ impl Session {
         sent
     }
 
+    /// Bytes sent to `peer` on `channel` that its connection has not yet
+    /// released (acknowledged, or abandoned on an unreliable channel): the
+    /// back-pressure a game paces bulk sends by, since `send` never waits.
+    /// Always 0 in the browser for now (the matchbox transport hides it).
+    pub fn buffered(&mut self, peer: PeerId, channel: Channel) -> usize {
+        self.transport.buffered(peer, channel)
+    }
+
     /// Drains the packets received on the [`Channel::Rollback`] channel
     /// (see [`Endpoint::receive_rollback`]).
     pub fn receive_rollback(&mut self) -> Vec<(PeerId, Vec<u8>)> {

@@ -89,6 +89,11 @@ impl Transport for MatchboxTransport {
         }
     }
 
+    /// matchbox_socket does not expose its channels' `bufferedAmount`.
+    fn buffered(&mut self, _: PeerId, _: Channel) -> usize {
+        0
+    }
+
     fn close(&mut self, peer: PeerId) {
         self.closed.insert(peer);
     }

@@ -45,6 +45,9 @@ pub(crate) trait Transport: Send + Sync {
     fn poll(&mut self, endpoint: &mut Endpoint, now: Instant);
     /// Sends one packet.
     fn send(&mut self, peer: PeerId, channel: Channel, packet: Vec<u8>);
+    /// Bytes handed to `send` on `channel` that the connection has not yet
+    /// released (acknowledged, or abandoned on an unreliable channel).
+    fn buffered(&mut self, peer: PeerId, channel: Channel) -> usize;
     /// Closes the connection to one peer (the others stay).
     fn close(&mut self, peer: PeerId);
 }

@@ -121,8 +121,17 @@ impl Transport for NativeTransport {
     /// throughput. Without a send-buffer limit, `send` never waits for room.
     fn send(&mut self, peer: PeerId, channel: Channel, packet: Vec<u8>) {
         if let Some(dc) = self.up.get(&peer).and_then(|dcs| dcs.get(channel.index())) {
-            let _ = smol::block_on(dc.send(BytesMut::from(&packet[..])));
+            // Vec → Bytes → BytesMut moves the buffer (no copy).
+            let _ = smol::block_on(dc.send(BytesMut::from(bytes::Bytes::from(packet))));
         }
+    }
+
+    fn buffered(&mut self, peer: PeerId, channel: Channel) -> usize {
+        self.up
+            .get(&peer)
+            .and_then(|dcs| dcs.get(channel.index()))
+            .and_then(|dc| smol::block_on(dc.outstanding_bytes()).ok())
+            .unwrap_or(0)
     }
 
     fn close(&mut self, peer: PeerId) {
