@@ -395,6 +395,17 @@ fn throughput(a: &mut dyn Peer, b: &mut dyn Peer, channel: Channel, seconds: f64
     rate
 }
 
+/// What the trials of one kind on one channel measured.
+#[derive(Default)]
+struct Trials {
+    /// RTT samples, pooled.
+    times: Vec<Duration>,
+    /// Echoes that never came back.
+    lost: usize,
+    /// Messages per second, one per trial.
+    rates: Vec<f64>,
+}
+
 /// The `q` quantile (nearest rank) of samples.
 fn quantile(v: &mut [f64], q: f64) -> f64 {
     v.sort_by(f64::total_cmp);
@@ -498,9 +509,9 @@ fn main() {
     // Trials alternate the kinds (raw, volley, UDP; then volley, raw, UDP, …)
     // on fresh pairs; RTT samples are pooled, throughput is the median.
     let kinds3 = [Kind::Raw, Kind::Volley, Kind::Udp];
-    // [kind][channel] = (RTT samples, lost, rates)
-    let mut runs: Vec<Vec<(Vec<Duration>, usize, Vec<f64>)>> = (0..3)
-        .map(|_| (0..2).map(|_| (Vec::new(), 0, Vec::new())).collect())
+    // [kind][channel]
+    let mut runs: Vec<Vec<Trials>> = (0..3)
+        .map(|_| (0..2).map(|_| Trials::default()).collect())
         .collect();
     for trial in 0..o.trials {
         let order = if trial % 2 == 0 { [0, 1, 2] } else { [1, 0, 2] };
@@ -516,9 +527,9 @@ fn main() {
                 let (times, lost) = rtt(a.as_mut(), b.as_mut(), channel, o.samples);
                 let rate = throughput(a.as_mut(), b.as_mut(), channel, o.seconds);
                 let run = &mut runs[k][c];
-                run.0.extend(times);
-                run.1 += lost;
-                run.2.push(rate);
+                run.times.extend(times);
+                run.lost += lost;
+                run.rates.push(rate);
             }
         }
     }
@@ -529,7 +540,7 @@ fn main() {
             .into_iter()
             .enumerate()
         {
-            let (times, lost, rates) = &mut runs[k][c];
+            let Trials { times, lost, rates } = &mut runs[k][c];
             times.sort();
             let p = |q: f64| {
                 times
