@@ -52,7 +52,8 @@ use tracing::{info, warn};
 use volley_net::codec::DECODE_LIMIT;
 pub use volley_net::{
     Channel, ConditionerConfig, IceConfig, IcePolicy, IceServer, IceTiming, LeftReason,
-    Misbehaviour, NetError, PeerId, PeerLimits, PeerStats, Session, SessionBuilder, SessionEvent,
+    Misbehaviour, NetError, OpenTransport, PeerId, PeerLimits, PeerStats, Session, SessionBuilder,
+    SessionEvent,
 };
 
 /// Everything a game needs in one `use`.
@@ -202,6 +203,7 @@ pub struct VolleyPlugin {
     server_ice: bool,
     min_peers: usize,
     peer_limits: PeerLimits,
+    transport: Option<OpenTransport>,
 }
 
 impl VolleyPlugin {
@@ -215,6 +217,7 @@ impl VolleyPlugin {
             server_ice: true,
             min_peers: 1,
             peer_limits: PeerLimits::default(),
+            transport: None,
         }
     }
 
@@ -276,6 +279,14 @@ impl VolleyPlugin {
     /// servers before connecting (default: yes).
     pub fn server_ice(mut self, ask: bool) -> Self {
         self.server_ice = ask;
+        self
+    }
+
+    /// Carry the session over another transport than the platform's (for
+    /// example `volley_net::MatchboxTransport::open`, with volley_net's
+    /// `matchbox` feature).
+    pub fn transport(mut self, open: OpenTransport) -> Self {
+        self.transport = Some(open);
         self
     }
 
@@ -385,6 +396,7 @@ fn connect(
     let loop_ended = Arc::new(AtomicBool::new(false));
     let (ready, ended) = (slot.clone(), loop_ended.clone());
     let ask_server = config.server_ice;
+    let transport = config.transport;
     IoTaskPool::get()
         .spawn(async move {
             let builder = if ask_server {
@@ -392,7 +404,10 @@ fn connect(
             } else {
                 builder
             };
-            let (session, message_loop) = builder.build();
+            let (session, message_loop) = match transport {
+                Some(open) => builder.build_with(open),
+                None => builder.build(),
+            };
             *lock(&ready) = Some(session);
             if let Err(e) = message_loop.await {
                 warn!("volley: session ended: {e}");

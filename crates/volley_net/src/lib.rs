@@ -1,8 +1,9 @@
 //! volley's engine-agnostic client: typed reliable and unreliable messages
 //! between WebRTC peers, natively and in the browser.
 //!
-//! A [`Session`] owns a `matchbox_socket` with a fixed channel layout
-//! ([`Channel`]), exchanges a protocol hash with every peer before any
+//! A [`Session`] drives the protocol core ([`Endpoint`]) over a
+//! [`Transport`] (webrtc-rs natively, the browser's WebRTC through
+//! `matchbox_socket` in wasm) with a fixed channel layout ([`Channel`]), exchanges a protocol hash with every peer before any
 //! message flows, frames and decodes registered message types with a size
 //! limit, fragments large reliable messages, measures RTT and loss, and can
 //! simulate a bad network ([`ConditionerConfig`]).
@@ -34,8 +35,8 @@
 //! # Ok(()) }
 //! ```
 //!
-//! The default feature `transport` brings the [`Session`] (WebRTC through
-//! `matchbox_socket`) and the ICE fetch. Without it only the pure modules
+//! The default feature `transport` brings the [`Session`] and the ICE
+//! fetch; `matchbox` adds [`MatchboxTransport`] (required in wasm). Without it only the pure modules
 //! build: framing, fragments, the codec, the registry, the peer limits and
 //! replication — every decoder of peer bytes, which `fuzz/` exercises.
 #![forbid(unsafe_code)]
@@ -76,8 +77,18 @@ pub use session::Session;
 pub use stats::{Candidate, CandidateKind, Link, PeerStats};
 #[cfg(all(feature = "transport", not(target_arch = "wasm32")))]
 pub use transport::MAX_PEERS;
+#[cfg(feature = "matchbox")]
+pub use transport::MatchboxTransport;
 #[cfg(feature = "transport")]
-pub use transport::{MessageLoopFuture, TransportError};
+pub use transport::{MessageLoopFuture, OpenTransport, Transport, TransportError};
+#[cfg(all(
+    target_arch = "wasm32",
+    feature = "transport",
+    not(feature = "matchbox")
+))]
+compile_error!(
+    "in the browser, volley_net's transport runs on matchbox_socket: enable the `matchbox` feature"
+);
 
 /// The fixed channel layout every volley peer opens, in this order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -8,7 +8,7 @@ use crate::endpoint::{Endpoint, Transmit};
 use crate::error::{NetError, SessionEvent};
 use crate::guard::PeerLimits;
 use crate::stats::PeerStats;
-use crate::transport::{MessageLoopFuture, PlatformTransport, Transport};
+use crate::transport::{MessageLoopFuture, OpenTransport, PlatformTransport, Transport};
 use crate::{Channel, PeerId};
 
 impl SessionBuilder {
@@ -31,10 +31,16 @@ impl SessionBuilder {
     /// Opens the connection. The returned future is the transport's message
     /// loop: spawn it on any executor (it needs no tokio) and keep it running.
     pub fn build(self) -> (Session, MessageLoopFuture) {
-        let (transport, message_loop) = PlatformTransport::open(&self.room_url, &self.ice);
+        self.build_with(PlatformTransport::open)
+    }
+
+    /// [`SessionBuilder::build`] over another transport, such as
+    /// [`MatchboxTransport::open`](crate::MatchboxTransport::open).
+    pub fn build_with(self, open: OpenTransport) -> (Session, MessageLoopFuture) {
+        let (transport, message_loop) = open(&self.room_url, &self.ice);
         let session = Session {
             endpoint: self.endpoint(Instant::now()),
-            transport: Box::new(transport),
+            transport,
         };
         (session, message_loop)
     }

@@ -10,8 +10,12 @@ use crate::builder::IceConfig;
 use crate::endpoint::Endpoint;
 use crate::{Channel, PeerId};
 
-/// A `matchbox_socket` with volley's channel layout.
-pub(crate) struct MatchboxTransport {
+/// A session's transport over an unmodified `matchbox_socket` with volley's
+/// channel layout: the browser's WebRTC in wasm; natively, matchbox's own
+/// webrtc-rs negotiation. It cannot close one peer (a closed peer is
+/// ignored until it leaves), report a channel's buffer, or keep more than
+/// one ICE server's credentials.
+pub struct MatchboxTransport {
     socket: WebRtcSocket,
     /// Peers closed by the session: matchbox cannot close one peer, so
     /// they are ignored until they leave.
@@ -19,8 +23,14 @@ pub(crate) struct MatchboxTransport {
 }
 
 impl MatchboxTransport {
-    /// Opens the socket; returns it with its message loop.
-    pub(crate) fn open(room_url: &str, ice: &IceConfig) -> (Self, MessageLoopFuture) {
+    /// Opens the socket; returns it with its message loop (an
+    /// [`OpenTransport`](super::OpenTransport)).
+    pub fn open(room_url: &str, ice: &IceConfig) -> (Box<dyn Transport>, MessageLoopFuture) {
+        let (transport, message_loop) = Self::open_socket(room_url, ice);
+        (Box::new(transport), message_loop)
+    }
+
+    fn open_socket(room_url: &str, ice: &IceConfig) -> (Self, MessageLoopFuture) {
         let ice_servers = &ice.servers;
         let mut builder = WebRtcSocket::builder(room_url);
         let mut ice = RtcIceServerConfig {

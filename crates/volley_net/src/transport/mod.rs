@@ -2,7 +2,7 @@
 //! the [`Endpoint`](crate::Endpoint): it reports connections and packets,
 //! and carries out the endpoint's [`Transmit`](crate::Transmit)s.
 
-#[cfg(target_arch = "wasm32")]
+#[cfg(feature = "matchbox")]
 mod matchbox;
 #[cfg(not(target_arch = "wasm32"))]
 mod native;
@@ -12,9 +12,12 @@ use std::pin::Pin;
 
 use web_time::Instant;
 
+use crate::builder::IceConfig;
 use crate::endpoint::Endpoint;
 use crate::{Channel, PeerId};
 
+#[cfg(feature = "matchbox")]
+pub use matchbox::MatchboxTransport;
 #[cfg(target_arch = "wasm32")]
 pub(crate) use matchbox::MatchboxTransport as PlatformTransport;
 #[cfg(not(target_arch = "wasm32"))]
@@ -36,8 +39,15 @@ pub type MessageLoopFuture = Pin<Box<dyn Future<Output = Result<(), TransportErr
 #[cfg(target_arch = "wasm32")]
 pub type MessageLoopFuture = Pin<Box<dyn Future<Output = Result<(), TransportError>>>>;
 
-/// The I/O side of a `Session`.
-pub(crate) trait Transport: Send + Sync {
+/// Opens a transport to a room: the transport, and its message loop (to
+/// spawn on any executor). See [`SessionBuilder::build_with`](crate::SessionBuilder::build_with).
+pub type OpenTransport = fn(&str, &IceConfig) -> (Box<dyn Transport>, MessageLoopFuture);
+
+/// The I/O side of a `Session`: a thin driver that reports what happened on
+/// the wire to the [`Endpoint`] and carries out its sends and closes. volley
+/// brings its own (webrtc-rs natively, [`MatchboxTransport`] in the browser);
+/// implement it to carry a session over something else.
+pub trait Transport: Send + Sync {
     /// Our id, once the signaling server assigned it.
     fn id(&mut self) -> Option<PeerId>;
     /// Tells `endpoint` about connections opened and lost and packets

@@ -30,6 +30,7 @@ use super::{MessageLoopFuture, Transport, TransportError};
 use crate::builder::IceConfig;
 use crate::endpoint::Endpoint;
 use crate::signal::{Event, PeerSignal, Request};
+use crate::stats::Link;
 use crate::{Channel, PeerId};
 
 /// Connections at most at once: each binds sockets, so a signaling server
@@ -54,11 +55,13 @@ pub(crate) struct NativeTransport {
     up: HashMap<PeerId, Vec<Arc<dyn DataChannel>>>,
     /// Packets from peers whose channels are not all open yet.
     early: HashMap<PeerId, Vec<(Channel, Vec<u8>, Instant)>>,
+    /// Selected candidate pairs of peers whose channels are not all open yet.
+    links: HashMap<PeerId, Link>,
 }
 
 impl NativeTransport {
     /// Connects to the room; returns the transport and its message loop.
-    pub(crate) fn open(room_url: &str, ice: &IceConfig) -> (Self, MessageLoopFuture) {
+    pub(crate) fn open(room_url: &str, ice: &IceConfig) -> (Box<dyn Transport>, MessageLoopFuture) {
         let id = Arc::new(OnceLock::new());
         let (incoming_tx, incoming) = mpsc::unbounded();
         let (closes, closes_rx) = mpsc::unbounded();
@@ -75,8 +78,9 @@ impl NativeTransport {
             closes,
             up: HashMap::new(),
             early: HashMap::new(),
+            links: HashMap::new(),
         };
-        (transport, message_loop)
+        (Box::new(transport), message_loop)
     }
 }
 
@@ -91,6 +95,9 @@ impl Transport for NativeTransport {
                 Incoming::Up(peer, dcs) => {
                     self.up.insert(peer, dcs);
                     endpoint.peer_connected(peer, now);
+                    if let Some(link) = self.links.remove(&peer) {
+                        endpoint.set_link(peer, link);
+                    }
                     for (channel, packet, at) in self.early.remove(&peer).unwrap_or_default() {
                         endpoint.receive_packet(peer, channel, packet, at);
                     }
@@ -98,6 +105,7 @@ impl Transport for NativeTransport {
                 Incoming::Down(peer) => {
                     self.up.remove(&peer);
                     self.early.remove(&peer);
+                    self.links.remove(&peer);
                     endpoint.peer_disconnected(peer);
                 }
                 Incoming::Packet(peer, channel, packet, at) => {
@@ -109,6 +117,11 @@ impl Transport for NativeTransport {
                             early.push((channel, packet, at));
                         }
                     }
+                }
+                // ICE connects before the channels open: a link that comes
+                // first waits for its peer.
+                Incoming::Link(peer, link) if !self.up.contains_key(&peer) => {
+                    self.links.insert(peer, link);
                 }
                 Incoming::Link(peer, link) => endpoint.set_link(peer, link),
             }
