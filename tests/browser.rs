@@ -70,6 +70,58 @@ fn a_browser_plays_box_game_against_a_native_bot() {
 }
 
 #[test]
+fn a_browser_a_volley_bot_and_a_matchbox_bot_play_one_match() {
+    browser_test(
+        "a_browser_a_volley_bot_and_a_matchbox_bot_play_one_match",
+        |server, driver| {
+            let browser = driver.browser();
+            let mut run = BotRun::new(&format!("ws://{}", server.addr()), 1, 3, CHECKPOINT);
+            run.bots_per_room = 2;
+            run.room_prefix = "e2e-mixed".into();
+            run.linger = Duration::from_secs(5);
+            run.timeout = Duration::from_secs(150);
+            browser.goto(&format!(
+                "http://{}/play/box_game?room=e2e-mixed&players=3",
+                server.addr()
+            ));
+            // Bot 1 negotiates through unmodified matchbox_socket, bot 0
+            // through volley's own transport; the browser through Chromium.
+            let bots = std::thread::spawn(move || {
+                volley_bots::run_rooms_with(&run, |app, _, bot| {
+                    if bot == 1 {
+                        let plugin = app
+                            .world()
+                            .resource::<volley::bevy::VolleyPlugin>()
+                            .clone()
+                            .transport(volley::net::MatchboxTransport::open);
+                        app.insert_resource(plugin);
+                    }
+                })
+            });
+            let mut seen = Value::Null;
+            let ours = wait_for(
+                "the browser to confirm the checkpoint",
+                Duration::from_secs(150),
+                || checkpoint(&browser, &mut seen),
+            );
+            let reports = bots.join().expect("the bots ran");
+            let room = &reports[0];
+            print!("{room}");
+            println!("browser: {seen}");
+            assert!(room.ok(), "{room}");
+            for bot in &room.bots {
+                assert_eq!(
+                    Some(&ours),
+                    bot.checksum.map(|c| format!("{c:032x}")).as_ref(),
+                    "browser and bots disagree at frame {CHECKPOINT}"
+                );
+            }
+            assert_eq!(seen["players"], 3, "{seen}");
+        },
+    );
+}
+
+#[test]
 fn two_browsers_play_box_game_against_each_other() {
     browser_test(
         "two_browsers_play_box_game_against_each_other",
