@@ -236,8 +236,8 @@ fn bench(args: &[String]) -> Result<(), String> {
             "data-path benchmark",
             "volley_net",
             "datapath",
-            &["--rounds", "5", "--samples", "1000", "--seconds", "2"],
-            &["--rounds", "1", "--samples", "100", "--seconds", "1"],
+            &["--rounds", "10", "--samples", "1000", "--seconds", "2", "--trials", "3"],
+            &["--rounds", "1", "--samples", "100", "--seconds", "1", "--trials", "1"],
         ),
         (
             "rollback benchmark",
