@@ -15,30 +15,17 @@ use serde::{Deserialize, Serialize};
 use volley::net::{
     CandidateKind, Channel, IcePolicy, IceServer, LeftReason, PeerId, Session, SessionEvent,
 };
-use volley::server::{Server, ServerConfig, ServerHandle};
+use volley::server::ServerHandle;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Chat(String);
 
 fn run(test: impl std::future::Future<Output = ()>) {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(async {
-            tokio::time::timeout(Duration::from_secs(90), test)
-                .await
-                .expect("test finished within 90 s")
-        });
+    support::server::run_async(Duration::from_secs(90), test);
 }
 
 async fn server() -> ServerHandle {
-    let config = ServerConfig {
-        addr: "127.0.0.1:0".parse().unwrap(),
-        ..ServerConfig::default()
-    };
-    Server::bind(config).await.unwrap().spawn()
+    support::server::spawn().await
 }
 
 /// Accepts one user with one password, and counts who asked.
@@ -67,6 +54,7 @@ impl turn::auth::AuthHandler for OneUser {
 /// A TURN server on 127.0.0.1 (webrtc-rs' `turn`) that knows one user.
 struct Turn {
     server: turn::server::Server,
+    auth: Arc<OneUser>,
     addr: SocketAddr,
     user: &'static str,
     password: &'static str,
@@ -93,7 +81,7 @@ impl Turn {
                 ),
             }],
             realm: realm.to_string(),
-            auth_handler: auth,
+            auth_handler: auth.clone(),
             channel_bind_timeout: Duration::ZERO,
             alloc_close_notify: None,
         })
@@ -101,6 +89,7 @@ impl Turn {
         .unwrap();
         Turn {
             server,
+            auth,
             addr,
             user,
             password,
@@ -113,6 +102,11 @@ impl Turn {
             username: Some(self.user.to_string()),
             credential: Some(self.password.to_string()),
         }
+    }
+
+    /// The usernames it was asked to authenticate.
+    fn asked(&self) -> Vec<String> {
+        self.auth.asked.lock().unwrap().clone()
     }
 
     /// Usernames of the live allocations, with the bytes each relayed.
@@ -225,6 +219,9 @@ fn several_turn_servers_each_with_its_own_credentials_carry_a_relay_only_connect
         assert!(on_two.len() >= 2, "{on_two:?}");
         assert!(on_one.iter().all(|(user, _)| user == "ann"), "{on_one:?}");
         assert!(on_two.iter().all(|(user, _)| user == "bob"), "{on_two:?}");
+        // Nobody tried one server's user on the other.
+        assert!(one.asked().iter().all(|u| u == "ann"), "{:?}", one.asked());
+        assert!(two.asked().iter().all(|u| u == "bob"), "{:?}", two.asked());
         // The chat crossed one of them.
         let relayed: usize = on_one.iter().chain(&on_two).map(|(_, bytes)| bytes).sum();
         assert!(relayed > 0, "nothing relayed");

@@ -10,7 +10,7 @@ use volley::net::{
     Channel, ConditionerConfig, LeftReason, Misbehaviour, NetError, PeerId, PeerLimits, Session,
     SessionBuilder, SessionEvent,
 };
-use volley::server::{Server, ServerConfig, ServerHandle};
+use volley::server::ServerHandle;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Chat {
@@ -32,24 +32,11 @@ struct Blob(Vec<u8>);
 struct Snapshot(Vec<u8>);
 
 fn run(test: impl std::future::Future<Output = ()>) {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(async {
-            tokio::time::timeout(Duration::from_secs(60), test)
-                .await
-                .expect("test finished within 60 s")
-        });
+    support::server::run_async(Duration::from_secs(60), test);
 }
 
 async fn server() -> ServerHandle {
-    let config = ServerConfig {
-        addr: "127.0.0.1:0".parse().unwrap(),
-        ..ServerConfig::default()
-    };
-    Server::bind(config).await.unwrap().spawn()
+    support::server::spawn().await
 }
 
 fn session(

@@ -24,3 +24,29 @@ pub fn with_server_config(config: ServerConfig, test: impl FnOnce(&ServerHandle)
     test(&server);
     runtime.block_on(server.shutdown());
 }
+
+/// Runs an async test on a 2-thread tokio runtime, failing it after `limit`.
+pub fn run_async(limit: std::time::Duration, test: impl std::future::Future<Output = ()>) {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
+        .block_on(async {
+            tokio::time::timeout(limit, test)
+                .await
+                .unwrap_or_else(|_| panic!("test finished within {limit:?}"))
+        });
+}
+
+/// A server on an ephemeral port on 127.0.0.1, inside a tokio runtime.
+pub async fn spawn() -> ServerHandle {
+    let config = ServerConfig {
+        addr: "127.0.0.1:0".parse().expect("an address"),
+        ..ServerConfig::default()
+    };
+    Server::bind(config)
+        .await
+        .expect("the server binds")
+        .spawn()
+}

@@ -669,6 +669,10 @@ impl Endpoint {
             peer,
             error: NetError::IncompatibleProtocol { ours, theirs },
         });
+        // One last Hello, so that it learns our hash too: every Hello we
+        // sent before may have been lost (a fresh channel's first message
+        // can be), and an ignored peer is sent nothing more.
+        self.send_hello(peer, now);
         self.drop_peer(peer, LeftReason::IncompatibleProtocol { ours, theirs });
         Ok(())
     }

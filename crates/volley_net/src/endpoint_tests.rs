@@ -135,6 +135,27 @@ fn incompatible_peers_refuse_each_other() {
 }
 
 #[test]
+fn incompatible_peers_refuse_each_other_when_ones_first_hello_is_lost() {
+    let t0 = Instant::now();
+    let mut net = Net::new(&["1", "2"], t0);
+    // The first Hello of node 0 is lost (a fresh channel's first message
+    // can be); node 1's arrives, and node 0 stops talking to it.
+    let lost = net.at(0).poll_transmit();
+    assert!(matches!(lost, Some(Transmit::Send { .. })), "{lost:?}");
+    net.pump(t0, 3);
+    for (n, other) in [(0, id(2)), (1, id(1))] {
+        let events = net.at(n).events();
+        assert!(
+            events.iter().any(|e| matches!(
+                e,
+                SessionEvent::Left(p, LeftReason::IncompatibleProtocol { .. }) if *p == other
+            )),
+            "node {n}: {events:?}"
+        );
+    }
+}
+
+#[test]
 fn disconnect_closes_one_peer_and_keeps_the_others() {
     let t0 = Instant::now();
     let mut net = Net::new(&["1", "1", "1"], t0);
