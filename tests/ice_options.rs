@@ -233,8 +233,8 @@ fn several_turn_servers_each_with_its_own_credentials_carry_a_relay_only_connect
 /// The candidates a session in `room` offers to a newcomer: a bare
 /// signaling client joins after it and reads the offer and the trickled
 /// candidates it is sent (it never answers). Returns the candidate types
-/// seen, once a relay candidate (or, with `want_host`, a host one) has come
-/// and a second more has passed.
+/// seen, once one of type `want` has come and a second more has passed
+/// (at most 20 s).
 async fn offered_candidate_types(server: &ServerHandle, room: &str, want: &str) -> Vec<String> {
     let url = format!("ws://{}/{room}", server.addr());
     let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();

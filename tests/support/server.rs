@@ -11,16 +11,7 @@ pub fn with_server(test: impl FnOnce(&ServerHandle)) {
 /// ephemeral port on 127.0.0.1).
 pub fn with_server_config(config: ServerConfig, test: impl FnOnce(&ServerHandle)) {
     let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
-    let server = runtime.block_on(async {
-        let config = ServerConfig {
-            addr: "127.0.0.1:0".parse().expect("an address"),
-            ..config
-        };
-        Server::bind(config)
-            .await
-            .expect("the server binds")
-            .spawn()
-    });
+    let server = runtime.block_on(spawn_with(config));
     test(&server);
     runtime.block_on(server.shutdown());
 }
@@ -41,9 +32,14 @@ pub fn run_async(limit: std::time::Duration, test: impl std::future::Future<Outp
 
 /// A server on an ephemeral port on 127.0.0.1, inside a tokio runtime.
 pub async fn spawn() -> ServerHandle {
+    spawn_with(ServerConfig::default()).await
+}
+
+/// [`spawn`] with a configuration (its address is replaced).
+pub async fn spawn_with(config: ServerConfig) -> ServerHandle {
     let config = ServerConfig {
         addr: "127.0.0.1:0".parse().expect("an address"),
-        ..ServerConfig::default()
+        ..config
     };
     Server::bind(config)
         .await

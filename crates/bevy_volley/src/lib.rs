@@ -59,9 +59,9 @@ pub use volley_net::{
 /// Everything a game needs in one `use`.
 pub mod prelude {
     pub use crate::{
-        Channel, ConditionerConfig, ConnectionState, IcePolicy, IceServer, LeftReason, NetAppExt,
-        NetPeerEvent, NetReceived, NetSend, NetStats, NetTarget, PeerId, PeerLimits, SessionEvent,
-        VolleyPlugin, VolleySession, VolleySet,
+        Channel, ConditionerConfig, ConnectionState, IceConfig, IcePolicy, IceServer, LeftReason,
+        NetAppExt, NetPeerEvent, NetReceived, NetSend, NetStats, NetTarget, PeerId, PeerLimits,
+        SessionEvent, VolleyPlugin, VolleySession, VolleySet,
     };
 }
 
@@ -248,30 +248,12 @@ impl VolleyPlugin {
         self
     }
 
-    /// Which ICE candidates connections may use ([`IcePolicy::Relay`]:
-    /// TURN relays only, so peers never learn each other's addresses).
-    pub fn ice_policy(mut self, policy: IcePolicy) -> Self {
-        self.ice.policy = policy;
-        self
-    }
-
-    /// Local UDP addresses to gather host candidates on (native only; see
-    /// [`IceConfig::bind`]).
-    pub fn bind(mut self, addresses: Vec<std::net::SocketAddr>) -> Self {
-        self.ice.bind = addresses;
-        self
-    }
-
-    /// ICE timers (native only).
-    pub fn ice_timing(mut self, timing: IceTiming) -> Self {
-        self.ice.timing = timing;
-        self
-    }
-
-    /// Accept browsers' mDNS (`.local`) host candidates (native only; off
-    /// by default, see [`IceConfig::mdns`]).
-    pub fn mdns(mut self, on: bool) -> Self {
-        self.ice.mdns = on;
+    /// The whole ICE configuration (servers, [`IcePolicy`], bind addresses,
+    /// [`IceTiming`], mDNS), as [`SessionBuilder::ice`] takes it: for
+    /// example `IceConfig { policy: IcePolicy::Relay, ..IceConfig::default() }`
+    /// for TURN relays only. Replaces the servers added so far.
+    pub fn ice(mut self, ice: IceConfig) -> Self {
+        self.ice = ice;
         self
     }
 
@@ -371,14 +353,7 @@ fn connect(
     let mut builder = Session::builder(&config.room_url)
         .app_version(&config.app_version)
         .peer_limits(config.peer_limits);
-    for server in &config.ice.servers {
-        builder = builder.ice_server(server.clone());
-    }
-    builder = builder
-        .ice_policy(config.ice.policy)
-        .bind(config.ice.bind.clone())
-        .ice_timing(config.ice.timing)
-        .mdns(config.ice.mdns);
+    builder = builder.ice(config.ice.clone());
     if let Some(c) = config.conditioner {
         builder = builder.conditioner(c);
     }

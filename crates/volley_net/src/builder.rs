@@ -197,6 +197,12 @@ impl SessionBuilder {
         self
     }
 
+    /// Replaces the whole ICE configuration (servers included).
+    pub fn ice(mut self, ice: IceConfig) -> Self {
+        self.ice = ice;
+        self
+    }
+
     /// The whole ICE configuration.
     pub fn ice_config(&self) -> &IceConfig {
         &self.ice

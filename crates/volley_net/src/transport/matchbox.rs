@@ -26,11 +26,6 @@ impl MatchboxTransport {
     /// Opens the socket; returns it with its message loop (an
     /// [`OpenTransport`](super::OpenTransport)).
     pub fn open(room_url: &str, ice: &IceConfig) -> (Box<dyn Transport>, MessageLoopFuture) {
-        let (transport, message_loop) = Self::open_socket(room_url, ice);
-        (Box::new(transport), message_loop)
-    }
-
-    fn open_socket(room_url: &str, ice: &IceConfig) -> (Self, MessageLoopFuture) {
         let ice_servers = &ice.servers;
         let mut builder = WebRtcSocket::builder(room_url);
         let mut ice = RtcIceServerConfig {
@@ -63,7 +58,7 @@ impl MatchboxTransport {
             socket,
             closed: HashSet::new(),
         };
-        (transport, message_loop)
+        (Box::new(transport), message_loop)
     }
 }
 

@@ -30,7 +30,6 @@ use super::{MessageLoopFuture, Transport, TransportError};
 use crate::builder::IceConfig;
 use crate::endpoint::Endpoint;
 use crate::signal::{Event, PeerSignal, Request};
-use crate::stats::Link;
 use crate::{Channel, PeerId};
 
 /// Connections at most at once: each binds sockets, so a signaling server
@@ -55,8 +54,6 @@ pub(crate) struct NativeTransport {
     up: HashMap<PeerId, Vec<Arc<dyn DataChannel>>>,
     /// Packets from peers whose channels are not all open yet.
     early: HashMap<PeerId, Vec<(Channel, Vec<u8>, Instant)>>,
-    /// Selected candidate pairs of peers whose channels are not all open yet.
-    links: HashMap<PeerId, Link>,
 }
 
 impl NativeTransport {
@@ -78,9 +75,13 @@ impl NativeTransport {
             closes,
             up: HashMap::new(),
             early: HashMap::new(),
-            links: HashMap::new(),
         };
         (Box::new(transport), message_loop)
+    }
+
+    /// A connected peer's data channel.
+    fn channel(&self, peer: PeerId, channel: Channel) -> Option<&Arc<dyn DataChannel>> {
+        self.up.get(&peer)?.get(channel.index())
     }
 }
 
@@ -95,9 +96,6 @@ impl Transport for NativeTransport {
                 Incoming::Up(peer, dcs) => {
                     self.up.insert(peer, dcs);
                     endpoint.peer_connected(peer, now);
-                    if let Some(link) = self.links.remove(&peer) {
-                        endpoint.set_link(peer, link);
-                    }
                     for (channel, packet, at) in self.early.remove(&peer).unwrap_or_default() {
                         endpoint.receive_packet(peer, channel, packet, at);
                     }
@@ -105,7 +103,6 @@ impl Transport for NativeTransport {
                 Incoming::Down(peer) => {
                     self.up.remove(&peer);
                     self.early.remove(&peer);
-                    self.links.remove(&peer);
                     endpoint.peer_disconnected(peer);
                 }
                 Incoming::Packet(peer, channel, packet, at) => {
@@ -118,11 +115,6 @@ impl Transport for NativeTransport {
                         }
                     }
                 }
-                // ICE connects before the channels open: a link that comes
-                // first waits for its peer.
-                Incoming::Link(peer, link) if !self.up.contains_key(&peer) => {
-                    self.links.insert(peer, link);
-                }
                 Incoming::Link(peer, link) => endpoint.set_link(peer, link),
             }
         }
@@ -133,16 +125,14 @@ impl Transport for NativeTransport {
     /// driver; a hop through the message loop's executor cost half the
     /// throughput. Without a send-buffer limit, `send` never waits for room.
     fn send(&mut self, peer: PeerId, channel: Channel, packet: Vec<u8>) {
-        if let Some(dc) = self.up.get(&peer).and_then(|dcs| dcs.get(channel.index())) {
+        if let Some(dc) = self.channel(peer, channel) {
             // Vec → Bytes → BytesMut moves the buffer (no copy).
             let _ = smol::block_on(dc.send(BytesMut::from(bytes::Bytes::from(packet))));
         }
     }
 
     fn buffered(&mut self, peer: PeerId, channel: Channel) -> usize {
-        self.up
-            .get(&peer)
-            .and_then(|dcs| dcs.get(channel.index()))
+        self.channel(peer, channel)
             .and_then(|dc| smol::block_on(dc.outstanding_bytes()).ok())
             .unwrap_or(0)
     }

@@ -289,6 +289,13 @@ fn kind(typ: RTCIceCandidateType) -> Option<CandidateKind> {
     }
 }
 
+/// Tells the session which candidate pair the connection took.
+async fn report_link(peer: PeerId, pc: &Arc<dyn PeerConnection>, cx: &Context) {
+    if let Some(link) = selected_link(pc).await {
+        let _ = cx.incoming.unbounded_send(Incoming::Link(peer, link));
+    }
+}
+
 /// The selected candidate pair, once there is one.
 async fn selected_link(pc: &Arc<dyn PeerConnection>) -> Option<Link> {
     let sctp = pc.sctp().await?;
@@ -411,13 +418,16 @@ pub(super) async fn run(
                         open += 1;
                         if open == Channel::COUNT {
                             let _ = cx.incoming.unbounded_send(Incoming::Up(peer, dcs.clone()));
+                            report_link(peer, &pc, &cx).await;
                         }
                     }
-                    Some(Health::Connected) => {
-                        if let Some(link) = selected_link(&pc).await {
-                            let _ = cx.incoming.unbounded_send(Incoming::Link(peer, link));
-                        }
+                    // ICE connects before the channels open: until they
+                    // are, the session does not know the peer, and the
+                    // pair is reported with `Up` instead.
+                    Some(Health::Connected) if open == Channel::COUNT => {
+                        report_link(peer, &pc, &cx).await;
                     }
+                    Some(Health::Connected) => {}
                     Some(Health::Gone) | None => break,
                 },
             }
