@@ -10,9 +10,9 @@ use std::time::Duration;
 use bevy::prelude::*;
 use bevy::time::TimeUpdateStrategy;
 use support::server::with_server;
-use volley::bevy::ConditionerConfig;
-use volley::bevy::rollback::bevy_ggrs::{GgrsSchedule, RollbackFrameCount};
-use volley::bevy::rollback::{RollbackPlugin, RollbackStatus};
+use volley::bevy::rollback::bevy_ggrs::{self, GgrsSchedule, RollbackFrameCount};
+use volley::bevy::rollback::{RollbackPlugin, RollbackStatus, VolleyGgrs};
+use volley::bevy::{ConditionerConfig, VolleySession};
 use volley_bots::{BotRun, RoomReport, run_rooms, run_rooms_with};
 use volley_games::box_game::{self, Body, BoxGameStep, BoxInput, Player, Round, Score};
 
@@ -185,5 +185,65 @@ fn a_desync_between_peers_is_detected_and_named() {
             named.iter().all(|p| !p.contains("Body")),
             "only Score differs, yet: {named:?}"
         );
+    });
+}
+
+/// From `frame` on, this bot's player is gone: it closes every connection
+/// (`silently`: its game stops, its connections stay open, as in a hung
+/// process).
+fn leave_at(
+    frame: i32,
+    silently: bool,
+) -> impl FnMut(Commands, Option<ResMut<VolleySession>>, Res<RollbackStatus>) {
+    move |mut commands, volley, status| {
+        let Some(mut volley) = volley else { return };
+        if status.frame < frame {
+            return;
+        }
+        if silently {
+            commands.remove_resource::<bevy_ggrs::Session<VolleyGgrs<BoxInput>>>();
+        } else {
+            let peers: Vec<_> = volley.session().connected_peers().collect();
+            for peer in peers {
+                volley.session().disconnect(peer);
+            }
+            commands.remove_resource::<VolleySession>();
+        }
+    }
+}
+
+/// Two of four players leave a lossy match at different frames, one by
+/// closing its connections and one by falling silent: the two left drop
+/// each at the same frame (their last packets reached them unevenly) and
+/// play on in sync.
+#[test]
+fn players_who_leave_are_dropped_at_the_same_frame_by_everyone_left() {
+    if !support::netns::isolate("players_who_leave_are_dropped_at_the_same_frame_by_everyone_left")
+    {
+        return;
+    }
+    with_server(|server| {
+        let mut run = BotRun::new(&format!("ws://{}", server.addr()), 1, 4, 600);
+        run.unjudged = vec![2, 3];
+        run.timeout = Duration::from_secs(90);
+        run.conditioner = Some(ConditionerConfig {
+            latency: Duration::from_millis(30),
+            jitter: Duration::ZERO,
+            loss: 0.15,
+            seed: 7,
+        });
+        let reports = run_rooms_with(&run, |app, _, bot| match bot {
+            2 => {
+                app.add_systems(Update, leave_at(150, false));
+            }
+            3 => {
+                app.add_systems(Update, leave_at(300, true));
+            }
+            _ => {}
+        });
+        let room = &reports[0];
+        print!("{room}");
+        assert!(room.ok(), "{room}");
+        assert!(room.bots.iter().all(|b| b.desyncs == 0), "{room}");
     });
 }

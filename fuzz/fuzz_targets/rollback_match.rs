@@ -112,7 +112,7 @@ fuzz_target!(|data: &[u8]| {
                     }
                     frame = now;
                 }
-                let _ = game.drop_player(to, attacker);
+                game.drop_player(to, attacker);
             }
             _ => {
                 let index = usize::from(input.u8());

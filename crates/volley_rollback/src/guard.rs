@@ -11,9 +11,12 @@
 //! for the sender's own disconnection, timed right after its last input,
 //! makes it roll back to the current frame and panic. [`Guard::check`] refuses
 //! or rewrites each of those, and hands on a message ggrs cannot trip over.
+//! No peer's word drops a player: volley's peers agree on that among
+//! themselves first (see [`crate::drops`]).
 
 use ggrs::Message;
 
+use crate::mirror::NULL_FRAME;
 use crate::rle::{self, RleError};
 use crate::wire::{self, WireBody, WireInput, WireMessage, WireStatus};
 
@@ -29,9 +32,6 @@ pub const MAX_INPUTS_PER_PACKET: usize = 128;
 
 /// How far back a `pong` may be: older ones are not answers to our reports.
 pub const MAX_PONG_AGE_MS: u128 = 60_000;
-
-/// ggrs' frame number for "none".
-const NULL_FRAME: i32 = -1;
 
 /// ggrs' input queue length: the frames between the oldest unconfirmed and
 /// the newest input must fit in it.
@@ -72,16 +72,13 @@ impl GuardConfig {
 
 /// What this peer knows when a packet arrives.
 #[derive(Debug, Clone, Copy)]
-pub struct View<'a> {
+pub struct View {
     /// Our current frame (0 before the session runs).
     pub frame: i32,
     /// Our wall clock in ms since the Unix epoch (what ggrs puts in `ping`).
     pub now_millis: u128,
     /// Player handles the sender controls (1 for a volley peer).
     pub sender_handles: usize,
-    /// By handle: players we have dropped ourselves. Only for these is a
-    /// peer's word that a player disconnected taken (to agree on the frame).
-    pub dropped: &'a [bool],
 }
 
 /// Why a rollback packet was refused. Every refusal counts against the
@@ -136,15 +133,6 @@ pub enum Rejected {
     },
 }
 
-/// A message that passed the guard.
-#[derive(Debug, Clone)]
-pub struct Checked {
-    /// What ggrs may have.
-    pub message: Message,
-    /// For an input message, the frame of its last input.
-    pub last_input_frame: Option<i32>,
-}
-
 /// Checks ggrs messages from peers against a session's settings.
 #[derive(Debug, Clone, Copy)]
 pub struct Guard {
@@ -173,22 +161,20 @@ impl Guard {
     ///     input_delay: 2,
     ///     desync_interval: Some(10),
     /// });
-    /// let view = View { frame: 0, now_millis: 0, sender_handles: 1, dropped: &[false, false] };
+    /// let view = View { frame: 0, now_millis: 0, sender_handles: 1 };
     /// assert_eq!(guard.check(&[0xff; 40], &view).unwrap_err(), Rejected::Undecodable);
     /// ```
-    pub fn check(&self, bytes: &[u8], view: &View<'_>) -> Result<Message, Rejected> {
-        self.inspect(bytes, view).map(|checked| checked.message)
+    pub fn check(&self, bytes: &[u8], view: &View) -> Result<Message, Rejected> {
+        let message = self.inspect(bytes, view)?;
+        wire::to_ggrs(&message).ok_or(Rejected::Undecodable)
     }
 
-    /// [`Guard::check`], also saying which frame an input message ends at
-    /// (volley tracks each player's last input with it).
-    pub fn inspect(&self, bytes: &[u8], view: &View<'_>) -> Result<Checked, Rejected> {
+    /// [`Guard::check`], answering with volley's mirror of the message
+    /// (what [`Pipe::deliver`](crate::Pipe::deliver) takes).
+    pub fn inspect(&self, bytes: &[u8], view: &View) -> Result<WireMessage, Rejected> {
         let mut message = self.decode(bytes)?;
-        let last = self.check_body(&mut message.body, view)?;
-        Ok(Checked {
-            message: to_ggrs(&message)?,
-            last_input_frame: last,
-        })
+        self.check_body(&mut message.body, view)?;
+        Ok(message)
     }
 
     /// Decodes the mirror of a ggrs message with every length bounded.
@@ -203,15 +189,15 @@ impl Guard {
         }
     }
 
-    /// Checks (and rewrites) a body; for an input with inputs, returns its last frame.
-    fn check_body(&self, body: &mut WireBody, view: &View<'_>) -> Result<Option<i32>, Rejected> {
+    /// Checks (and rewrites) a body.
+    fn check_body(&self, body: &mut WireBody, view: &View) -> Result<(), Rejected> {
         let ahead = i64::from(self.config.frames_ahead());
         let frame = i64::from(view.frame);
         match body {
             WireBody::SyncRequest { .. } | WireBody::SyncReply { .. } | WireBody::KeepAlive => {
-                Ok(None)
+                Ok(())
             }
-            WireBody::InputAck { .. } => Ok(None), // only decides what we resend to the sender
+            WireBody::InputAck { .. } => Ok(()), // only decides what we resend to the sender
             WireBody::Input(input) => self.check_input(input, view, frame, ahead),
             WireBody::QualityReport {
                 frame_advantage, ..
@@ -219,14 +205,14 @@ impl Guard {
                 // Only steers wait recommendations; an absurd value is clamped.
                 let bound = i16::try_from(ahead).unwrap_or(i16::MAX);
                 *frame_advantage = (*frame_advantage).clamp(-bound, bound);
-                Ok(None)
+                Ok(())
             }
             WireBody::QualityReply { pong } => {
                 let now = view.now_millis;
                 if *pong > now || now - *pong > MAX_PONG_AGE_MS {
                     return Err(Rejected::ForgedPong { pong: *pong, now });
                 }
-                Ok(None)
+                Ok(())
             }
             WireBody::ChecksumReport { frame: at, .. } => {
                 let interval = self
@@ -241,7 +227,7 @@ impl Guard {
                         interval,
                     });
                 }
-                Ok(None)
+                Ok(())
             }
         }
     }
@@ -249,10 +235,10 @@ impl Guard {
     fn check_input(
         &self,
         input: &mut WireInput,
-        view: &View<'_>,
+        view: &View,
         frame: i64,
         ahead: i64,
-    ) -> Result<Option<i32>, Rejected> {
+    ) -> Result<(), Rejected> {
         let players = self.config.players;
         if input.peer_connect_status.len() != players {
             return Err(Rejected::StatusCount {
@@ -274,36 +260,18 @@ impl Guard {
         // input on: one whose last input is the frame before ours makes ggrs
         // roll back to the current frame and panic ("must load frame in the
         // past"), and the sender can time that. Its leaving reaches us anyway
-        // (volley's session, or ggrs' own timeout once we stall).
+        // (volley's session, or silence).
         input.disconnect_requested = false;
         // ggrs drops a player any peer calls disconnected, from the frame
-        // that peer names. Taken only for players we dropped ourselves (so
-        // the honest peers agree on the frame), and only from a frame ggrs
-        // can still roll back to.
-        let oldest = view
-            .frame
-            .saturating_sub(i32::try_from(self.config.max_prediction).unwrap_or(i32::MAX));
-        for (handle, status) in input.peer_connect_status.iter_mut().enumerate() {
-            let dropped = view.dropped.get(handle).copied().unwrap_or(false);
-            *status = if dropped && status.disconnected {
-                let mut last = status.last_frame.max(oldest);
-                if last == view.frame - 1 {
-                    // ggrs would "roll back" to the current frame and panic.
-                    last = view.frame;
-                }
-                WireStatus {
-                    disconnected: true,
-                    last_frame: last,
-                }
-            } else {
-                WireStatus {
-                    disconnected: false,
-                    last_frame: NULL_FRAME,
-                }
+        // that peer names: no peer's word is taken for that (volley's peers
+        // agree on drops among themselves, see `crate::drops`).
+        for status in &mut input.peer_connect_status {
+            *status = WireStatus {
+                disconnected: false,
+                last_frame: NULL_FRAME,
             };
         }
-        // Within the window, which lies within i32.
-        Ok((count > 0).then(|| i32::try_from(last).unwrap_or(NULL_FRAME)))
+        Ok(())
     }
 }
 
@@ -313,14 +281,4 @@ fn window(frame: i64, low: i64, high: i64) -> Result<(), Rejected> {
         return Err(Rejected::FrameOutOfWindow { frame, low, high });
     }
     Ok(())
-}
-
-/// The checked mirror as ggrs' own message (same bytes, ggrs' type).
-fn to_ggrs(message: &WireMessage) -> Result<Message, Rejected> {
-    let bytes = bincode::serde::encode_to_vec(message, wire::config())
-        .map_err(|_| Rejected::Undecodable)?;
-    let config = wire::config().with_limit::<{ 4 * MAX_PACKET }>();
-    bincode::serde::decode_from_slice::<Message, _>(&bytes, config)
-        .map(|(message, _)| message)
-        .map_err(|_| Rejected::Undecodable)
 }

@@ -1,7 +1,8 @@
 //! A small ggrs match in memory, for tests and fuzzing: real ggrs P2P
 //! sessions of a trivial game whose packets travel through queues, each
-//! received packet through the [`Guard`] as in volley. Anyone can
-//! [`Match::inject`] bytes as if a player sent them.
+//! received packet through the [`Guard`] as in volley, dropped players
+//! agreed on through [`Drops`] as in volley. Anyone can [`Match::inject`]
+//! bytes as if a player sent them, or [`Match::cut`] a link.
 
 use std::collections::VecDeque;
 
@@ -10,8 +11,13 @@ use ggrs::{
     SessionBuilder,
 };
 
+use crate::drops::{Action, DropNotice, Drops};
 use crate::guard::{Guard, GuardConfig, Rejected, View, now_millis};
+use crate::mirror::decodes_as;
 use crate::pipe::Pipe;
+
+/// Simulated milliseconds per step (the agreement's clock).
+const STEP_MS: u64 = 16;
 
 /// The match's game: one byte of input per player; the state folds them.
 pub struct Game;
@@ -31,6 +37,7 @@ struct Peer {
     at_frame: i32,
     frame_states: VecDeque<(i32, u64)>,
     dropped: Vec<bool>,
+    drops: Drops,
     rejected: Vec<Rejected>,
 }
 
@@ -40,6 +47,10 @@ pub struct Match {
     peers: Vec<Peer>,
     /// (from, to, bytes) in flight.
     wire: VecDeque<(usize, usize, Vec<u8>)>,
+    /// Drop notices in flight (from, to, notice).
+    notices: VecDeque<(usize, usize, DropNotice)>,
+    /// Links whose packets are lost (from, to).
+    cut: Vec<(usize, usize)>,
     /// Every packet an honest peer sent (from, to, bytes), for tests.
     sent: Vec<(usize, usize, Vec<u8>)>,
     keep_sent: bool,
@@ -51,7 +62,7 @@ impl Match {
     pub fn new(config: GuardConfig) -> Result<Self, GgrsError> {
         let mut peers = Vec::with_capacity(config.players);
         for me in 0..config.players {
-            let pipe = Pipe::default();
+            let pipe = Pipe::new(config.max_prediction, decodes_as::<u8>);
             let desync = match config.desync_interval {
                 Some(interval) if interval > 0 => DesyncDetection::On { interval },
                 _ => DesyncDetection::Off,
@@ -76,6 +87,7 @@ impl Match {
                 at_frame: 0,
                 frame_states: VecDeque::new(),
                 dropped: vec![false; config.players],
+                drops: Drops::new(config, me),
                 rejected: Vec::new(),
             });
         }
@@ -83,6 +95,8 @@ impl Match {
             guard: Guard::new(config),
             peers,
             wire: VecDeque::new(),
+            notices: VecDeque::new(),
+            cut: Vec::new(),
             sent: Vec::new(),
             keep_sent: false,
             frame: 0,
@@ -104,13 +118,32 @@ impl Match {
         self.wire.push_back((from, to, bytes));
     }
 
-    /// `at` drops player `handle` (what volley does when the peer leaves or misbehaves).
-    pub fn drop_player(&mut self, at: usize, handle: usize) -> Result<(), GgrsError> {
+    /// Loses every packet `from` sends to `to` from now on.
+    pub fn cut(&mut self, from: usize, to: usize) {
+        self.cut.push((from, to));
+    }
+
+    /// `at` drops player `handle` (what volley does when the peer leaves or
+    /// misbehaves): it tells the others, and ggrs drops the player once they
+    /// agree on where its inputs end.
+    pub fn drop_player(&mut self, at: usize, handle: usize) {
+        let now = self.now();
         let peer = &mut self.peers[at];
         if let Some(flag) = peer.dropped.get_mut(handle) {
             *flag = true;
         }
-        peer.session.disconnect_player(handle)
+        let (last, recent) = peer
+            .pipe
+            .recent_inputs(&handle, crate::drops::MAX_RELAY_INPUTS);
+        if let Some(notice) = peer.drops.drop_player(handle, last, recent, now) {
+            for to in peer.drops.others() {
+                self.notices.push_back((at, to, notice.clone()));
+            }
+        }
+    }
+
+    fn now(&self) -> u64 {
+        self.frame.saturating_mul(STEP_MS)
     }
 
     /// Delivers what is on the wire through the guards, then lets every
@@ -121,24 +154,51 @@ impl Match {
             let Some(peer) = self.peers.get_mut(to) else {
                 continue;
             };
-            if silent.contains(&to) || peer.dropped.get(from).copied().unwrap_or(true) {
+            if silent.contains(&to)
+                || self.cut.contains(&(from, to))
+                || peer.dropped.get(from).copied().unwrap_or(true)
+            {
                 continue;
             }
             let view = View {
                 frame: peer.session.current_frame(),
                 now_millis: now,
                 sender_handles: 1,
-                dropped: &peer.dropped,
             };
-            match self.guard.check(&bytes, &view) {
+            match self.guard.inspect(&bytes, &view) {
                 Ok(message) => peer.pipe.deliver(from, message),
                 Err(rejected) => peer.rejected.push(rejected),
             }
         }
+        let pending = std::mem::take(&mut self.notices);
+        for (from, to, notice) in pending {
+            if silent.contains(&to) {
+                self.notices.push_back((from, to, notice));
+            } else if let Some(peer) = self.peers.get_mut(to) {
+                let frame = peer.session.current_frame();
+                // A refused notice is the sender's problem, as in volley.
+                let _ = peer.drops.receive(from, notice, frame);
+            }
+        }
         self.frame += 1;
+        let now = self.now();
+        let players = self.peers.len();
         for (me, peer) in self.peers.iter_mut().enumerate() {
             if silent.contains(&me) {
                 continue;
+            }
+            let frame = peer.session.current_frame();
+            let pipe = peer.pipe.clone();
+            for action in peer.drops.poll(frame, now, |p| pipe.last_input(&p)) {
+                match action {
+                    Action::Relay { player, inputs } => {
+                        pipe.relay(&player, &inputs, players);
+                    }
+                    Action::Disconnect { player, .. } => {
+                        // Already dropped by ggrs' own timeout: nothing to do.
+                        let _ = peer.session.disconnect_player(player);
+                    }
+                }
             }
             peer.session.poll_remote_clients();
             let input = (self.frame.wrapping_mul(me as u64 + 7) % 5) as u8;

@@ -3,8 +3,10 @@
 //! sees it, because ggrs 0.13 trusts its peers (see [`guard`] for how a
 //! crafted message crashes it).
 //!
-//! Beside it, [`report`]: which checksum reports (what a peer sends when we
-//! desync) are taken, within which limits.
+//! Beside it: [`mirror`], what ggrs has received, decoded as ggrs decodes
+//! it; [`drops`], how the peers still in agree on where a dropped player's
+//! inputs end; [`report`], which checksum reports (what a peer sends when
+//! we desync) are taken, within which limits.
 //!
 //! No Bevy here, so the checks can be fuzzed on their own (`cargo xtask
 //! fuzz`); `bevy_volley::rollback` calls them for every packet.
@@ -12,18 +14,20 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod drops;
 pub mod guard;
 #[cfg(feature = "harness")]
 pub mod harness;
+pub mod mirror;
 pub mod pipe;
 pub mod report;
 pub mod rle;
 pub mod wire;
 
+pub use drops::{Action, DropNotice, Drops, MAX_NOTICE_BYTES, NoticeError};
 pub use ggrs;
-pub use guard::{
-    Checked, Guard, GuardConfig, MAX_INPUT_BYTES, MAX_PACKET, Rejected, View, now_millis,
-};
+pub use guard::{Guard, GuardConfig, MAX_INPUT_BYTES, MAX_PACKET, Rejected, View, now_millis};
+pub use mirror::{Unusable, decodes_as};
 pub use pipe::{PIPE_INBOX, Pipe};
 pub use report::{
     ChecksumReport, MAX_PART_NAME, MAX_REPORT_BYTES, MAX_REPORT_PARTS, Reports, differing_parts,

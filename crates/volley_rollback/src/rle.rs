@@ -117,6 +117,48 @@ pub fn count_inputs(
     Ok(count)
 }
 
+/// Splits a checked input list (see [`count_inputs`]) into inputs, undoing
+/// the XOR with the input before, the first against `reference` (what ggrs
+/// does; an empty reference stands for its all-zero blank input).
+pub fn delta_decode(reference: &[u8], decoded: &[u8]) -> Result<Vec<Vec<u8>>, RleError> {
+    let mut inputs: Vec<Vec<u8>> = Vec::new();
+    let mut at = 0;
+    while at < decoded.len() {
+        let prefix = decoded.get(at..at + 2).ok_or(RleError::InputTruncated)?;
+        let len = usize::from(u16::from_le_bytes([prefix[0], prefix[1]]));
+        at += 2;
+        let bytes = decoded
+            .get(at..at.saturating_add(len))
+            .ok_or(RleError::InputTruncated)?;
+        at += len;
+        let base = inputs.last().map_or(reference, Vec::as_slice);
+        let mut input = bytes.to_vec();
+        for (b, r) in input.iter_mut().zip(base) {
+            *b ^= r;
+        }
+        inputs.push(input);
+    }
+    Ok(inputs)
+}
+
+/// The input list ggrs would send for `inputs` after `reference`: each
+/// `[u16 length][bytes]`, XORed with the one before (run-length encode it
+/// with [`encode_runs`]).
+pub fn delta_encode(reference: &[u8], inputs: &[Vec<u8>]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut base = reference;
+    for input in inputs {
+        // Inputs are at most MAX_INPUT_BYTES long: the length fits a u16.
+        let len = u16::try_from(input.len()).unwrap_or(u16::MAX);
+        out.extend_from_slice(&len.to_le_bytes());
+        for (i, b) in input.iter().take(usize::from(len)).enumerate() {
+            out.push(b ^ base.get(i).copied().unwrap_or(0));
+        }
+        base = input;
+    }
+    out
+}
+
 /// The canonical run-length encoding of `decoded`, as ggrs writes it.
 pub fn encode_runs(decoded: &[u8]) -> Vec<u8> {
     bitfield_rle::encode(decoded)
@@ -174,6 +216,17 @@ mod tests {
             let encoded = encode_runs(&data);
             prop_assert_eq!(decode_runs(&encoded, 4096).unwrap(), data.clone());
             prop_assert_eq!(bitfield_rle::decode(&encoded).unwrap(), data);
+        }
+
+        /// Delta coding round-trips against any reference, inputs of any lengths.
+        #[test]
+        fn delta_coding_round_trips(
+            reference in proptest::collection::vec(any::<u8>(), 0..6),
+            inputs in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..6), 0..8),
+        ) {
+            let list = delta_encode(&reference, &inputs);
+            prop_assert_eq!(count_inputs(&list, 8, 8).unwrap(), inputs.len());
+            prop_assert_eq!(delta_decode(&reference, &list).unwrap(), inputs);
         }
 
         /// Arbitrary bytes never panic and never decode past the bound.

@@ -97,3 +97,13 @@ pub struct WireStatus {
     /// The player's last frame the sender knows.
     pub last_frame: i32,
 }
+
+/// The checked mirror as ggrs' own message (the same bytes, ggrs' type).
+pub fn to_ggrs(message: &WireMessage) -> Option<ggrs::Message> {
+    let bytes = bincode::serde::encode_to_vec(message, config()).ok()?;
+    // The canonical re-encoding of checked inputs stays well within this.
+    let config = config().with_limit::<{ 4 * crate::guard::MAX_PACKET }>();
+    bincode::serde::decode_from_slice::<ggrs::Message, _>(&bytes, config)
+        .ok()
+        .map(|(message, _)| message)
+}

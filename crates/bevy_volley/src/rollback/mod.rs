@@ -32,16 +32,17 @@
 //! ```
 
 mod checksum;
+mod drop;
 mod pipe;
 mod session;
 
 use checksum::{ChecksumNames, ReportsAsked, compare_reports, record_checksum};
-use pipe::{LastInputs, RollbackGuard, RollbackPipe, pipe_in, pipe_out};
-use session::{
-    PendingDrops, ggrs_events, peer_left, start_p2p, start_sync_test, sync_test_mismatch,
-};
+use drop::{RollbackDrops, drop_players};
+use pipe::{RollbackGuard, RollbackPipe, pipe_in, pipe_out};
+use session::{ggrs_events, start_p2p, start_sync_test, sync_test_mismatch};
 
 use std::marker::PhantomData;
+use std::time::Duration;
 
 use bevy::app::{App, Plugin, PreUpdate, Startup};
 use bevy::ecs::message::Message;
@@ -60,8 +61,10 @@ pub use bevy_ggrs;
 pub use checksum::{
     CHECKSUM_HISTORY, ChecksumApp, ChecksumHistory, ChecksumReport, FrameChecksum, differing_parts,
 };
+use volley_rollback::Pipe;
 pub use volley_rollback::{
-    Guard, GuardConfig, MAX_PART_NAME, MAX_REPORT_BYTES, MAX_REPORT_PARTS, PIPE_INBOX, Rejected,
+    DropNotice, Guard, GuardConfig, MAX_NOTICE_BYTES, MAX_PART_NAME, MAX_REPORT_BYTES,
+    MAX_REPORT_PARTS, PIPE_INBOX, Rejected,
 };
 
 /// The ggrs configuration volley uses: the game's input, peers by [`PeerId`].
@@ -111,13 +114,16 @@ pub struct RollbackConfig {
     pub desync_interval: u32,
     /// Simulation frames per second.
     pub fps: usize,
+    /// How long a player may send nothing before it is dropped.
+    pub disconnect_timeout: Duration,
     /// P2P or sync test.
     pub mode: RollbackMode,
 }
 
 impl<I: RollbackInput> RollbackPlugin<I> {
     /// A P2P match of `players` players: 2 frames input delay, 8 frames of
-    /// prediction, checksums compared every 10 frames, 60 fps.
+    /// prediction, checksums compared every 10 frames, 60 fps, a player
+    /// silent for 2 s dropped.
     pub fn new(players: usize) -> Self {
         RollbackPlugin {
             config: RollbackConfig {
@@ -126,6 +132,7 @@ impl<I: RollbackInput> RollbackPlugin<I> {
                 max_prediction: 8,
                 desync_interval: 10,
                 fps: 60,
+                disconnect_timeout: Duration::from_secs(2),
                 mode: RollbackMode::P2P,
             },
             _input: PhantomData,
@@ -165,6 +172,12 @@ impl<I: RollbackInput> RollbackPlugin<I> {
         self.config.fps = fps;
         self
     }
+
+    /// How long a player may send nothing before every peer drops it.
+    pub fn disconnect_timeout(mut self, timeout: Duration) -> Self {
+        self.config.disconnect_timeout = timeout;
+        self
+    }
 }
 
 /// A checksum mismatch between this peer and `peer` at `frame`.
@@ -201,7 +214,9 @@ pub enum RollbackEvent {
     },
     /// Synchronized with a peer: frames advance.
     Synchronized(PeerId),
-    /// A peer stopped answering and will be dropped in `timeout_ms`.
+    /// A peer stopped answering and will be dropped in `timeout_ms`
+    /// (the [`RollbackPlugin::disconnect_timeout`] less the time it took
+    /// to notice).
     NetworkInterrupted {
         /// The peer.
         peer: PeerId,
@@ -263,13 +278,13 @@ impl<I: RollbackInput> Plugin for RollbackPlugin<I> {
             input_delay: config.input_delay,
             desync_interval: (config.desync_interval > 0).then_some(config.desync_interval),
         });
+        let pipe = Pipe::new(config.max_prediction, volley_rollback::decodes_as::<I>);
         app.insert_resource(RollbackFrameRate(config.fps))
             .insert_resource(config)
             .insert_resource(RollbackGuard(guard))
+            .insert_resource(RollbackPipe(pipe))
             .init_resource::<ReportsAsked>()
-            .init_resource::<LastInputs>()
-            .init_resource::<PendingDrops>()
-            .init_resource::<RollbackPipe>()
+            .init_resource::<RollbackDrops>()
             .init_resource::<RollbackStatus>()
             .init_resource::<ChecksumHistory>()
             .init_resource::<LastAdvanced>()
@@ -279,6 +294,7 @@ impl<I: RollbackInput> Plugin for RollbackPlugin<I> {
             // Registered in every build, so debug and release peers agree
             // on the protocol hash; larger payloads are refused undecoded.
             .add_net_message_limited::<ChecksumReport>(Channel::Reliable, MAX_REPORT_BYTES)
+            .add_net_message_limited::<DropNotice>(Channel::Reliable, MAX_NOTICE_BYTES)
             .add_systems(
                 SaveWorld,
                 record_checksum.in_set(SaveWorldSystems::Snapshot),
@@ -293,9 +309,9 @@ impl<I: RollbackInput> Plugin for RollbackPlugin<I> {
             RollbackMode::P2P => {
                 app.add_systems(
                     PreUpdate,
-                    (start_p2p::<I>, peer_left::<I>, pipe_in::<I>)
+                    (start_p2p::<I>, drop_players::<I>, pipe_in::<I>)
                         .chain()
-                        .after(VolleySet::Poll)
+                        .after(VolleySet::Receive)
                         .before(RunGgrsSystems),
                 )
                 .add_systems(

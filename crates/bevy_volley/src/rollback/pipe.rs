@@ -2,8 +2,6 @@
 //! volley's rollback channel; what peers send passes
 //! [`volley_rollback::Guard`] before ggrs sees it.
 
-use std::collections::HashMap;
-
 use bevy::ecs::prelude::*;
 use volley_net::PeerId;
 use volley_rollback::{Guard, Pipe, View};
@@ -12,12 +10,8 @@ use super::{RollbackInput, RollbackStatus, VolleyGgrs};
 use crate::VolleySession;
 
 /// The ggrs socket's handle for the systems that move packets.
-#[derive(Resource, Clone, Default)]
+#[derive(Resource, Clone)]
 pub(super) struct RollbackPipe(pub(super) Pipe<PeerId>);
-
-/// Each player's last input frame handed to ggrs (what ggrs has, once it polled).
-#[derive(Resource, Default)]
-pub(super) struct LastInputs(pub(super) HashMap<PeerId, i32>);
 
 /// The checks for this match's settings.
 #[derive(Resource)]
@@ -25,16 +19,20 @@ pub(super) struct RollbackGuard(pub(super) Guard);
 
 /// Moves rollback packets from the volley session into the ggrs socket,
 /// each through the guard: a refused one counts against its sender in the
-/// volley session (enough of them and the peer is dropped as misbehaving).
+/// volley session (enough of them and the peer is dropped as misbehaving),
+/// as does one the socket's mirror kept from ggrs last frame.
 pub(super) fn pipe_in<I: RollbackInput>(
     volley: Option<ResMut<VolleySession>>,
     pipe: Res<RollbackPipe>,
     guard: Res<RollbackGuard>,
-    mut last_inputs: ResMut<LastInputs>,
     ggrs_session: Option<Res<bevy_ggrs::Session<VolleyGgrs<I>>>>,
     mut status: ResMut<RollbackStatus>,
 ) {
     let Some(mut volley) = volley else { return };
+    for (peer, why) in pipe.0.take_refused() {
+        status.invalid_packets += 1;
+        volley.session().report_invalid(peer, &why);
+    }
     let packets = volley.session().receive_rollback();
     if packets.is_empty() {
         return;
@@ -43,31 +41,22 @@ pub(super) fn pipe_in<I: RollbackInput>(
         Some(bevy_ggrs::Session::P2P(p2p)) => p2p.current_frame(),
         _ => 0,
     };
-    let dropped: Vec<bool> = status
-        .players
-        .iter()
-        .map(|p| status.dropped.contains(p))
-        .collect();
     let view = View {
         frame,
         now_millis: volley_rollback::now_millis(),
         sender_handles: 1,
-        dropped: &dropped,
     };
     for (peer, bytes) in packets {
+        if status.dropped.contains(&peer) {
+            continue; // its inputs end where the others agreed
+        }
         let checked = if !status.players.is_empty() && !status.players.contains(&peer) {
             Err("rollback packet from a peer outside the match".to_string())
         } else {
             guard.0.inspect(&bytes, &view).map_err(|e| e.to_string())
         };
         match checked {
-            Ok(checked) => {
-                if let Some(last) = checked.last_input_frame {
-                    let known = last_inputs.0.entry(peer).or_insert(last);
-                    *known = (*known).max(last);
-                }
-                pipe.0.deliver(peer, checked.message);
-            }
+            Ok(message) => pipe.0.deliver(peer, message),
             Err(why) => {
                 status.invalid_packets += 1;
                 tracing::debug!("volley: refused a rollback packet from {peer}: {why}");

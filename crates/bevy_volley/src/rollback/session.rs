@@ -1,20 +1,22 @@
-//! The ggrs session's life: started when the room has its players, players
-//! dropped when they leave, ggrs' events turned into Bevy messages.
+//! The ggrs session's life: started when the room has its players, ggrs'
+//! events turned into Bevy messages (players leave through `drop`).
 
-use bevy::ecs::message::{MessageReader, MessageWriter};
+use bevy::ecs::message::MessageWriter;
 use bevy::ecs::prelude::*;
 use bevy_ggrs::ggrs::{self, DesyncDetection, GgrsEvent, PlayerType};
 use bevy_ggrs::{ConfirmedFrameCount, RollbackFrameCount, SyncTestMismatch};
 use tracing::{info, warn};
-use volley_net::{PeerId, SessionEvent};
+use volley_net::PeerId;
+use volley_rollback::drops::{AGREE_TIMEOUT_MS, Drops};
 
 use super::checksum::{ChecksumHistory, ChecksumReport, ReportsAsked};
-use super::pipe::{LastInputs, RollbackPipe};
+use super::drop::{RollbackDrops, notify_delay, silence_limit};
+use super::pipe::{RollbackGuard, RollbackPipe};
 use super::{
     DesyncDetected, RollbackConfig, RollbackEvent, RollbackInput, RollbackStatus, VolleyGgrs,
     player_order,
 };
-use crate::{NetPeerEvent, NetSend, VolleySession};
+use crate::{NetSend, VolleySession};
 
 pub(super) fn start_sync_test<I: RollbackInput>(
     check_distance: usize,
@@ -57,12 +59,15 @@ pub(super) fn sync_test_mismatch(
 }
 
 /// Starts the P2P session once, when `players` peers (us included) are connected.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn start_p2p<I: RollbackInput>(
     mut commands: Commands,
     volley: Option<ResMut<VolleySession>>,
     existing: Option<Res<bevy_ggrs::Session<VolleyGgrs<I>>>>,
     config: Res<RollbackConfig>,
     pipe: Res<RollbackPipe>,
+    guard: Res<RollbackGuard>,
+    mut drops: ResMut<RollbackDrops>,
     mut status: ResMut<RollbackStatus>,
     mut events: MessageWriter<RollbackEvent>,
 ) {
@@ -92,6 +97,11 @@ pub(super) fn start_p2p<I: RollbackInput>(
             interval: config.desync_interval,
         }
     };
+    // Volley drops a silent player itself (see `drop`), so that the others
+    // agree on its last input first; ggrs' own timeout is only a backstop.
+    let backstop = config.disconnect_timeout
+        + std::time::Duration::from_millis(2 * AGREE_TIMEOUT_MS)
+        + std::time::Duration::from_secs(5);
     let built = ggrs::SessionBuilder::<VolleyGgrs<I>>::new()
         .with_num_players(config.players)
         .and_then(|b| b.with_fps(config.fps))
@@ -99,6 +109,8 @@ pub(super) fn start_p2p<I: RollbackInput>(
             b.with_input_delay(config.input_delay)
                 .with_max_prediction_window(config.max_prediction)
                 .with_desync_detection_mode(desync)
+                .with_disconnect_notify_delay(notify_delay(&config))
+                .with_disconnect_timeout(backstop)
         })
         .and_then(|mut b| {
             for (handle, peer) in players.iter().enumerate() {
@@ -116,6 +128,7 @@ pub(super) fn start_p2p<I: RollbackInput>(
             info!("volley: rollback session started as player {local_handle} of {players:?}");
             status.local_handle = Some(local_handle);
             status.players = players.clone();
+            drops.drops = Some(Drops::new(*guard.0.config(), local_handle));
             commands.insert_resource(bevy_ggrs::Session::P2P(session));
             events.write(RollbackEvent::Started {
                 local_handle,
@@ -126,63 +139,13 @@ pub(super) fn start_p2p<I: RollbackInput>(
     }
 }
 
-/// A peer that left the room (or was dropped) is disconnected in ggrs at
-/// once, instead of after ggrs' own timeout — except in the one frame where
-/// ggrs 0.13 would panic: when the player's last input is the frame before
-/// the current one, ggrs "rolls back" to the current frame and asserts. The
-/// player then waits in [`PendingDrops`] for the next frame.
-pub(super) fn peer_left<I: RollbackInput>(
-    mut peer_events: MessageReader<NetPeerEvent>,
-    session: Option<ResMut<bevy_ggrs::Session<VolleyGgrs<I>>>>,
-    mut status: ResMut<RollbackStatus>,
-    mut pending: ResMut<PendingDrops>,
-    last_inputs: Res<LastInputs>,
-) {
-    let Some(mut session) = session else {
-        peer_events.clear();
-        return;
-    };
-    for NetPeerEvent(event) in peer_events.read() {
-        let SessionEvent::Left(peer, _) = event else {
-            continue;
-        };
-        if status.players.contains(peer) && !status.dropped.contains(peer) {
-            status.dropped.push(*peer);
-            pending.0.push(*peer);
-        }
-    }
-    let bevy_ggrs::Session::P2P(p2p) = &mut *session else {
-        pending.0.clear();
-        return;
-    };
-    let current = p2p.current_frame();
-    pending.0.retain(|peer| {
-        let Some(handle) = status.players.iter().position(|p| p == peer) else {
-            return false;
-        };
-        if last_inputs
-            .0
-            .get(peer)
-            .is_some_and(|last| *last == current - 1)
-        {
-            return true; // next frame
-        }
-        if let Err(e) = p2p.disconnect_player(handle) {
-            tracing::debug!("volley: disconnecting player {handle}: {e}");
-        }
-        false
-    });
-}
-
-/// Players to disconnect in ggrs as soon as it is safe (see [`peer_left`]).
-#[derive(Resource, Default)]
-pub(super) struct PendingDrops(Vec<PeerId>);
-
 /// Turns ggrs events into Bevy messages; on the first desync with a peer,
 /// sends it our checksum parts (debug builds) so it can name what differs.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn ggrs_events<I: RollbackInput>(
     session: Option<ResMut<bevy_ggrs::Session<VolleyGgrs<I>>>>,
+    config: Res<RollbackConfig>,
+    mut drops: ResMut<RollbackDrops>,
     mut status: ResMut<RollbackStatus>,
     frame: Res<RollbackFrameCount>,
     confirmed: Res<ConfirmedFrameCount>,
@@ -252,16 +215,17 @@ pub(super) fn ggrs_events<I: RollbackInput>(
                 }
                 events.write(RollbackEvent::Disconnected(addr));
             }
-            GgrsEvent::NetworkInterrupted {
-                addr,
-                disconnect_timeout,
-            } => {
+            GgrsEvent::NetworkInterrupted { addr, .. } => {
+                drops
+                    .silent
+                    .insert(addr, bevy::platform::time::Instant::now());
                 events.write(RollbackEvent::NetworkInterrupted {
                     peer: addr,
-                    timeout_ms: disconnect_timeout,
+                    timeout_ms: silence_limit(&config).as_millis(),
                 });
             }
             GgrsEvent::NetworkResumed { addr } => {
+                drops.silent.remove(&addr);
                 events.write(RollbackEvent::NetworkResumed(addr));
             }
             GgrsEvent::WaitRecommendation { skip_frames } => {
