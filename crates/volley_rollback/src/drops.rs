@@ -279,6 +279,7 @@ fn inputs_after(notice: &DropNotice, have: i32) -> Option<Vec<Vec<u8>>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     fn config(players: usize) -> GuardConfig {
         GuardConfig {
@@ -449,5 +450,72 @@ mod tests {
             Err(NoticeError::Frame { .. })
         ));
         assert_eq!(a.receive(1, bad(2, 2, inputs(0, 2)), 10), Ok(()));
+    }
+
+    /// The dropped player's true input at `frame`.
+    fn truth(frame: i32) -> Vec<u8> {
+        vec![(frame as u8) ^ 0x5a]
+    }
+
+    proptest! {
+        /// The model: whatever frames the remaining peers have the dropped
+        /// player's inputs up to, whenever they drop it and however their
+        /// notices cross, every one of them cuts at the latest frame with
+        /// the true inputs up to there, once.
+        #[test]
+        fn everyone_left_cuts_at_the_latest_frame_with_the_true_inputs(
+            players in 3usize..=5,
+            lasts in proptest::collection::vec(30i32..=60, 4),
+            dropped_at in proptest::collection::vec(0u64..30, 4),
+            delays in proptest::collection::vec(1u64..50, 16),
+        ) {
+            let gone = players - 1;
+            let peers = players - 1;
+            let mut drops: Vec<Drops> = (0..peers).map(|me| Drops::new(config(players), me)).collect();
+            let mut have: Vec<i32> = lasts[..peers].to_vec();
+            let mut cuts: Vec<Option<i32>> = vec![None; peers];
+            // (delivery time, from, to, notice)
+            let mut wire: Vec<(u64, usize, usize, DropNotice)> = Vec::new();
+            for now in 0..200u64 {
+                for me in 0..peers {
+                    if dropped_at[me] == now {
+                        let recent = (0..=have[me]).map(truth).collect();
+                        let notice = drops[me].drop_player(gone, have[me], recent, now).unwrap();
+                        for to in drops[me].others().collect::<Vec<_>>() {
+                            let delay = delays[(me * 4 + to) % delays.len()];
+                            wire.push((now + delay, me, to, notice.clone()));
+                        }
+                    }
+                }
+                let (due, later): (Vec<_>, Vec<_>) = wire.into_iter().partition(|(at, ..)| *at <= now);
+                wire = later;
+                for (_, from, to, notice) in due {
+                    prop_assert_eq!(drops[to].receive(from, notice, 100), Ok(()));
+                }
+                for me in 0..peers {
+                    let mine = have[me];
+                    for action in drops[me].poll(100, now, |_| mine) {
+                        match action {
+                            Action::Relay { player, inputs } => {
+                                prop_assert_eq!(player, gone);
+                                let expected: Vec<Vec<u8>> =
+                                    (have[me] + 1..have[me] + 1 + inputs.len() as i32).map(truth).collect();
+                                prop_assert_eq!(&inputs, &expected);
+                                have[me] += inputs.len() as i32;
+                            }
+                            Action::Disconnect { player, last } => {
+                                prop_assert_eq!(player, gone);
+                                prop_assert!(cuts[me].replace(last).is_none(), "dropped twice");
+                            }
+                        }
+                    }
+                }
+            }
+            let latest = *lasts[..peers].iter().max().unwrap();
+            for me in 0..peers {
+                prop_assert_eq!(cuts[me], Some(latest));
+                prop_assert_eq!(have[me], latest);
+            }
+        }
     }
 }

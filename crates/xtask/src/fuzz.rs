@@ -17,12 +17,13 @@ use std::time::Instant;
 use crate::{cargo, cargo_install, root, step, succeeds, target_dir};
 
 /// Every fuzz target (`fuzz/fuzz_targets/<name>.rs`).
-pub const TARGETS: [&str; 7] = [
+pub const TARGETS: [&str; 8] = [
     "rollback_guard",
     "rollback_match",
     "net_frame",
     "replication",
     "checksum_report",
+    "drop_notice",
     "signaling",
     "ticket",
 ];
