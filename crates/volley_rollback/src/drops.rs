@@ -97,8 +97,9 @@ pub enum Action {
 /// One player's drop, as this peer sees it.
 #[derive(Debug, Clone, Default)]
 struct Entry {
-    /// We dropped it: our last frame of its inputs, and when.
-    ours: Option<(i32, u64)>,
+    /// We dropped it, at this time (our last frame of its inputs is what
+    /// ggrs has, asked at each poll).
+    dropped_at: Option<u64>,
     /// Notices about it, by sender handle.
     notices: Vec<Option<DropNotice>>,
     /// The cut, once agreed, and when.
@@ -130,7 +131,9 @@ impl Drops {
 
     /// Whether we dropped `player`.
     pub fn dropped(&self, player: usize) -> bool {
-        self.entries.get(player).is_some_and(|e| e.ours.is_some())
+        self.entries
+            .get(player)
+            .is_some_and(|e| e.dropped_at.is_some())
     }
 
     /// The players still in, other than us (who notices go to).
@@ -164,10 +167,10 @@ impl Drops {
             return None;
         }
         let entry = self.entries.get_mut(player)?;
-        if entry.ours.is_some() {
+        if entry.dropped_at.is_some() {
             return None;
         }
-        entry.ours = Some((last, now_ms));
+        entry.dropped_at = Some(now_ms);
         let keep = recent
             .len()
             .min(MAX_RELAY_INPUTS)
@@ -221,7 +224,7 @@ impl Drops {
             .collect();
         let mut actions = Vec::new();
         for (player, entry) in self.entries.iter_mut().enumerate() {
-            let Some((ours, since)) = entry.ours else {
+            let Some(since) = entry.dropped_at else {
                 continue;
             };
             if entry.done {
@@ -240,7 +243,7 @@ impl Drops {
                     .filter(voters)
                     .filter_map(|q| entry.notices[q].as_ref())
                     .max_by_key(|n| n.last);
-                let mut cut = ours.max(have);
+                let mut cut = have;
                 if let Some(notice) = latest.filter(|n| n.last > cut)
                     && let Some(missing) = inputs_after(notice, have)
                 {

@@ -11,7 +11,7 @@ use ggrs::{
     SessionBuilder,
 };
 
-use crate::drops::{Action, DropNotice, Drops};
+use crate::drops::{DropNotice, Drops};
 use crate::guard::{Guard, GuardConfig, Rejected, View, now_millis};
 use crate::mirror::decodes_as;
 use crate::pipe::Pipe;
@@ -132,10 +132,7 @@ impl Match {
         if let Some(flag) = peer.dropped.get_mut(handle) {
             *flag = true;
         }
-        let (last, recent) = peer
-            .pipe
-            .recent_inputs(&handle, crate::drops::MAX_RELAY_INPUTS);
-        if let Some(notice) = peer.drops.drop_player(handle, last, recent, now) {
+        if let Some(notice) = peer.drops.drop_from_pipe(handle, &handle, &peer.pipe, now) {
             for to in peer.drops.others() {
                 self.notices.push_back((at, to, notice.clone()));
             }
@@ -182,24 +179,12 @@ impl Match {
         }
         self.frame += 1;
         let now = self.now();
-        let players = self.peers.len();
+        let addrs: Vec<usize> = (0..self.peers.len()).collect();
         for (me, peer) in self.peers.iter_mut().enumerate() {
             if silent.contains(&me) {
                 continue;
             }
-            let frame = peer.session.current_frame();
-            let pipe = peer.pipe.clone();
-            for action in peer.drops.poll(frame, now, |p| pipe.last_input(&p)) {
-                match action {
-                    Action::Relay { player, inputs } => {
-                        pipe.relay(&player, &inputs, players);
-                    }
-                    Action::Disconnect { player, .. } => {
-                        // Already dropped by ggrs' own timeout: nothing to do.
-                        let _ = peer.session.disconnect_player(player);
-                    }
-                }
-            }
+            peer.drops.drive(&mut peer.session, &peer.pipe, &addrs, now);
             peer.session.poll_remote_clients();
             let input = (self.frame.wrapping_mul(me as u64 + 7) % 5) as u8;
             if peer.session.add_local_input(me, input).is_ok()

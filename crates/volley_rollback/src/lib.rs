@@ -14,6 +14,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod drop_driver;
 pub mod drops;
 pub mod guard;
 #[cfg(feature = "harness")]

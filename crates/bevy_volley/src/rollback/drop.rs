@@ -10,7 +10,7 @@ use bevy::ecs::message::{MessageReader, MessageWriter};
 use bevy::ecs::prelude::*;
 use bevy::platform::time::Instant;
 use volley_net::{PeerId, SessionEvent};
-use volley_rollback::drops::{Action, DropNotice, Drops, MAX_RELAY_INPUTS};
+use volley_rollback::drops::{DropNotice, Drops};
 
 use super::pipe::RollbackPipe;
 use super::{RollbackConfig, RollbackInput, RollbackStatus, VolleyGgrs};
@@ -89,8 +89,7 @@ pub(super) fn drop_players<I: RollbackInput>(
         if !status.dropped.contains(peer) {
             status.dropped.push(*peer);
         }
-        let (last, recent) = pipe.0.recent_inputs(peer, MAX_RELAY_INPUTS);
-        if let Some(notice) = drops.drop_player(handle, last, recent, now_ms) {
+        if let Some(notice) = drops.drop_from_pipe(handle, peer, &pipe.0, now_ms) {
             for other in drops.others() {
                 if let Some(to) = status.players.get(other) {
                     outgoing.write(NetSend::to(*to, notice.clone()));
@@ -112,27 +111,7 @@ pub(super) fn drop_players<I: RollbackInput>(
         }
     }
 
-    let players = status.players.clone();
-    let last_of = |handle: usize| {
-        players
-            .get(handle)
-            .map_or(volley_rollback::mirror::NULL_FRAME, |p| {
-                pipe.0.last_input(p)
-            })
-    };
-    for action in drops.poll(frame, now_ms, last_of) {
-        match action {
-            Action::Relay { player, inputs } => {
-                if let Some(peer) = players.get(player) {
-                    pipe.0.relay(peer, &inputs, players.len());
-                }
-            }
-            Action::Disconnect { player, last } => {
-                tracing::debug!("volley: player {player} leaves the match after frame {last}");
-                if let Err(e) = p2p.disconnect_player(player) {
-                    tracing::debug!("volley: disconnecting player {player}: {e}");
-                }
-            }
-        }
+    for (player, last) in drops.drive(p2p, &pipe.0, &status.players, now_ms) {
+        tracing::debug!("volley: player {player} leaves the match after frame {last}");
     }
 }
