@@ -2,8 +2,8 @@
 //! between WebRTC peers, natively and in the browser.
 //!
 //! A [`Session`] drives the protocol core ([`Endpoint`]) over a
-//! [`Transport`] (webrtc-rs natively, the browser's WebRTC through
-//! `matchbox_socket` in wasm) with a fixed channel layout ([`Channel`]), exchanges a protocol hash with every peer before any
+//! [`Transport`] (webrtc-rs natively, the browser's WebRTC in wasm) with a
+//! fixed channel layout ([`Channel`]), exchanges a protocol hash with every peer before any
 //! message flows, frames and decodes registered message types with a size
 //! limit, fragments large reliable messages, measures RTT and loss, and can
 //! simulate a bad network ([`ConditionerConfig`]).
@@ -36,7 +36,8 @@
 //! ```
 //!
 //! The default feature `transport` brings the [`Session`] and the ICE
-//! fetch; `matchbox` adds [`MatchboxTransport`] (required in wasm). Without it only the pure modules
+//! fetch; `matchbox` adds [`MatchboxTransport`] (an unmodified
+//! `matchbox_socket` underneath). Without `transport` only the pure modules
 //! build: framing, fragments, the codec, the registry, the peer limits and
 //! replication — every decoder of peer bytes, which `fuzz/` exercises.
 #![forbid(unsafe_code)]
@@ -75,20 +76,12 @@ pub use matchbox_protocol::PeerId;
 #[cfg(feature = "transport")]
 pub use session::Session;
 pub use stats::{Candidate, CandidateKind, Link, PeerStats};
-#[cfg(all(feature = "transport", not(target_arch = "wasm32")))]
+#[cfg(feature = "transport")]
 pub use transport::MAX_PEERS;
 #[cfg(feature = "matchbox")]
 pub use transport::MatchboxTransport;
 #[cfg(feature = "transport")]
 pub use transport::{MessageLoopFuture, OpenTransport, Transport, TransportError};
-#[cfg(all(
-    target_arch = "wasm32",
-    feature = "transport",
-    not(feature = "matchbox")
-))]
-compile_error!(
-    "in the browser, volley_net's transport runs on matchbox_socket: enable the `matchbox` feature"
-);
 
 /// The fixed channel layout every volley peer opens, in this order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

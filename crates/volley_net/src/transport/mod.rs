@@ -2,10 +2,14 @@
 //! the [`Endpoint`](crate::Endpoint): it reports connections and packets,
 //! and carries out the endpoint's [`Transmit`](crate::Transmit)s.
 
+mod driven;
 #[cfg(feature = "matchbox")]
 mod matchbox;
+mod mesh;
 #[cfg(not(target_arch = "wasm32"))]
 mod native;
+#[cfg(target_arch = "wasm32")]
+mod web;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -18,12 +22,11 @@ use crate::{Channel, PeerId};
 
 #[cfg(feature = "matchbox")]
 pub use matchbox::MatchboxTransport;
-#[cfg(target_arch = "wasm32")]
-pub(crate) use matchbox::MatchboxTransport as PlatformTransport;
-#[cfg(not(target_arch = "wasm32"))]
-pub use native::MAX_PEERS;
+pub use mesh::MAX_PEERS;
 #[cfg(not(target_arch = "wasm32"))]
 pub(crate) use native::NativeTransport as PlatformTransport;
+#[cfg(target_arch = "wasm32")]
+pub(crate) use web::WebTransport as PlatformTransport;
 
 /// Why a session's message loop ended.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -45,8 +48,9 @@ pub type OpenTransport = fn(&str, &IceConfig) -> (Box<dyn Transport>, MessageLoo
 
 /// The I/O side of a `Session`: a thin driver that reports what happened on
 /// the wire to the [`Endpoint`] and carries out its sends and closes. volley
-/// brings its own (webrtc-rs natively, [`MatchboxTransport`] in the browser);
-/// implement it to carry a session over something else.
+/// brings its own (webrtc-rs natively, the browser's WebRTC in wasm) and,
+/// with the `matchbox` feature, `MatchboxTransport`; implement it to carry
+/// a session over something else.
 pub trait Transport: Send + Sync {
     /// Our id, once the signaling server assigned it.
     fn id(&mut self) -> Option<PeerId>;

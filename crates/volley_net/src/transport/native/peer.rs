@@ -10,7 +10,6 @@
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
-use std::time::Duration;
 
 use bytes::BytesMut;
 use futures_channel::mpsc::{self, UnboundedReceiver, UnboundedSender};
@@ -25,38 +24,13 @@ use webrtc::peer_connection::{
 };
 use webrtc::runtime::{Runtime, SmolRuntime};
 
+use super::NativeChannels;
 use crate::builder::{IceConfig, IcePolicy};
-use crate::frame;
 use crate::signal::PeerSignal;
 use crate::stats::{Candidate, CandidateKind, Link};
+use crate::transport::driven::Incoming;
+use crate::transport::mesh::{Context, EARLY_CANDIDATES, PongBudget, Role};
 use crate::{Channel, PeerId};
-
-/// What the connections tell the session.
-pub(super) enum Incoming {
-    /// Every data channel to the peer is open: here they are, by index.
-    Up(PeerId, Vec<Arc<dyn DataChannel>>),
-    /// The connection is gone.
-    Down(PeerId),
-    /// A packet, with its arrival time.
-    Packet(PeerId, Channel, Vec<u8>, Instant),
-    /// The selected candidate pair.
-    Link(PeerId, Link),
-}
-
-/// Who makes the offer: the peer already in the room, told of a newcomer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Role {
-    Offerer,
-    Answerer,
-}
-
-/// Pings answered on arrival per peer per [`PONG_WINDOW`]; more are left
-/// to the session's per-peer limits.
-const PONGS_PER_WINDOW: u32 = 32;
-const PONG_WINDOW: Duration = Duration::from_millis(100);
-
-/// Remote candidates kept while the remote description is not yet set.
-const EARLY_CANDIDATES: usize = 64;
 
 /// What a connection's callbacks and readers tell its task.
 enum Health {
@@ -241,10 +215,10 @@ async fn read_channel(
     channel: Channel,
     dc: Arc<dyn DataChannel>,
     waker: Arc<Waker>,
-    incoming: UnboundedSender<Incoming>,
+    incoming: UnboundedSender<Incoming<NativeChannels>>,
     health: UnboundedSender<Health>,
 ) {
-    let mut window = (Instant::now(), 0u32);
+    let mut pongs = PongBudget::new();
     while let Some(event) = dc.poll().await {
         match event {
             DataChannelEvent::OnOpen => {
@@ -256,18 +230,10 @@ async fn read_channel(
             DataChannelEvent::OnMessage(message) => {
                 let now = Instant::now();
                 if channel == Channel::Unreliable
-                    && let Some(pong) = frame::pong_for(&message.data)
+                    && let Some(pong) = pongs.pong(&message.data, now)
                 {
-                    if now.duration_since(window.0) > PONG_WINDOW {
-                        window = (now, 0);
-                    }
-                    // Beyond the budget, pings go to the session like any
-                    // packet: its limits count a flood against the sender.
-                    if window.1 < PONGS_PER_WINDOW {
-                        window.1 += 1;
-                        let _ = dc.send(BytesMut::from(&pong[..])).await;
-                        continue;
-                    }
+                    let _ = dc.send(BytesMut::from(&pong[..])).await;
+                    continue;
                 }
                 let packet = Vec::from(message.data);
                 let _ = incoming.unbounded_send(Incoming::Packet(peer, channel, packet, now));
@@ -290,7 +256,7 @@ fn kind(typ: RTCIceCandidateType) -> Option<CandidateKind> {
 }
 
 /// Tells the session which candidate pair the connection took.
-async fn report_link(peer: PeerId, pc: &Arc<dyn PeerConnection>, cx: &Context) {
+async fn report_link(peer: PeerId, pc: &Arc<dyn PeerConnection>, cx: &Context<NativeChannels>) {
     if let Some(link) = selected_link(pc).await {
         let _ = cx.incoming.unbounded_send(Incoming::Link(peer, link));
     }
@@ -332,13 +298,6 @@ fn remote_candidate(json: &str) -> Option<RTCIceCandidateInit> {
     }
 }
 
-/// Everything [`run`] needs besides the peer.
-pub(super) struct Context {
-    pub(super) config: Arc<IceConfig>,
-    pub(super) incoming: UnboundedSender<Incoming>,
-    pub(super) signals: UnboundedSender<(PeerId, PeerSignal)>,
-}
-
 /// One peer's connection, from building it to its end: negotiates it
 /// (`remote` carries the peer's signals; its end closes the connection),
 /// reports it up, then down. Returns the peer.
@@ -346,7 +305,7 @@ pub(super) async fn run(
     peer: PeerId,
     role: Role,
     mut remote: UnboundedReceiver<PeerSignal>,
-    cx: Context,
+    cx: Context<NativeChannels>,
 ) -> PeerId {
     let (health_tx, mut health) = mpsc::unbounded();
     let waker = Arc::new(Waker::default());
@@ -417,7 +376,7 @@ pub(super) async fn run(
                     Some(Health::ChannelOpen) => {
                         open += 1;
                         if open == Channel::COUNT {
-                            let _ = cx.incoming.unbounded_send(Incoming::Up(peer, dcs.clone()));
+                            let _ = cx.incoming.unbounded_send(Incoming::Up(peer, NativeChannels(dcs.clone())));
                             report_link(peer, &pc, &cx).await;
                         }
                     }
@@ -447,7 +406,7 @@ async fn negotiate(
     pc: &Arc<dyn PeerConnection>,
     role: Role,
     remote: &mut UnboundedReceiver<PeerSignal>,
-    cx: &Context,
+    cx: &Context<NativeChannels>,
     handler: &Handler,
     waker: &Waker,
 ) -> Result<(), String> {

@@ -10,8 +10,9 @@ use async_tungstenite::tungstenite::protocol::WebSocketConfig;
 use async_tungstenite::{WebSocketReceiver, WebSocketSender};
 use futures_util::StreamExt;
 
-use crate::signal::{self, Event, MAX_SIGNAL_BYTES, Request};
+use crate::signal::{self, MAX_SIGNAL_BYTES, Request};
 use crate::transport::TransportError;
+use crate::transport::mesh::Heard;
 
 /// Connection attempts before the session gives up on the server.
 pub(super) const CONNECT_ATTEMPTS: u32 = 3;
@@ -23,20 +24,10 @@ const RETRY_AFTER: Duration = Duration::from_secs(1);
 pub(super) struct Signaling(WebSocketStream<ConnectStream>);
 
 /// Its receiving half.
-pub(super) struct Reader(WebSocketReceiver<ConnectStream>);
+pub(in crate::transport) struct Reader(WebSocketReceiver<ConnectStream>);
 
 /// Its sending half.
-pub(super) struct Writer(WebSocketSender<ConnectStream>);
-
-/// What the server said.
-pub(super) enum Heard {
-    /// A protocol message.
-    Event(Event),
-    /// Something else (a ping, an unknown or oversized message): ignored.
-    Nothing,
-    /// The connection is gone.
-    Closed(String),
-}
+pub(in crate::transport) struct Writer(WebSocketSender<ConnectStream>);
 
 impl Signaling {
     /// Connects to `url` (`ws://` or `wss://`), trying [`CONNECT_ATTEMPTS`] times.
@@ -83,13 +74,7 @@ impl Reader {
     /// Waits for the next message from the server.
     pub(super) async fn next(&mut self) -> Heard {
         match self.0.next().await {
-            Some(Ok(Message::Text(text))) => match signal::decode_event(&text) {
-                Ok(event) => Heard::Event(event),
-                Err(e) => {
-                    tracing::warn!("signaling server: {e}");
-                    Heard::Nothing
-                }
-            },
+            Some(Ok(Message::Text(text))) => Heard::text(&text),
             Some(Ok(Message::Close(frame))) => {
                 Heard::Closed(format!("closed by the server: {frame:?}"))
             }

@@ -1,0 +1,285 @@
+//! The message loop of volley's own transports, native and browser alike:
+//! the signaling connection (matchbox's protocol, see [`crate::signal`])
+//! and one task per peer connection, each built by the platform's
+//! [`Stack`]. Losing the server after we joined is not fatal: the
+//! connections made stay.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use futures_channel::mpsc::{self, UnboundedReceiver, UnboundedSender};
+use futures_util::stream::FuturesUnordered;
+use futures_util::{FutureExt, StreamExt};
+use web_time::Instant;
+
+use super::TransportError;
+use super::driven::Incoming;
+use crate::builder::IceConfig;
+use crate::signal::{self, Event, PeerSignal, Request};
+use crate::{PeerId, frame};
+
+/// Connections at most at once: each binds sockets, so a signaling server
+/// (or a crowd) announcing more peers than a game can play with is
+/// refused beyond this.
+pub const MAX_PEERS: usize = 64;
+
+/// Between two keepalives to the signaling server (as matchbox).
+const KEEPALIVE: Duration = Duration::from_secs(10);
+
+/// Pings answered on arrival per peer per [`PONG_WINDOW`]; more are left
+/// to the session's per-peer limits.
+const PONGS_PER_WINDOW: u32 = 32;
+const PONG_WINDOW: Duration = Duration::from_millis(100);
+
+/// Remote candidates kept while the remote description is not yet set.
+pub(super) const EARLY_CANDIDATES: usize = 64;
+
+/// Who makes the offer: the peer already in the room, told of a newcomer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Role {
+    Offerer,
+    Answerer,
+}
+
+/// What the signaling server said.
+pub(super) enum Heard {
+    /// A protocol message.
+    Event(Event),
+    /// Something else (a ping, an unknown or oversized message): ignored.
+    Nothing,
+    /// The connection is gone.
+    Closed(String),
+}
+
+impl Heard {
+    /// A text frame from the server.
+    pub(super) fn text(text: &str) -> Heard {
+        match signal::decode_event(text) {
+            Ok(event) => Heard::Event(event),
+            Err(e) => {
+                tracing::warn!("signaling server: {e}");
+                Heard::Nothing
+            }
+        }
+    }
+}
+
+/// Everything a peer connection's task needs besides the peer.
+pub(super) struct Context<D> {
+    pub(super) config: Arc<IceConfig>,
+    pub(super) incoming: UnboundedSender<Incoming<D>>,
+    pub(super) signals: UnboundedSender<(PeerId, PeerSignal)>,
+}
+
+/// A platform's WebRTC and WebSocket.
+pub(super) trait Stack: 'static {
+    /// A connected peer's data channels, for the session.
+    type Channels;
+    /// The signaling connection's halves.
+    type Reader;
+    type Writer;
+    /// A peer connection's task (see [`Stack::run`]).
+    type Peer: Future<Output = PeerId> + Unpin;
+
+    /// Connects to the signaling server at `url`.
+    fn connect(
+        url: &str,
+    ) -> impl Future<Output = Result<(Self::Reader, Self::Writer), TransportError>>;
+    /// Waits for the server's next message.
+    fn next(reader: &mut Self::Reader) -> impl Future<Output = Heard>;
+    /// Sends a request to the server.
+    fn send(
+        writer: &mut Self::Writer,
+        request: &Request,
+    ) -> impl Future<Output = Result<(), TransportError>>;
+    /// One peer's connection, from building it to its end: negotiates it
+    /// (`remote` carries the peer's signals; its end closes the
+    /// connection), reports it up, then down. Returns the peer.
+    fn run(
+        peer: PeerId,
+        role: Role,
+        remote: UnboundedReceiver<PeerSignal>,
+        cx: Context<Self::Channels>,
+    ) -> Self::Peer;
+}
+
+/// Answers pings where they arrive, within a budget per peer.
+pub(super) struct PongBudget {
+    window: Instant,
+    answered: u32,
+}
+
+impl PongBudget {
+    pub(super) fn new() -> Self {
+        PongBudget {
+            window: Instant::now(),
+            answered: 0,
+        }
+    }
+
+    /// The pong to send back at once for `packet` (an unreliable-channel
+    /// packet that arrived at `now`), if it is a ping within the budget.
+    /// Beyond it, pings go to the session like any packet: its limits
+    /// count a flood against the sender.
+    pub(super) fn pong(&mut self, packet: &[u8], now: Instant) -> Option<Vec<u8>> {
+        let pong = frame::pong_for(packet)?;
+        if now.duration_since(self.window) > PONG_WINDOW {
+            (self.window, self.answered) = (now, 0);
+        }
+        (self.answered < PONGS_PER_WINDOW).then(|| {
+            self.answered += 1;
+            pong
+        })
+    }
+}
+
+/// The connections' tasks, and each one's signals (dropping a peer's
+/// sender closes its connection).
+struct Peers<S: Stack> {
+    signals: HashMap<PeerId, UnboundedSender<PeerSignal>>,
+    running: FuturesUnordered<S::Peer>,
+    config: Arc<IceConfig>,
+    incoming: UnboundedSender<Incoming<S::Channels>>,
+    outgoing: UnboundedSender<(PeerId, PeerSignal)>,
+}
+
+impl<S: Stack> Peers<S> {
+    fn start(&mut self, peer: PeerId, role: Role) {
+        if self.signals.contains_key(&peer) {
+            return;
+        }
+        if self.signals.len() >= MAX_PEERS {
+            tracing::warn!("refusing a connection to {peer}: {MAX_PEERS} peers already");
+            return;
+        }
+        let (tx, rx) = mpsc::unbounded();
+        self.signals.insert(peer, tx);
+        let cx = Context {
+            config: self.config.clone(),
+            incoming: self.incoming.clone(),
+            signals: self.outgoing.clone(),
+        };
+        self.running.push(S::run(peer, role, rx, cx));
+    }
+}
+
+/// What woke the message loop.
+enum Woke {
+    Heard(Heard),
+    Outgoing(Option<(PeerId, PeerSignal)>),
+    /// The session closed a peer (`None`: the session is gone).
+    Closed(Option<PeerId>),
+    Ended,
+    Keepalive,
+}
+
+/// The signaling connection and the peer connections, until the session
+/// is dropped (then every connection is closed) or the signaling server
+/// cannot be reached.
+pub(super) async fn message_loop<S: Stack>(
+    url: String,
+    config: Arc<IceConfig>,
+    id: Arc<OnceLock<PeerId>>,
+    incoming: UnboundedSender<Incoming<S::Channels>>,
+    mut closes: UnboundedReceiver<PeerId>,
+) -> Result<(), TransportError> {
+    let (mut reader, mut writer) = S::connect(&url).await?;
+    let mut signaling_up = true;
+    let (outgoing, mut signals) = mpsc::unbounded::<(PeerId, PeerSignal)>();
+    let mut peers = Peers::<S> {
+        signals: HashMap::new(),
+        running: FuturesUnordered::new(),
+        config,
+        incoming,
+        outgoing,
+    };
+    let mut keepalive = futures_timer::Delay::new(KEEPALIVE).fuse();
+    loop {
+        let woke = {
+            let heard = async {
+                if signaling_up {
+                    S::next(&mut reader).await
+                } else {
+                    futures_util::future::pending().await
+                }
+            };
+            futures_util::select! {
+                heard = heard.fuse() => Woke::Heard(heard),
+                out = signals.next() => Woke::Outgoing(out),
+                closed = closes.next() => Woke::Closed(closed),
+                _ = peers.running.select_next_some() => Woke::Ended,
+                _ = keepalive => Woke::Keepalive,
+            }
+        };
+        match woke {
+            Woke::Heard(Heard::Event(event)) => match event {
+                Event::IdAssigned(me) => {
+                    let _ = id.set(me);
+                }
+                Event::NewPeer(peer) => peers.start(peer, Role::Offerer),
+                Event::PeerLeft(peer) => {
+                    peers.signals.remove(&peer);
+                }
+                Event::Signal { sender, data } => {
+                    if matches!(data, PeerSignal::Offer(_)) {
+                        peers.start(sender, Role::Answerer);
+                    }
+                    if let Some(to_peer) = peers.signals.get(&sender) {
+                        let _ = to_peer.unbounded_send(data);
+                    }
+                }
+            },
+            Woke::Heard(Heard::Nothing) => {}
+            Woke::Heard(Heard::Closed(why)) => {
+                if id.get().is_none() {
+                    return Err(TransportError(format!("signaling server: {why}")));
+                }
+                tracing::warn!("lost the signaling server ({why}); connected peers stay");
+                signaling_up = false;
+            }
+            Woke::Outgoing(Some((receiver, data))) => {
+                if signaling_up
+                    && let Err(e) = S::send(&mut writer, &Request::Signal { receiver, data }).await
+                {
+                    tracing::warn!("{e}; connected peers stay");
+                    signaling_up = false;
+                }
+            }
+            Woke::Outgoing(None) | Woke::Ended => {}
+            Woke::Closed(Some(peer)) => {
+                peers.signals.remove(&peer);
+            }
+            Woke::Closed(None) => break, // the session is gone
+            Woke::Keepalive => {
+                if signaling_up {
+                    let _ = S::send(&mut writer, &Request::KeepAlive).await;
+                }
+                keepalive = futures_timer::Delay::new(KEEPALIVE).fuse();
+            }
+        }
+    }
+    peers.signals.clear();
+    while peers.running.next().await.is_some() {}
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pings_are_answered_within_the_budget_per_window() {
+        let ping = frame::ping(7);
+        let start = Instant::now();
+        let mut budget = PongBudget::new();
+        let answered = (0..100)
+            .filter(|_| budget.pong(&ping, start).is_some())
+            .count();
+        assert_eq!(answered, PONGS_PER_WINDOW as usize);
+        let later = start + PONG_WINDOW + Duration::from_millis(1);
+        assert!(budget.pong(&ping, later).is_some());
+        assert!(budget.pong(b"not a ping", later).is_none());
+    }
+}

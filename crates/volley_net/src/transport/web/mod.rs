@@ -1,0 +1,95 @@
+//! The browser transport: the browser's `RTCPeerConnection` through
+//! web-sys, speaking matchbox's signaling protocol with matchbox's data
+//! channel layout, like the native one (so browsers, native volley peers
+//! and unmodified matchbox_socket peers share rooms).
+//!
+//! The message loop ([`super::mesh`]) runs on the page's event loop: the
+//! signaling WebSocket ([`signaling`]) and one task per peer connection
+//! ([`peer::run`]). Packets are taken in the data channels' `message`
+//! events, stamped with their arrival time; pings are answered there, so
+//! a peer's RTT does not include our frame time.
+
+mod peer;
+mod signaling;
+
+use std::sync::{Arc, OnceLock};
+
+use futures_channel::mpsc::{self, UnboundedReceiver};
+use futures_util::future::LocalBoxFuture;
+use send_wrapper::SendWrapper;
+use web_sys::RtcDataChannel;
+
+use super::driven::{Driven, PeerChannels};
+use super::mesh::{self, Context, Heard, Role, Stack};
+use super::{MessageLoopFuture, Transport, TransportError};
+use crate::builder::IceConfig;
+use crate::signal::{PeerSignal, Request};
+use crate::{Channel, PeerId};
+
+/// A connected peer's data channels, by channel index. The browser's
+/// objects live on the page's one thread, where the session runs too.
+pub(in crate::transport) struct WebChannels(SendWrapper<Vec<RtcDataChannel>>);
+
+impl PeerChannels for WebChannels {
+    fn send(&self, channel: Channel, packet: Vec<u8>) {
+        if let Some(dc) = self.0.get(channel.index()) {
+            // A closed channel throws: the peer is gone, its `Down` follows.
+            let _ = dc.send_with_u8_array(&packet);
+        }
+    }
+
+    fn buffered(&self, channel: Channel) -> usize {
+        self.0
+            .get(channel.index())
+            .map_or(0, |dc| dc.buffered_amount() as usize)
+    }
+}
+
+/// The browser's WebRTC and WebSocket.
+pub(crate) struct WebTransport;
+
+impl WebTransport {
+    /// Connects to the room; returns the transport and its message loop.
+    pub(crate) fn open(room_url: &str, ice: &IceConfig) -> (Box<dyn Transport>, MessageLoopFuture) {
+        let id = Arc::new(OnceLock::new());
+        let (incoming_tx, incoming) = mpsc::unbounded();
+        let (closes, closes_rx) = mpsc::unbounded();
+        let message_loop = Box::pin(mesh::message_loop::<WebTransport>(
+            room_url.to_owned(),
+            Arc::new(ice.clone()),
+            id.clone(),
+            incoming_tx,
+            closes_rx,
+        ));
+        let transport = Driven::<WebChannels>::new(id, incoming, closes);
+        (Box::new(transport), message_loop)
+    }
+}
+
+impl Stack for WebTransport {
+    type Channels = WebChannels;
+    type Reader = signaling::Reader;
+    type Writer = signaling::Writer;
+    type Peer = LocalBoxFuture<'static, PeerId>;
+
+    async fn connect(url: &str) -> Result<(Self::Reader, Self::Writer), TransportError> {
+        signaling::connect(url).await
+    }
+
+    async fn next(reader: &mut Self::Reader) -> Heard {
+        reader.next().await
+    }
+
+    async fn send(writer: &mut Self::Writer, request: &Request) -> Result<(), TransportError> {
+        writer.send(request).await
+    }
+
+    fn run(
+        peer: PeerId,
+        role: Role,
+        remote: UnboundedReceiver<PeerSignal>,
+        cx: Context<WebChannels>,
+    ) -> Self::Peer {
+        Box::pin(peer::run(peer, role, remote, cx))
+    }
+}
