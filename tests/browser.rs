@@ -15,6 +15,12 @@ use volley_bots::BotRun;
 /// The frame whose checksums are compared.
 const CHECKPOINT: i32 = 300;
 
+/// The network part of the browser's RTT to a native bot on loopback: the
+/// rest is at most one frame, while the page's only thread renders and a
+/// pong waits for it (SwiftShader takes ~180 ms a frame on this machine).
+/// A ping answered once per frame at either end would add a second frame.
+const LOOPBACK_RTT_MS: f64 = 25.0;
+
 /// The browser's checksum of [`CHECKPOINT`], once confirmed there.
 fn checkpoint(browser: &Browser, seen: &mut Value) -> Option<String> {
     let status = browser.game_status()?;
@@ -65,6 +71,21 @@ fn a_browser_plays_box_game_against_a_native_bot() {
             );
             assert_eq!(seen["state"], "InGame", "{seen}");
             assert_eq!(seen["players"], 2, "{seen}");
+            // The browser's own transport reports the path it took, and
+            // both ends answer pings where they arrive, not once per frame.
+            let link = seen["peers"]
+                .as_object()
+                .and_then(|peers| peers.values().next())
+                .unwrap_or_else(|| panic!("no peer link in {seen}"));
+            assert_eq!(link["path"][1], "Host", "{seen}");
+            assert_ne!(link["path"][0], "Relay", "{seen}");
+            let rtt = link["rtt_ms"].as_f64().unwrap_or(f64::MAX);
+            let frame = seen["frame_ms"].as_f64().unwrap_or(0.0);
+            println!("browser RTT {rtt:.1} ms, frame {frame:.1} ms");
+            assert!(
+                rtt < frame * 1.2 + LOOPBACK_RTT_MS,
+                "RTT {rtt} ms, more than a frame: {seen}"
+            );
         },
     );
 }

@@ -1,7 +1,8 @@
 //! The native transport's ICE options and per-peer control, over real
 //! WebRTC inside the test's own network namespace (see `support::netns`):
 //! several TURN servers each with its own credentials, relay-only policy,
-//! and closing one peer while the others stay.
+//! closing one peer while the others stay, and a session's connections
+//! closed when its message loop is dropped.
 
 mod support;
 
@@ -372,5 +373,53 @@ fn disconnecting_one_peer_closes_it_on_both_ends_and_the_others_stay() {
         assert_eq!(chats_from(&got, 1, c_id), ["2->1"]);
         // b's send to a is refused: a is no peer of b's any more.
         assert!(b.send(a_id, &Chat("hello?".into())).is_err());
+    });
+}
+
+#[test]
+fn dropping_a_message_loop_closes_its_connections_at_once() {
+    if !support::netns::isolate("dropping_a_message_loop_closes_its_connections_at_once") {
+        return;
+    }
+    run(async {
+        let server = server().await;
+        let mut a = session(&server, "dropped", &[], IcePolicy::All);
+        let (mut b, b_loop) = Session::builder(&format!("ws://{}/dropped", server.addr()))
+            .register::<Chat>(Channel::Reliable)
+            .unwrap()
+            .build();
+        let b_loop = tokio::spawn(b_loop);
+        let mut seen = HashMap::new();
+        pump(&mut [&mut a, &mut b], &mut seen, |s, _| {
+            everyone_connected(s)
+        })
+        .await;
+        let b_id = b.id().unwrap();
+
+        // With the server gone (it would tell a that b left), b's process
+        // keeps its session but drops the loop (a game that shuts its
+        // networking down): a hears of it from the connection itself, well
+        // before ICE's own timeout (5 s) would have told it.
+        server.shutdown().await;
+        let settle = Instant::now() + Duration::from_millis(300);
+        pump(&mut [&mut a, &mut b], &mut seen, |_, _| {
+            Instant::now() > settle
+        })
+        .await;
+        assert_eq!(a.connected_peers().collect::<Vec<_>>(), vec![b_id]);
+        b_loop.abort();
+        let dropped = Instant::now();
+        pump(&mut [&mut a], &mut seen, |_, seen| {
+            seen[&0]
+                .iter()
+                .any(|e| matches!(e, SessionEvent::Left(p, _) if *p == b_id))
+        })
+        .await;
+        let took = dropped.elapsed();
+        println!(
+            "a saw b leave {} ms after b's loop was dropped",
+            took.as_millis()
+        );
+        assert!(took < Duration::from_secs(2), "{took:?}");
     });
 }

@@ -8,9 +8,9 @@
 use std::collections::BTreeMap;
 
 use bevy::prelude::*;
-use bevy_volley::ConnectionState;
 use bevy_volley::replication::{NetEntity, ReplicationStatus};
 use bevy_volley::rollback::{ChecksumHistory, RollbackStatus};
+use bevy_volley::{ConnectionState, NetStats};
 use serde::Serialize;
 
 /// Frames between checkpoints.
@@ -44,6 +44,21 @@ pub struct GameStatus {
     pub replication_tick: u32,
     /// With state sync: replicated entities in our world.
     pub replicated: usize,
+    /// The link to each connected peer, by peer id.
+    pub peers: BTreeMap<String, PeerLink>,
+    /// Smoothed wall-clock time between two app updates, in milliseconds
+    /// (a browser handles packets between frames: this bounds how late).
+    pub frame_ms: f64,
+}
+
+/// What the page and tests see of the link to one peer.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct PeerLink {
+    /// Smoothed round-trip time in milliseconds, once measured.
+    pub rtt_ms: Option<f64>,
+    /// The selected candidate pair's kinds, ours then theirs
+    /// (`"Host"`, `"ServerReflexive"`, `"PeerReflexive"`, `"Relay"`).
+    pub path: Option<(String, String)>,
 }
 
 /// Keeps [`GameStatus`] current (and, in the browser, on the page).
@@ -52,7 +67,7 @@ pub struct StatusPlugin;
 impl Plugin for StatusPlugin {
     fn build(&self, app: &mut App) {
         app.init_resource::<GameStatus>()
-            .add_systems(Last, (update_status, publish).chain());
+            .add_systems(Last, ((update_status, update_links), publish).chain());
     }
 }
 
@@ -92,6 +107,33 @@ fn update_status(
         }
         checkpoint += CHECKPOINT_EVERY;
     }
+}
+
+/// The links to peers and the frame time.
+fn update_links(net: Option<Res<NetStats>>, time: Res<Time<Real>>, mut status: ResMut<GameStatus>) {
+    let delta = time.delta_secs_f64() * 1000.0;
+    status.frame_ms = if status.frame_ms == 0.0 {
+        delta
+    } else {
+        status.frame_ms * 0.9 + delta * 0.1
+    };
+    let Some(net) = net else { return };
+    status.peers = net
+        .peers
+        .iter()
+        .map(|(peer, stats)| {
+            let link = PeerLink {
+                rtt_ms: stats.rtt.map(|rtt| rtt.as_secs_f64() * 1000.0),
+                path: stats.link.as_ref().map(|link| {
+                    (
+                        format!("{:?}", link.local.kind),
+                        format!("{:?}", link.remote.kind),
+                    )
+                }),
+            };
+            (peer.to_string(), link)
+        })
+        .collect();
 }
 
 #[cfg(not(target_arch = "wasm32"))]

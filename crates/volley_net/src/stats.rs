@@ -68,8 +68,9 @@ pub struct PeerStats {
     pub pings_sent: u64,
     /// Pongs received for them.
     pub pongs_received: u64,
-    /// The selected candidate pair, once the transport reported it (the
-    /// native transport does; the browser's does not).
+    /// The selected candidate pair, once the transport reported it (volley's
+    /// own transports do, natively and in the browser; `MatchboxTransport`
+    /// does not).
     pub link: Option<Link>,
     /// Packets from this peer that were invalid (garbage, unknown kind,
     /// wrong channel, broken fragments, undecodable payload) and dropped.

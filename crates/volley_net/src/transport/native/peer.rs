@@ -323,6 +323,7 @@ pub(super) async fn run(
             return peer;
         }
     };
+    let mut closer = CloseOnDrop(Some(pc.clone()));
     let _ = waker.pc.set(Arc::downgrade(&pc));
     let mut dcs = Vec::with_capacity(Channel::COUNT);
     let mut readers = Vec::with_capacity(Channel::COUNT);
@@ -345,7 +346,7 @@ pub(super) async fn run(
             }
             Err(e) => {
                 tracing::warn!("cannot open data channel {label} to {peer}: {e}");
-                let _ = pc.close().await;
+                closer.close().await;
                 return peer;
             }
         }
@@ -393,11 +394,35 @@ pub(super) async fn run(
         }
     }
     drop(readers); // cancels the readers
-    if let Err(e) = pc.close().await {
-        tracing::debug!("closing the connection to {peer}: {e}");
-    }
+    closer.close().await;
     let _ = cx.incoming.unbounded_send(Incoming::Down(peer));
     peer
+}
+
+/// Closes a connection however its task ends: a webrtc-rs connection
+/// dropped unclosed keeps running (and the peer keeps us) until ICE gives
+/// up, so a task dropped with the message loop closes it in the background.
+struct CloseOnDrop(Option<Arc<dyn PeerConnection>>);
+
+impl CloseOnDrop {
+    async fn close(&mut self) {
+        if let Some(pc) = self.0.take()
+            && let Err(e) = pc.close().await
+        {
+            tracing::debug!("closing a connection: {e}");
+        }
+    }
+}
+
+impl Drop for CloseOnDrop {
+    fn drop(&mut self) {
+        if let Some(pc) = self.0.take() {
+            smol::spawn(async move {
+                let _ = pc.close().await;
+            })
+            .detach();
+        }
+    }
 }
 
 /// Offer/answer; remote candidates that come early are held until the
