@@ -36,15 +36,27 @@ impl PeerChannels for NativeChannels {
     fn send(&self, channel: Channel, packet: Vec<u8>) {
         if let Some(dc) = self.0.get(channel.index()) {
             // Vec → Bytes → BytesMut moves the buffer (no copy).
-            let _ = smol::block_on(dc.send(BytesMut::from(bytes::Bytes::from(packet))));
+            let _ = now_or_block(dc.send(BytesMut::from(bytes::Bytes::from(packet))));
         }
     }
 
     fn buffered(&self, channel: Channel) -> usize {
         self.0
             .get(channel.index())
-            .and_then(|dc| smol::block_on(dc.outstanding_bytes()).ok())
+            .and_then(|dc| now_or_block(dc.outstanding_bytes()).ok())
             .unwrap_or(0)
+    }
+}
+
+/// Runs `future` on this thread: most calls into a connection complete at
+/// the first poll (its lock is free), and `smol::block_on` costs a wake-up
+/// of smol's I/O thread every time; it is kept for when the lock is taken.
+fn now_or_block<F: std::future::Future>(future: F) -> F::Output {
+    let mut future = std::pin::pin!(future);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match future.as_mut().poll(&mut cx) {
+        std::task::Poll::Ready(out) => out,
+        std::task::Poll::Pending => smol::block_on(future),
     }
 }
 
