@@ -15,7 +15,7 @@ use futures_util::{FutureExt, StreamExt};
 use web_time::Instant;
 
 use super::TransportError;
-use super::driven::Incoming;
+use super::driven::{Driven, Incoming};
 use crate::builder::IceConfig;
 use crate::signal::{self, Event, PeerSignal, Request};
 use crate::{PeerId, frame};
@@ -165,6 +165,28 @@ impl<S: Stack> Peers<S> {
     }
 }
 
+/// A session's side and its message loop, for the platform's transport to
+/// box (natively the loop must be `Send`, in the browser it cannot be).
+pub(super) fn open<S: Stack>(
+    room_url: &str,
+    ice: &IceConfig,
+) -> (
+    Driven<S::Channels>,
+    impl Future<Output = Result<(), TransportError>> + use<S>,
+) {
+    let id = Arc::new(OnceLock::new());
+    let (incoming_tx, incoming) = mpsc::unbounded();
+    let (closes, closes_rx) = mpsc::unbounded();
+    let message_loop = message_loop::<S>(
+        room_url.to_owned(),
+        Arc::new(ice.clone()),
+        id.clone(),
+        incoming_tx,
+        closes_rx,
+    );
+    (Driven::new(id, incoming, closes), message_loop)
+}
+
 /// What woke the message loop.
 enum Woke {
     Heard(Heard),
@@ -178,7 +200,7 @@ enum Woke {
 /// The signaling connection and the peer connections, until the session
 /// is dropped (then every connection is closed) or the signaling server
 /// cannot be reached.
-pub(super) async fn message_loop<S: Stack>(
+async fn message_loop<S: Stack>(
     url: String,
     config: Arc<IceConfig>,
     id: Arc<OnceLock<PeerId>>,

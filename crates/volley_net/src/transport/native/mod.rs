@@ -12,14 +12,14 @@
 mod peer;
 mod signaling;
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use bytes::BytesMut;
-use futures_channel::mpsc::{self, UnboundedReceiver};
+use futures_channel::mpsc::UnboundedReceiver;
 use futures_util::future::BoxFuture;
 use webrtc::data_channel::DataChannel;
 
-use super::driven::{Driven, PeerChannels};
+use super::driven::PeerChannels;
 use super::mesh::{self, Context, Heard, Role, Stack};
 use super::{MessageLoopFuture, Transport, TransportError};
 use crate::builder::IceConfig;
@@ -66,18 +66,8 @@ pub(crate) struct NativeTransport;
 impl NativeTransport {
     /// Connects to the room; returns the transport and its message loop.
     pub(crate) fn open(room_url: &str, ice: &IceConfig) -> (Box<dyn Transport>, MessageLoopFuture) {
-        let id = Arc::new(OnceLock::new());
-        let (incoming_tx, incoming) = mpsc::unbounded();
-        let (closes, closes_rx) = mpsc::unbounded();
-        let message_loop = Box::pin(mesh::message_loop::<NativeTransport>(
-            room_url.to_owned(),
-            Arc::new(ice.clone()),
-            id.clone(),
-            incoming_tx,
-            closes_rx,
-        ));
-        let transport = Driven::<NativeChannels>::new(id, incoming, closes);
-        (Box::new(transport), message_loop)
+        let (transport, message_loop) = mesh::open::<NativeTransport>(room_url, ice);
+        (Box::new(transport), Box::pin(message_loop))
     }
 }
 
