@@ -25,6 +25,12 @@ use crate::{PeerId, frame};
 /// refused beyond this.
 pub const MAX_PEERS: usize = 64;
 
+/// Connection attempts before the session gives up on the server.
+const CONNECT_ATTEMPTS: u32 = 3;
+
+/// Between two connection attempts.
+const RETRY_AFTER: Duration = Duration::from_secs(1);
+
 /// Between two keepalives to the signaling server (as matchbox).
 const KEEPALIVE: Duration = Duration::from_secs(10);
 
@@ -32,9 +38,6 @@ const KEEPALIVE: Duration = Duration::from_secs(10);
 /// to the session's per-peer limits.
 const PONGS_PER_WINDOW: u32 = 32;
 const PONG_WINDOW: Duration = Duration::from_millis(100);
-
-/// Remote candidates kept while the remote description is not yet set.
-pub(super) const EARLY_CANDIDATES: usize = 64;
 
 /// Who makes the offer: the peer already in the room, told of a newcomer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,10 +86,8 @@ pub(super) trait Stack: 'static {
     /// A peer connection's task (see [`Stack::run`]).
     type Peer: Future<Output = PeerId> + Unpin;
 
-    /// Connects to the signaling server at `url`.
-    fn connect(
-        url: &str,
-    ) -> impl Future<Output = Result<(Self::Reader, Self::Writer), TransportError>>;
+    /// Connects to the signaling server at `url` (once).
+    fn connect(url: &str) -> impl Future<Output = Result<(Self::Reader, Self::Writer), String>>;
     /// Waits for the server's next message.
     fn next(reader: &mut Self::Reader) -> impl Future<Output = Heard>;
     /// Sends a request to the server.
@@ -132,6 +133,26 @@ impl PongBudget {
             self.answered += 1;
             pong
         })
+    }
+}
+
+/// Connects to the signaling server, trying [`CONNECT_ATTEMPTS`] times.
+async fn connect<S: Stack>(url: &str) -> Result<(S::Reader, S::Writer), TransportError> {
+    let mut attempt = 1;
+    loop {
+        match S::connect(url).await {
+            Ok(halves) => return Ok(halves),
+            Err(e) if attempt < CONNECT_ATTEMPTS => {
+                tracing::warn!("signaling server {url}: {e}; trying again");
+                attempt += 1;
+                futures_timer::Delay::new(RETRY_AFTER).await;
+            }
+            Err(e) => {
+                return Err(TransportError(format!(
+                    "cannot reach the signaling server at {url}: {e}"
+                )));
+            }
+        }
     }
 }
 
@@ -207,7 +228,7 @@ async fn message_loop<S: Stack>(
     incoming: UnboundedSender<Incoming<S::Channels>>,
     mut closes: UnboundedReceiver<PeerId>,
 ) -> Result<(), TransportError> {
-    let (mut reader, mut writer) = S::connect(&url).await?;
+    let (mut reader, mut writer) = connect::<S>(&url).await?;
     let mut signaling_up = true;
     let (outgoing, mut signals) = mpsc::unbounded::<(PeerId, PeerSignal)>();
     let mut peers = Peers::<S> {

@@ -77,8 +77,8 @@ impl Stack for NativeTransport {
     type Writer = signaling::Writer;
     type Peer = BoxFuture<'static, PeerId>;
 
-    async fn connect(url: &str) -> Result<(Self::Reader, Self::Writer), TransportError> {
-        Ok(signaling::Signaling::connect(url).await?.split())
+    async fn connect(url: &str) -> Result<(Self::Reader, Self::Writer), String> {
+        signaling::connect(url).await
     }
 
     async fn next(reader: &mut Self::Reader) -> Heard {

@@ -5,7 +5,7 @@
 //! without waking its driver, which then sends them only on the ICE agent's
 //! next 200 ms tick (the first connectivity check after a trickled
 //! candidate, the DTLS ClientHello, the SCTP INIT). [`Handler`] and
-//! [`run`] wake the driver at each of those points instead.
+//! [`NativeConnection`] wake the driver at each of those points instead.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU8, AtomicU16, Ordering};
@@ -14,7 +14,6 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use futures_channel::mpsc::{self, UnboundedReceiver, UnboundedSender};
-use futures_util::StreamExt;
 use web_time::Instant;
 use webrtc::data_channel::{DataChannel, DataChannelEvent, RTCDataChannelInit};
 use webrtc::peer_connection::{
@@ -29,19 +28,10 @@ use super::NativeChannels;
 use crate::builder::{IceConfig, IcePolicy};
 use crate::signal::PeerSignal;
 use crate::stats::{Candidate, CandidateKind, Link};
+use crate::transport::connection::{Connection, Health, drive};
 use crate::transport::driven::Incoming;
-use crate::transport::mesh::{Context, EARLY_CANDIDATES, PongBudget, Role};
+use crate::transport::mesh::{Context, PongBudget, Role};
 use crate::{Channel, PeerId};
-
-/// What a connection's callbacks and readers tell its task.
-enum Health {
-    /// One data channel opened.
-    ChannelOpen,
-    /// The connection is up (the selected pair can be read).
-    Connected,
-    /// The connection failed or closed, or a channel closed.
-    Gone,
-}
 
 fn runtime() -> Arc<dyn Runtime> {
     // smol's executor has threads of its own: the connections run whatever
@@ -295,13 +285,6 @@ fn kind(typ: RTCIceCandidateType) -> Option<CandidateKind> {
     }
 }
 
-/// Tells the session which candidate pair the connection took.
-async fn report_link(peer: PeerId, pc: &Arc<dyn PeerConnection>, cx: &Context<NativeChannels>) {
-    if let Some(link) = selected_link(pc).await {
-        let _ = cx.incoming.unbounded_send(Incoming::Link(peer, link));
-    }
-}
-
 /// The selected candidate pair, once there is one.
 async fn selected_link(pc: &Arc<dyn PeerConnection>) -> Option<Link> {
     let sctp = pc.sctp().await?;
@@ -338,9 +321,76 @@ fn remote_candidate(json: &str) -> Option<RTCIceCandidateInit> {
     }
 }
 
-/// One peer's connection, from building it to its end: negotiates it
-/// (`remote` carries the peer's signals; its end closes the connection),
-/// reports it up, then down. Returns the peer.
+/// A webrtc-rs connection, as [`drive`] uses it.
+struct NativeConnection {
+    pc: Arc<dyn PeerConnection>,
+    handler: Arc<Handler>,
+    waker: Arc<Waker>,
+    channels: Vec<Arc<dyn DataChannel>>,
+}
+
+impl Connection for NativeConnection {
+    type Channels = NativeChannels;
+
+    async fn create(&self, offer: bool) -> Result<String, String> {
+        let created = if offer {
+            self.pc.create_offer(None).await
+        } else {
+            self.pc.create_answer(None).await
+        };
+        created.map(|d| d.sdp).map_err(|e| e.to_string())
+    }
+
+    async fn set_local(&self, offer: bool, sdp: String) -> Result<(), String> {
+        let description = if offer {
+            RTCSessionDescription::offer(sdp)
+        } else {
+            RTCSessionDescription::answer(sdp)
+        };
+        let description = description.map_err(|e| e.to_string())?;
+        self.pc
+            .set_local_description(description)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    async fn set_remote(&self, offer: bool, sdp: String) -> Result<(), String> {
+        let description = if offer {
+            RTCSessionDescription::offer(sdp)
+        } else {
+            RTCSessionDescription::answer(sdp)
+        };
+        let description = description.map_err(|e| e.to_string())?;
+        self.pc
+            .set_remote_description(description)
+            .await
+            .map_err(|e| e.to_string())?;
+        self.waker.wake().await; // what the description let the agent queue
+        Ok(())
+    }
+
+    async fn add_candidate(&self, json: &str) {
+        if let Some(init) = remote_candidate(json) {
+            let _ = self.pc.add_ice_candidate(init).await;
+            self.waker.wake().await; // the first check, now
+        }
+    }
+
+    fn release_candidates(&self) {
+        self.handler.flush_candidates();
+    }
+
+    fn channels(&self) -> NativeChannels {
+        NativeChannels(self.channels.clone())
+    }
+
+    async fn link(&self) -> Option<Link> {
+        selected_link(&self.pc).await
+    }
+}
+
+/// One peer's connection, from building it to its end (see
+/// [`Stack::run`](crate::transport::mesh::Stack::run)).
 pub(super) async fn run(
     peer: PeerId,
     role: Role,
@@ -365,7 +415,7 @@ pub(super) async fn run(
     };
     let mut closer = CloseOnDrop(Some(pc.clone()));
     let _ = waker.pc.set(Arc::downgrade(&pc));
-    let mut dcs = Vec::with_capacity(Channel::COUNT);
+    let mut channels = Vec::with_capacity(Channel::COUNT);
     let mut readers = Vec::with_capacity(Channel::COUNT);
     for channel in Channel::ALL {
         let label = format!("matchbox_socket_{}", channel.index());
@@ -382,7 +432,7 @@ pub(super) async fn run(
                     cx.incoming.clone(),
                     health_tx.clone(),
                 )));
-                dcs.push(dc);
+                channels.push(dc);
             }
             Err(e) => {
                 tracing::warn!("cannot open data channel {label} to {peer}: {e}");
@@ -391,48 +441,16 @@ pub(super) async fn run(
             }
         }
     }
-    if let Some(first) = dcs.first() {
+    if let Some(first) = channels.first() {
         let _ = waker.channel.set(Arc::downgrade(first));
     }
-
-    let negotiated = negotiate(&pc, role, &mut remote, &cx, &handler, &waker).await;
-    if let Err(why) = negotiated {
-        tracing::debug!("connection to {peer} not negotiated: {why}");
-    } else {
-        // Trickled candidates and the connection's health, until it ends.
-        let mut open = 0;
-        loop {
-            futures_util::select! {
-                signal = remote.next() => match signal {
-                    Some(PeerSignal::IceCandidate(json)) => {
-                        if let Some(init) = remote_candidate(&json) {
-                            let _ = pc.add_ice_candidate(init).await;
-                            waker.wake().await; // the first check, now
-                        }
-                    }
-                    Some(_) => tracing::debug!("{peer} sent a second description; ignored"),
-                    None => break, // closed by the session or the peer left
-                },
-                news = health.next() => match news {
-                    Some(Health::ChannelOpen) => {
-                        open += 1;
-                        if open == Channel::COUNT {
-                            let _ = cx.incoming.unbounded_send(Incoming::Up(peer, NativeChannels(dcs.clone())));
-                            report_link(peer, &pc, &cx).await;
-                        }
-                    }
-                    // ICE connects before the channels open: until they
-                    // are, the session does not know the peer, and the
-                    // pair is reported with `Up` instead.
-                    Some(Health::Connected) if open == Channel::COUNT => {
-                        report_link(peer, &pc, &cx).await;
-                    }
-                    Some(Health::Connected) => {}
-                    Some(Health::Gone) | None => break,
-                },
-            }
-        }
-    }
+    let connection = NativeConnection {
+        pc,
+        handler,
+        waker,
+        channels,
+    };
+    drive(&connection, peer, role, &mut remote, &mut health, &cx).await;
     drop(readers); // cancels the readers
     closer.close().await;
     let _ = cx.incoming.unbounded_send(Incoming::Down(peer));
@@ -463,70 +481,6 @@ impl Drop for CloseOnDrop {
             .detach();
         }
     }
-}
-
-/// Offer/answer; remote candidates that come early are held until the
-/// remote description is set.
-async fn negotiate(
-    pc: &Arc<dyn PeerConnection>,
-    role: Role,
-    remote: &mut UnboundedReceiver<PeerSignal>,
-    cx: &Context<NativeChannels>,
-    handler: &Handler,
-    waker: &Waker,
-) -> Result<(), String> {
-    let peer = handler.peer;
-    let send = |signal| {
-        cx.signals
-            .unbounded_send((peer, signal))
-            .map_err(|_| "signaling is gone".to_string())
-    };
-    let mut early = Vec::new();
-    if role == Role::Offerer {
-        let offer = pc.create_offer(None).await.map_err(|e| e.to_string())?;
-        let sdp = offer.sdp.clone();
-        pc.set_local_description(offer)
-            .await
-            .map_err(|e| e.to_string())?;
-        send(PeerSignal::Offer(sdp))?;
-        handler.flush_candidates();
-    }
-    loop {
-        match remote.next().await {
-            Some(PeerSignal::IceCandidate(json)) => {
-                if early.len() < EARLY_CANDIDATES {
-                    early.extend(remote_candidate(&json));
-                }
-            }
-            Some(PeerSignal::Offer(sdp)) if role == Role::Answerer => {
-                let offer = RTCSessionDescription::offer(sdp).map_err(|e| e.to_string())?;
-                pc.set_remote_description(offer)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                let answer = pc.create_answer(None).await.map_err(|e| e.to_string())?;
-                send(PeerSignal::Answer(answer.sdp.clone()))?;
-                pc.set_local_description(answer)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                handler.flush_candidates();
-                break;
-            }
-            Some(PeerSignal::Answer(sdp)) if role == Role::Offerer => {
-                let answer = RTCSessionDescription::answer(sdp).map_err(|e| e.to_string())?;
-                pc.set_remote_description(answer)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                break;
-            }
-            Some(other) => tracing::debug!("{peer}: unexpected {other:?} while negotiating"),
-            None => return Err("closed while negotiating".into()),
-        }
-    }
-    for init in early {
-        let _ = pc.add_ice_candidate(init).await;
-    }
-    waker.wake().await;
-    Ok(())
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

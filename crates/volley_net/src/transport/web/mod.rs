@@ -60,7 +60,7 @@ impl Stack for WebTransport {
     type Writer = signaling::Writer;
     type Peer = LocalBoxFuture<'static, PeerId>;
 
-    async fn connect(url: &str) -> Result<(Self::Reader, Self::Writer), TransportError> {
+    async fn connect(url: &str) -> Result<(Self::Reader, Self::Writer), String> {
         signaling::connect(url).await
     }
 

@@ -7,7 +7,6 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use futures_channel::mpsc::{self, UnboundedReceiver, UnboundedSender};
-use futures_util::StreamExt;
 use js_sys::{Array, ArrayBuffer, Reflect, Uint8Array};
 use send_wrapper::SendWrapper;
 use serde::Deserialize;
@@ -25,19 +24,10 @@ use super::WebChannels;
 use crate::builder::{IceConfig, IcePolicy};
 use crate::signal::PeerSignal;
 use crate::stats::{Candidate, CandidateKind, Link};
+use crate::transport::connection::{Connection, Health, drive};
 use crate::transport::driven::Incoming;
-use crate::transport::mesh::{Context, EARLY_CANDIDATES, PongBudget, Role};
+use crate::transport::mesh::{Context, PongBudget, Role};
 use crate::{Channel, PeerId};
-
-/// What a connection's event handlers tell its task.
-enum Health {
-    /// One data channel opened.
-    ChannelOpen,
-    /// The connection is up (the selected pair can be read).
-    Connected,
-    /// The connection failed or closed, or a channel closed.
-    Gone,
-}
 
 /// Our candidates, held until our description has gone (a native
 /// matchbox peer drops candidates that arrive before it).
@@ -45,14 +35,18 @@ type Pending = Rc<RefCell<Option<Vec<String>>>>;
 
 /// A connection and its event handlers. Dropping it (the task ended, or
 /// the message loop was dropped) unhooks the handlers and closes it.
-struct Connection {
+struct WebConnection {
     pc: RtcPeerConnection,
     channels: Vec<RtcDataChannel>,
+    /// Our candidates until our description has gone.
+    pending: Pending,
+    signals: UnboundedSender<(PeerId, PeerSignal)>,
+    peer: PeerId,
     /// Kept alive while the browser may call them.
     handlers: Vec<Closure<dyn FnMut(JsValue)>>,
 }
 
-impl Drop for Connection {
+impl Drop for WebConnection {
     fn drop(&mut self) {
         self.pc.set_onicecandidate(None);
         self.pc.set_onconnectionstatechange(None);
@@ -111,18 +105,21 @@ fn channel_init(channel: Channel) -> RtcDataChannelInit {
     init
 }
 
-impl Connection {
+impl WebConnection {
     fn open(
         peer: PeerId,
         cx: &Context<WebChannels>,
         health: &UnboundedSender<Health>,
-        pending: &Pending,
-    ) -> Result<Connection, String> {
+    ) -> Result<WebConnection, String> {
         let pc = RtcPeerConnection::new_with_configuration(&configuration(&cx.config))
             .map_err(js_error)?;
-        let mut connection = Connection {
+        let pending: Pending = Rc::new(RefCell::new(Some(Vec::new())));
+        let mut connection = WebConnection {
             pc: pc.clone(),
             channels: Vec::with_capacity(Channel::COUNT),
+            pending: pending.clone(),
+            signals: cx.signals.clone(),
+            peer,
             handlers: Vec::new(),
         };
         let (signals, pending) = (cx.signals.clone(), pending.clone());
@@ -211,43 +208,6 @@ impl Connection {
         self.handlers.extend([on_open, on_close, on_message]);
     }
 
-    async fn add_candidate(&self, candidate: RtcIceCandidateInit) {
-        let added = self
-            .pc
-            .add_ice_candidate_with_opt_rtc_ice_candidate_init(Some(&candidate));
-        if let Err(e) = JsFuture::from(added).await {
-            tracing::debug!("a remote ICE candidate refused: {}", js_error(e));
-        }
-    }
-
-    /// Creates our offer or answer and sets it; returns its SDP.
-    async fn describe(&self, kind: RtcSdpType) -> Result<String, String> {
-        let created = match kind {
-            RtcSdpType::Offer => self.pc.create_offer(),
-            _ => self.pc.create_answer(),
-        };
-        let created = JsFuture::from(created).await.map_err(js_error)?;
-        let sdp = Reflect::get(&created, &JsValue::from_str("sdp"))
-            .ok()
-            .and_then(|s| s.as_string())
-            .ok_or("the browser made a description without SDP")?;
-        let description = RtcSessionDescriptionInit::new(kind);
-        description.set_sdp(&sdp);
-        JsFuture::from(self.pc.set_local_description(&description))
-            .await
-            .map_err(js_error)?;
-        Ok(sdp)
-    }
-
-    async fn set_remote(&self, kind: RtcSdpType, sdp: &str) -> Result<(), String> {
-        let description = RtcSessionDescriptionInit::new(kind);
-        description.set_sdp(sdp);
-        JsFuture::from(self.pc.set_remote_description(&description))
-            .await
-            .map(drop)
-            .map_err(js_error)
-    }
-
     /// The selected candidate pair, from `getStats()`.
     async fn selected_link(&self) -> Option<Link> {
         let report = JsFuture::from(self.pc.get_stats()).await.ok()?;
@@ -328,10 +288,75 @@ fn remote_candidate(json: &str) -> Option<RtcIceCandidateInit> {
     Some(init)
 }
 
-/// Tells the session which candidate pair the connection took.
-async fn report_link(peer: PeerId, connection: &Connection, cx: &Context<WebChannels>) {
-    if let Some(link) = connection.selected_link().await {
-        let _ = cx.incoming.unbounded_send(Incoming::Link(peer, link));
+fn sdp_type(offer: bool) -> RtcSdpType {
+    if offer {
+        RtcSdpType::Offer
+    } else {
+        RtcSdpType::Answer
+    }
+}
+
+impl Connection for WebConnection {
+    type Channels = WebChannels;
+
+    async fn create(&self, offer: bool) -> Result<String, String> {
+        let created = if offer {
+            self.pc.create_offer()
+        } else {
+            self.pc.create_answer()
+        };
+        let created = JsFuture::from(created).await.map_err(js_error)?;
+        Reflect::get(&created, &JsValue::from_str("sdp"))
+            .ok()
+            .and_then(|s| s.as_string())
+            .ok_or_else(|| "the browser made a description without SDP".to_string())
+    }
+
+    async fn set_local(&self, offer: bool, sdp: String) -> Result<(), String> {
+        let description = RtcSessionDescriptionInit::new(sdp_type(offer));
+        description.set_sdp(&sdp);
+        JsFuture::from(self.pc.set_local_description(&description))
+            .await
+            .map(drop)
+            .map_err(js_error)
+    }
+
+    async fn set_remote(&self, offer: bool, sdp: String) -> Result<(), String> {
+        let description = RtcSessionDescriptionInit::new(sdp_type(offer));
+        description.set_sdp(&sdp);
+        JsFuture::from(self.pc.set_remote_description(&description))
+            .await
+            .map(drop)
+            .map_err(js_error)
+    }
+
+    async fn add_candidate(&self, json: &str) {
+        let Some(candidate) = remote_candidate(json) else {
+            return;
+        };
+        let added = self
+            .pc
+            .add_ice_candidate_with_opt_rtc_ice_candidate_init(Some(&candidate));
+        if let Err(e) = JsFuture::from(added).await {
+            tracing::debug!("a remote ICE candidate refused: {}", js_error(e));
+        }
+    }
+
+    fn release_candidates(&self) {
+        let held = self.pending.borrow_mut().take();
+        for candidate in held.into_iter().flatten() {
+            let _ = self
+                .signals
+                .unbounded_send((self.peer, PeerSignal::IceCandidate(candidate)));
+        }
+    }
+
+    fn channels(&self) -> WebChannels {
+        WebChannels(SendWrapper::new(self.channels.clone()))
+    }
+
+    async fn link(&self) -> Option<Link> {
+        self.selected_link().await
     }
 }
 
@@ -344,8 +369,7 @@ pub(super) async fn run(
     cx: Context<WebChannels>,
 ) -> PeerId {
     let (health_tx, mut health) = mpsc::unbounded();
-    let pending: Pending = Rc::new(RefCell::new(Some(Vec::new())));
-    let connection = match Connection::open(peer, &cx, &health_tx, &pending) {
+    let connection = match WebConnection::open(peer, &cx, &health_tx) {
         Ok(connection) => connection,
         Err(e) => {
             tracing::warn!("cannot open a connection to {peer}: {e}");
@@ -353,104 +377,8 @@ pub(super) async fn run(
         }
     };
     drop(health_tx); // the handlers hold theirs
-    match negotiate(&connection, role, &mut remote, &cx, peer, &pending).await {
-        Err(why) => tracing::debug!("connection to {peer} not negotiated: {why}"),
-        Ok(()) => {
-            // Trickled candidates and the connection's health, until it ends.
-            let mut open = 0;
-            loop {
-                futures_util::select! {
-                    signal = remote.next() => match signal {
-                        Some(PeerSignal::IceCandidate(json)) => {
-                            if let Some(init) = remote_candidate(&json) {
-                                connection.add_candidate(init).await;
-                            }
-                        }
-                        Some(_) => tracing::debug!("{peer} sent a second description; ignored"),
-                        None => break, // closed by the session or the peer left
-                    },
-                    news = health.next() => match news {
-                        Some(Health::ChannelOpen) => {
-                            open += 1;
-                            if open == Channel::COUNT {
-                                let channels = SendWrapper::new(connection.channels.clone());
-                                let _ = cx
-                                    .incoming
-                                    .unbounded_send(Incoming::Up(peer, WebChannels(channels)));
-                                report_link(peer, &connection, &cx).await;
-                            }
-                        }
-                        // Until the channels are open the session does not
-                        // know the peer: the pair is reported with `Up`.
-                        Some(Health::Connected) if open == Channel::COUNT => {
-                            report_link(peer, &connection, &cx).await;
-                        }
-                        Some(Health::Connected) => {}
-                        Some(Health::Gone) | None => break,
-                    },
-                }
-            }
-        }
-    }
+    drive(&connection, peer, role, &mut remote, &mut health, &cx).await;
     drop(connection); // unhooks and closes
     let _ = cx.incoming.unbounded_send(Incoming::Down(peer));
     peer
-}
-
-/// Offer/answer; remote candidates that come early are held until the
-/// remote description is set.
-async fn negotiate(
-    connection: &Connection,
-    role: Role,
-    remote: &mut UnboundedReceiver<PeerSignal>,
-    cx: &Context<WebChannels>,
-    peer: PeerId,
-    pending: &Pending,
-) -> Result<(), String> {
-    let send = |signal| {
-        cx.signals
-            .unbounded_send((peer, signal))
-            .map_err(|_| "signaling is gone".to_string())
-    };
-    let flush = || -> Result<(), String> {
-        let held = pending.borrow_mut().take();
-        for candidate in held.into_iter().flatten() {
-            send(PeerSignal::IceCandidate(candidate))?;
-        }
-        Ok(())
-    };
-    let mut early = Vec::new();
-    if role == Role::Offerer {
-        send(PeerSignal::Offer(
-            connection.describe(RtcSdpType::Offer).await?,
-        ))?;
-        flush()?;
-    }
-    loop {
-        match remote.next().await {
-            Some(PeerSignal::IceCandidate(json)) => {
-                if early.len() < EARLY_CANDIDATES {
-                    early.extend(remote_candidate(&json));
-                }
-            }
-            Some(PeerSignal::Offer(sdp)) if role == Role::Answerer => {
-                connection.set_remote(RtcSdpType::Offer, &sdp).await?;
-                send(PeerSignal::Answer(
-                    connection.describe(RtcSdpType::Answer).await?,
-                ))?;
-                flush()?;
-                break;
-            }
-            Some(PeerSignal::Answer(sdp)) if role == Role::Offerer => {
-                connection.set_remote(RtcSdpType::Answer, &sdp).await?;
-                break;
-            }
-            Some(other) => tracing::debug!("{peer}: unexpected {other:?} while negotiating"),
-            None => return Err("closed while negotiating".into()),
-        }
-    }
-    for init in early {
-        connection.add_candidate(init).await;
-    }
-    Ok(())
 }

@@ -1,8 +1,6 @@
 //! The WebSocket to the signaling server in the browser (matchbox's
 //! protocol, see [`crate::signal`]), through `ws_stream_wasm`.
 
-use std::time::Duration;
-
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use ws_stream_wasm::{WsMessage, WsMeta, WsStream};
@@ -11,39 +9,19 @@ use crate::signal::{self, Request};
 use crate::transport::TransportError;
 use crate::transport::mesh::Heard;
 
-/// Connection attempts before the session gives up on the server.
-const CONNECT_ATTEMPTS: u32 = 3;
-
-/// Between two connection attempts.
-const RETRY_AFTER: Duration = Duration::from_secs(1);
-
 /// The receiving half of the connection.
 pub(in crate::transport) struct Reader(SplitStream<WsStream>);
 
 /// The sending half.
 pub(in crate::transport) struct Writer(SplitSink<WsStream, WsMessage>);
 
-/// Connects to `url` (`ws://` or `wss://`), trying [`CONNECT_ATTEMPTS`] times.
-pub(super) async fn connect(url: &str) -> Result<(Reader, Writer), TransportError> {
-    let mut attempt = 1;
-    loop {
-        match WsMeta::connect(url, None).await {
-            Ok((_, stream)) => {
-                let (sink, stream) = stream.split();
-                return Ok((Reader(stream), Writer(sink)));
-            }
-            Err(e) if attempt < CONNECT_ATTEMPTS => {
-                tracing::warn!("signaling server {url}: {e}; trying again");
-                attempt += 1;
-                futures_timer::Delay::new(RETRY_AFTER).await;
-            }
-            Err(e) => {
-                return Err(TransportError(format!(
-                    "cannot reach the signaling server at {url}: {e}"
-                )));
-            }
-        }
-    }
+/// Connects to `url` (`ws://` or `wss://`).
+pub(super) async fn connect(url: &str) -> Result<(Reader, Writer), String> {
+    let (_, stream) = WsMeta::connect(url, None)
+        .await
+        .map_err(|e| e.to_string())?;
+    let (sink, stream) = stream.split();
+    Ok((Reader(stream), Writer(sink)))
 }
 
 impl Writer {

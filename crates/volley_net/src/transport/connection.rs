@@ -1,0 +1,153 @@
+//! One peer connection driven through signaling, the same on both
+//! platforms: offer/answer (the peer told `NewPeer` offers), remote
+//! candidates held until the remote description is set, then trickled
+//! candidates and the connection's health until it ends. The platform
+//! builds the connection ([`Connection`]) and closes it afterwards.
+
+use std::future::Future;
+
+use futures_channel::mpsc::UnboundedReceiver;
+use futures_util::StreamExt;
+
+use super::driven::Incoming;
+use super::mesh::{Context, Role};
+use crate::signal::PeerSignal;
+use crate::stats::Link;
+use crate::{Channel, PeerId};
+
+/// Remote candidates kept while the remote description is not yet set.
+const EARLY_CANDIDATES: usize = 64;
+
+/// What a connection's event handlers tell its task.
+pub(super) enum Health {
+    /// One data channel opened.
+    ChannelOpen,
+    /// The connection is up (the selected pair can be read).
+    Connected,
+    /// The connection failed or closed, or a channel closed.
+    Gone,
+}
+
+/// A platform's peer connection, as [`drive`] uses it. Errors are text:
+/// they end the connection and are logged, nothing more.
+pub(super) trait Connection {
+    /// Its data channels, for the session.
+    type Channels;
+
+    /// Creates our offer (`offer`) or answer; returns its SDP.
+    fn create(&self, offer: bool) -> impl Future<Output = Result<String, String>>;
+    /// Sets our description.
+    fn set_local(&self, offer: bool, sdp: String) -> impl Future<Output = Result<(), String>>;
+    /// Sets the peer's description.
+    fn set_remote(&self, offer: bool, sdp: String) -> impl Future<Output = Result<(), String>>;
+    /// Adds a remote candidate signaled as JSON (`"null"` and garbage are
+    /// ignored).
+    fn add_candidate(&self, json: &str) -> impl Future<Output = ()>;
+    /// Signals our candidates held until our description had gone (a
+    /// native matchbox peer drops candidates that arrive before it).
+    fn release_candidates(&self);
+    /// The data channels, for `Up`.
+    fn channels(&self) -> Self::Channels;
+    /// The selected candidate pair, once there is one.
+    fn link(&self) -> impl Future<Output = Option<Link>>;
+}
+
+/// Negotiates `connection` and follows it until it ends: `remote` carries
+/// the peer's signals (its end closes the connection), `health` the
+/// connection's events. Reports it up (and its path) to the session; the
+/// caller closes it and reports it down.
+pub(super) async fn drive<C: Connection>(
+    connection: &C,
+    peer: PeerId,
+    role: Role,
+    remote: &mut UnboundedReceiver<PeerSignal>,
+    health: &mut UnboundedReceiver<Health>,
+    cx: &Context<C::Channels>,
+) {
+    if let Err(why) = negotiate(connection, peer, role, remote, cx).await {
+        tracing::debug!("connection to {peer} not negotiated: {why}");
+        return;
+    }
+    let report_link = async || {
+        if let Some(link) = connection.link().await {
+            let _ = cx.incoming.unbounded_send(Incoming::Link(peer, link));
+        }
+    };
+    let mut open = 0;
+    loop {
+        futures_util::select! {
+            signal = remote.next() => match signal {
+                Some(PeerSignal::IceCandidate(json)) => connection.add_candidate(&json).await,
+                Some(_) => tracing::debug!("{peer} sent a second description; ignored"),
+                None => return, // closed by the session or the peer left
+            },
+            news = health.next() => match news {
+                Some(Health::ChannelOpen) => {
+                    open += 1;
+                    if open == Channel::COUNT {
+                        let up = Incoming::Up(peer, connection.channels());
+                        let _ = cx.incoming.unbounded_send(up);
+                        report_link().await;
+                    }
+                }
+                // ICE connects before the channels open: until they are,
+                // the session does not know the peer, and the pair is
+                // reported with `Up` instead.
+                Some(Health::Connected) if open == Channel::COUNT => report_link().await,
+                Some(Health::Connected) => {}
+                Some(Health::Gone) | None => return,
+            },
+        }
+    }
+}
+
+/// Offer/answer; remote candidates that come early are held until the
+/// remote description is set.
+async fn negotiate<C: Connection>(
+    connection: &C,
+    peer: PeerId,
+    role: Role,
+    remote: &mut UnboundedReceiver<PeerSignal>,
+    cx: &Context<C::Channels>,
+) -> Result<(), String> {
+    let send = |signal| {
+        cx.signals
+            .unbounded_send((peer, signal))
+            .map_err(|_| "signaling is gone".to_string())
+    };
+    let mut early = Vec::new();
+    if role == Role::Offerer {
+        let sdp = connection.create(true).await?;
+        connection.set_local(true, sdp.clone()).await?;
+        send(PeerSignal::Offer(sdp))?;
+        connection.release_candidates();
+    }
+    loop {
+        match remote.next().await {
+            Some(PeerSignal::IceCandidate(json)) => {
+                if early.len() < EARLY_CANDIDATES {
+                    early.push(json);
+                }
+            }
+            Some(PeerSignal::Offer(sdp)) if role == Role::Answerer => {
+                connection.set_remote(true, sdp).await?;
+                let sdp = connection.create(false).await?;
+                // The answer leaves first: the peer can start meanwhile.
+                send(PeerSignal::Answer(sdp.clone()))?;
+                connection.set_local(false, sdp).await?;
+                connection.release_candidates();
+                break;
+            }
+            Some(PeerSignal::Answer(sdp)) if role == Role::Offerer => {
+                connection.set_remote(false, sdp).await?;
+                break;
+            }
+            Some(other) => tracing::debug!("{peer}: unexpected {other:?} while negotiating"),
+            None => return Err("closed while negotiating".into()),
+        }
+    }
+    for json in early {
+        connection.add_candidate(&json).await;
+    }
+    Ok(())
+}
