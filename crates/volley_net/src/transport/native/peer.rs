@@ -8,9 +8,8 @@
 //! [`NativeConnection`] wake the driver at each of those points instead.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU8, AtomicU16, Ordering};
+use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
-use std::time::Duration;
 
 use bytes::BytesMut;
 use futures_channel::mpsc::{self, UnboundedReceiver, UnboundedSender};
@@ -39,15 +38,6 @@ fn runtime() -> Arc<dyn Runtime> {
     Arc::new(SmolRuntime)
 }
 
-/// Kicks per set-up step (see [`Waker::kick`]), and between two.
-const KICKS: u32 = 10;
-const KICK_EVERY: Duration = Duration::from_millis(5);
-
-/// How far a connection's set-up got.
-const ICE_UP: u8 = 1;
-const DTLS_UP: u8 = 2;
-const CHANNEL_UP: u8 = 3;
-
 /// Wakes a connection's driver (see the module docs).
 #[derive(Default)]
 struct Waker {
@@ -55,8 +45,6 @@ struct Waker {
     channel: OnceLock<Weak<dyn DataChannel>>,
     /// Ports of the never-pairing candidates (each must be new).
     port: AtomicU16,
-    /// The set-up step reached (`ICE_UP`, `DTLS_UP`, `CHANNEL_UP`).
-    step: AtomicU8,
 }
 
 impl Waker {
@@ -84,33 +72,6 @@ impl Waker {
         };
         let _ = pc.add_ice_candidate(candidate).await;
         self.wake().await;
-    }
-
-    /// Marks `step` reached.
-    fn reached(&self, step: u8) {
-        self.step.fetch_max(step, Ordering::AcqRel);
-    }
-
-    /// Flushes what the step after `step` queued, again every
-    /// [`KICK_EVERY`] until that step is done ([`KICKS`] times at most): the
-    /// packet may be queued only after the callback that announced `step`
-    /// has run, and would then wait for the next 200 ms tick.
-    fn kick(self: &Arc<Self>, step: u8) {
-        self.reached(step);
-        let waker = self.clone();
-        smol::spawn(async move {
-            for _ in 0..KICKS {
-                if waker.step.load(Ordering::Acquire) > step {
-                    return;
-                }
-                match step {
-                    ICE_UP => waker.due_now().await, // the DTLS ClientHello
-                    _ => waker.wake().await,         // the SCTP INIT
-                }
-                smol::Timer::after(KICK_EVERY).await;
-            }
-        })
-        .detach();
     }
 }
 
@@ -159,14 +120,14 @@ impl PeerConnectionEventHandler for Handler {
 
     async fn on_ice_connection_state_change(&self, state: RTCIceConnectionState) {
         if state == RTCIceConnectionState::Connected {
-            self.waker.kick(ICE_UP);
+            self.waker.due_now().await;
         }
     }
 
     async fn on_connection_state_change(&self, state: RTCPeerConnectionState) {
         match state {
             RTCPeerConnectionState::Connected => {
-                self.waker.kick(DTLS_UP);
+                self.waker.wake().await; // the SCTP INIT
                 let _ = self.health.unbounded_send(Health::Connected);
             }
             RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed => {
@@ -251,7 +212,6 @@ async fn read_channel(
     while let Some(event) = dc.poll().await {
         match event {
             DataChannelEvent::OnOpen => {
-                waker.reached(CHANNEL_UP);
                 // The peer's negotiated channels are registered with SCTP
                 // on the next driver loop: wake it before data arrives.
                 waker.wake().await;
