@@ -281,6 +281,16 @@ fn remote_candidate(json: &str) -> Option<RTCIceCandidateInit> {
     }
 }
 
+/// An offer or answer with `sdp`.
+fn description(offer: bool, sdp: String) -> Result<RTCSessionDescription, String> {
+    let description = if offer {
+        RTCSessionDescription::offer(sdp)
+    } else {
+        RTCSessionDescription::answer(sdp)
+    };
+    description.map_err(|e| e.to_string())
+}
+
 /// A webrtc-rs connection, as [`drive`] uses it.
 struct NativeConnection {
     pc: Arc<dyn PeerConnection>,
@@ -302,12 +312,7 @@ impl Connection for NativeConnection {
     }
 
     async fn set_local(&self, offer: bool, sdp: String) -> Result<(), String> {
-        let description = if offer {
-            RTCSessionDescription::offer(sdp)
-        } else {
-            RTCSessionDescription::answer(sdp)
-        };
-        let description = description.map_err(|e| e.to_string())?;
+        let description = description(offer, sdp)?;
         self.pc
             .set_local_description(description)
             .await
@@ -315,12 +320,7 @@ impl Connection for NativeConnection {
     }
 
     async fn set_remote(&self, offer: bool, sdp: String) -> Result<(), String> {
-        let description = if offer {
-            RTCSessionDescription::offer(sdp)
-        } else {
-            RTCSessionDescription::answer(sdp)
-        };
-        let description = description.map_err(|e| e.to_string())?;
+        let description = description(offer, sdp)?;
         self.pc
             .set_remote_description(description)
             .await

@@ -288,12 +288,15 @@ fn remote_candidate(json: &str) -> Option<RtcIceCandidateInit> {
     Some(init)
 }
 
-fn sdp_type(offer: bool) -> RtcSdpType {
-    if offer {
+/// An offer or answer with `sdp`.
+fn description(offer: bool, sdp: &str) -> RtcSessionDescriptionInit {
+    let description = RtcSessionDescriptionInit::new(if offer {
         RtcSdpType::Offer
     } else {
         RtcSdpType::Answer
-    }
+    });
+    description.set_sdp(sdp);
+    description
 }
 
 impl Connection for WebConnection {
@@ -313,8 +316,7 @@ impl Connection for WebConnection {
     }
 
     async fn set_local(&self, offer: bool, sdp: String) -> Result<(), String> {
-        let description = RtcSessionDescriptionInit::new(sdp_type(offer));
-        description.set_sdp(&sdp);
+        let description = description(offer, &sdp);
         JsFuture::from(self.pc.set_local_description(&description))
             .await
             .map(drop)
@@ -322,8 +324,7 @@ impl Connection for WebConnection {
     }
 
     async fn set_remote(&self, offer: bool, sdp: String) -> Result<(), String> {
-        let description = RtcSessionDescriptionInit::new(sdp_type(offer));
-        description.set_sdp(&sdp);
+        let description = description(offer, &sdp);
         JsFuture::from(self.pc.set_remote_description(&description))
             .await
             .map(drop)
