@@ -453,7 +453,7 @@ fn a_flooding_peer_is_dropped_and_an_honest_one_stays() {
     run(async {
         let server = server().await;
         let limits = PeerLimits {
-            packets_per_update: 64,
+            messages_per_update: 64,
             backlog_packets: 1000,
             ..PeerLimits::default()
         };

@@ -1,7 +1,7 @@
 //! A hostile peer's packets into a real [`Endpoint`] (the session's whole
-//! protocol core: frame headers, fragments, the Hello handshake, pings and
-//! pongs, the per-peer budget and strikes, registered messages decoded with
-//! the codec's size limits), beside an honest peer. Nothing may panic; the
+//! protocol core: frame headers, fragments, batches, the Hello handshake,
+//! pings and pongs, the per-peer budget and strikes, registered messages
+//! decoded with the codec's size limits), beside an honest peer. Nothing may panic; the
 //! honest peer stays connected whatever the hostile one sends; whatever
 //! decodes must encode back to bytes that decode to the same value.
 //!

@@ -40,7 +40,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use bevy::app::{App, Plugin, PostUpdate, PreUpdate, Startup};
+use bevy::app::{App, Last, Plugin, PostUpdate, PreUpdate, Startup};
 use bevy::ecs::message::{Message, MessageReader, MessageWriter};
 use bevy::ecs::prelude::*;
 use bevy::state::app::AppExtStates;
@@ -84,7 +84,8 @@ pub enum ConnectionState {
 /// Where the plugin's systems run, to order game systems against.
 ///
 /// `Poll` and `Receive` run in `PreUpdate` (so `Update` sees this frame's
-/// messages), `Send` in `PostUpdate` (so it sends what `Update` wrote).
+/// messages), `Send` in `PostUpdate` (so it sends what `Update` wrote),
+/// `Flush` in `Last` (so what any system sent this frame leaves together).
 #[derive(SystemSet, Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum VolleySet {
     /// Drives the session: peers, handshakes, pings; writes [`NetPeerEvent`]s.
@@ -93,6 +94,9 @@ pub enum VolleySet {
     Receive,
     /// Sends the [`NetSend`] messages written this frame.
     Send,
+    /// Hands everything sent this frame to the network, packed into as few
+    /// packets as possible ([`Session::flush`]).
+    Flush,
 }
 
 /// A peer event from the session.
@@ -291,7 +295,9 @@ impl Plugin for VolleyPlugin {
             .add_message::<NetPeerEvent>()
             .configure_sets(PreUpdate, (VolleySet::Poll, VolleySet::Receive).chain())
             .configure_sets(PostUpdate, VolleySet::Send)
+            .configure_sets(Last, VolleySet::Flush)
             .add_systems(Startup, connect)
+            .add_systems(Last, flush.in_set(VolleySet::Flush))
             .add_systems(
                 PreUpdate,
                 (install, ApplyDeferred, poll)
@@ -455,6 +461,12 @@ fn poll(
     };
     if wanted != *state.get() {
         next.set(wanted);
+    }
+}
+
+fn flush(session: Option<ResMut<VolleySession>>) {
+    if let Some(mut volley) = session {
+        volley.session.flush();
     }
 }
 

@@ -11,11 +11,14 @@ use std::time::Duration;
 use serde::Serialize;
 use web_time::Instant;
 
+use crate::batch::{self, Batch};
 use crate::codec::{Bincode, Codec, DECODE_LIMIT};
 use crate::conditioner::{ConditionerConfig, LinkConditioner};
 use crate::error::{LeftReason, NetError, SessionEvent};
 use crate::fragment::{self, CHUNK, Reassembler};
-use crate::frame::{self, FrameError, Header, KIND_FRAGMENT, KIND_HELLO, KIND_PING, KIND_PONG};
+use crate::frame::{
+    self, FrameError, Header, KIND_BATCH, KIND_FRAGMENT, KIND_HELLO, KIND_PING, KIND_PONG,
+};
 use crate::guard::{Backlog, Misbehaviour, PeerLimits, Strikes, truncated};
 use crate::handshake::Hello;
 use crate::inbox::Inboxes;
@@ -84,6 +87,8 @@ struct Peer {
     strikes: Strikes,
     /// Pings answered in this update.
     pongs: usize,
+    /// Messages waiting for the next flush, per channel.
+    batches: [Batch; Channel::COUNT],
 }
 
 /// One session's protocol state: every peer's handshake, limits and
@@ -202,6 +207,7 @@ impl Endpoint {
                 backlog: Backlog::default(),
                 strikes: Strikes::default(),
                 pongs: 0,
+                batches: Default::default(),
             },
         );
         self.events.push_back(SessionEvent::Joined(peer));
@@ -234,13 +240,22 @@ impl Endpoint {
         if !p.phase.heard() {
             return;
         }
-        if let Err(flood) = p.backlog.push((channel, arrived), packet, &self.limits) {
+        // Rollback packets carry the rollback library's framing, not ours.
+        let weight = match channel {
+            Channel::Rollback => 1,
+            _ => batch::weight(&packet),
+        };
+        if let Err(flood) = p
+            .backlog
+            .push((channel, arrived), packet, weight, &self.limits)
+        {
             self.drop_peer(peer, LeftReason::Misbehaving(flood));
         }
     }
 
     /// Handles what arrived (within each peer's budget), repeats
-    /// unconfirmed Hellos, sends due pings and releases delayed packets.
+    /// unconfirmed Hellos, sends due pings, flushes what the game sent and
+    /// releases delayed packets.
     pub fn update(&mut self, now: Instant) {
         let peers: Vec<PeerId> = self.peers.keys().copied().collect();
         for peer in peers {
@@ -275,6 +290,7 @@ impl Endpoint {
             self.next_ping = now + self.ping_interval;
             self.ping(now);
         }
+        self.flush(now);
         if let Some(conditioner) = &mut self.conditioner {
             let due: Vec<_> = conditioner.due(now).collect();
             for (peer, channel, packet) in due {
@@ -330,7 +346,27 @@ impl Endpoint {
         self.rollback_inbox.drain(..).collect()
     }
 
-    /// Sends `message`, stamped with a simulation tick, to one connected peer.
+    /// Hands the messages sent since the last flush to the transport, packed
+    /// into as few packets as their channels allow (see [`crate::batch`]).
+    /// [`Endpoint::update`] flushes too.
+    pub fn flush(&mut self, now: Instant) {
+        let ready: Vec<(PeerId, Channel, Vec<u8>)> = self
+            .peers
+            .iter_mut()
+            .flat_map(|(peer, p)| {
+                Channel::ALL.into_iter().filter_map(|channel| {
+                    let packet = p.batches[channel.index()].take()?;
+                    Some((*peer, channel, packet))
+                })
+            })
+            .collect();
+        for (peer, channel, packet) in ready {
+            self.transmit(peer, channel, packet, now);
+        }
+    }
+
+    /// Sends `message`, stamped with a simulation tick, to one connected
+    /// peer, at the next flush (sooner when its batch fills up).
     pub fn send<T: Serialize + 'static>(
         &mut self,
         peer: PeerId,
@@ -339,22 +375,23 @@ impl Endpoint {
         now: Instant,
     ) -> Result<(), NetError> {
         self.require_connected(peer)?;
-        let (channel, packet) = self.encode(message, tick)?;
-        self.transmit(peer, channel, packet, now);
+        let (channel, frame) = self.encode(message, tick)?;
+        self.queue(peer, channel, frame, now);
         Ok(())
     }
 
-    /// Sends `message`, stamped with a simulation tick, to every connected peer.
+    /// Sends `message`, stamped with a simulation tick, to every connected
+    /// peer, at the next flush.
     pub fn broadcast<T: Serialize + 'static>(
         &mut self,
         message: &T,
         tick: Option<u32>,
         now: Instant,
     ) -> Result<(), NetError> {
-        let (channel, packet) = self.encode(message, tick)?;
+        let (channel, frame) = self.encode(message, tick)?;
         let peers: Vec<PeerId> = self.connected_peers().collect();
         for peer in peers {
-            self.transmit(peer, channel, packet.clone(), now);
+            self.queue(peer, channel, frame.clone(), now);
         }
         Ok(())
     }
@@ -377,7 +414,15 @@ impl Endpoint {
                 limit: MAX_UNRELIABLE,
             });
         }
-        // At most one fragment's size: never split, sent as it is.
+        // What was sent before it leaves before it; it is never batched
+        // (it has no framing) nor split (at most one fragment's size).
+        if let Some(earlier) = self
+            .peers
+            .get_mut(&peer)
+            .and_then(|p| p.batches[channel.index()].take())
+        {
+            self.transmit(peer, channel, earlier, now);
+        }
         self.transmit(peer, channel, packet, now);
         Ok(())
     }
@@ -406,6 +451,7 @@ impl Endpoint {
             _ => Phase::Dropped,
         };
         p.backlog = Backlog::default();
+        p.batches = Default::default();
         if let LeftReason::Misbehaving(ref what) = why {
             tracing::warn!("dropping peer {peer}: {what}");
         }
@@ -454,8 +500,27 @@ impl Endpoint {
         Ok((registration.channel, packet))
     }
 
-    /// Queues a framed packet (split into fragments on the reliable
-    /// channel), through the conditioner when there is one.
+    /// Adds a framed message to `peer`'s batch on `channel`; one too large
+    /// for a batch leaves at once, after what was waiting.
+    fn queue(&mut self, peer: PeerId, channel: Channel, frame: Vec<u8>, now: Instant) {
+        let Some(p) = self.peers.get_mut(&peer) else {
+            return;
+        };
+        let batch = &mut p.batches[channel.index()];
+        if Batch::fits_alone(&frame) {
+            if let Some(full) = batch.push(&frame) {
+                self.transmit(peer, channel, full, now);
+            }
+        } else {
+            if let Some(earlier) = batch.take() {
+                self.transmit(peer, channel, earlier, now);
+            }
+            self.transmit(peer, channel, frame, now);
+        }
+    }
+
+    /// Queues a packet for the transport (split into fragments on the
+    /// reliable channel), through the conditioner when there is one.
     fn transmit(&mut self, peer: PeerId, channel: Channel, packet: Vec<u8>, now: Instant) {
         let pieces = if channel == Channel::Reliable {
             fragment::split(packet)
@@ -477,6 +542,10 @@ impl Endpoint {
         if let Some(p) = self.peers.get_mut(&peer) {
             let traffic = &mut p.stats.sent[channel.index()];
             traffic.packets += 1;
+            traffic.messages += match channel {
+                Channel::Rollback => 1,
+                _ => batch::weight(&packet) as u64,
+            };
             traffic.bytes += packet.len() as u64;
         }
         self.transmits.push_back(Transmit::Send {
@@ -495,6 +564,7 @@ impl Endpoint {
         }
         let traffic = &mut p.stats.received[Channel::Rollback.index()];
         traffic.packets += 1;
+        traffic.messages += 1;
         traffic.bytes += packet.len() as u64;
         if self.rollback_inbox.len() >= ROLLBACK_INBOX {
             self.rollback_inbox.pop_front();
@@ -557,6 +627,7 @@ impl Endpoint {
         }
         let traffic = &mut p.stats.received[channel.index()];
         traffic.packets += 1;
+        traffic.messages += batch::weight(packet) as u64;
         traffic.bytes += packet.len() as u64;
         if let Err(error) = self.dispatch(peer, channel, packet, arrived, true) {
             tracing::debug!("dropped a packet from {peer}: {error}");
@@ -584,6 +655,16 @@ impl Endpoint {
                 }
                 Ok(())
             }
+            KIND_BATCH if outer => {
+                for frame in batch::frames(payload) {
+                    self.dispatch(peer, channel, frame?, arrived, false)?;
+                    if self.peers.get(&peer).is_none_or(|p| !p.phase.heard()) {
+                        break; // dropped by what it said (an incompatible Hello)
+                    }
+                }
+                Ok(())
+            }
+            KIND_BATCH | KIND_FRAGMENT if !outer => Err(FrameError::Nested(header.kind).into()),
             KIND_HELLO if channel == Channel::Reliable => self.hello(peer, payload, arrived),
             KIND_PING if channel == Channel::Unreliable => {
                 // Transports that answer pings where packets arrive never

@@ -240,3 +240,118 @@ fn garbage_gets_the_sender_dropped_and_closed() {
     net.pump(t0, 1);
     assert!(net.closed.contains(&(id(1), id(2))));
 }
+
+/// What `node` hands the transport for `to` on the reliable channel.
+fn reliable_packets(node: &mut Endpoint, to: PeerId) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    while let Some(t) = node.poll_transmit() {
+        if let Transmit::Send {
+            peer,
+            channel: Channel::Reliable,
+            packet,
+        } = t
+            && peer == to
+        {
+            out.push(packet);
+        }
+    }
+    out
+}
+
+#[test]
+fn small_messages_travel_packed_in_the_order_sent() {
+    let t0 = Instant::now();
+    let mut net = Net::new(&["1", "1"], t0);
+    net.pump(t0, 4);
+    // One message alone leaves bare, at the flush and not before.
+    net.at(0)
+        .send(id(2), &Chat("one".into()), None, t0)
+        .unwrap();
+    assert!(reliable_packets(net.at(0), id(2)).is_empty());
+    net.at(0).flush(t0);
+    let alone = reliable_packets(net.at(0), id(2));
+    assert_eq!(alone.len(), 1);
+    assert_ne!(alone[0][0], crate::frame::KIND_BATCH);
+    // 300 small ones, a large one, 300 small ones: the large one leaves
+    // between the two runs, and they leave packed.
+    let chats: Vec<Chat> = (0..600).map(|i| Chat(format!("message {i}"))).collect();
+    let big = Blob(vec![5; 40_000]);
+    for chat in &chats[..300] {
+        net.at(0).send(id(2), chat, None, t0).unwrap();
+    }
+    net.at(0).send(id(2), &big, None, t0).unwrap();
+    for chat in &chats[300..] {
+        net.at(0).send(id(2), chat, None, t0).unwrap();
+    }
+    net.at(0).flush(t0);
+    let packets = reliable_packets(net.at(0), id(2));
+    let kinds: Vec<u8> = packets.iter().map(|p| p[0]).collect();
+    let fragments = kinds
+        .iter()
+        .filter(|k| **k == crate::frame::KIND_FRAGMENT)
+        .count();
+    assert_eq!(fragments, 3, "{kinds:?}");
+    let first_fragment = kinds.iter().position(|k| *k == crate::frame::KIND_FRAGMENT);
+    let carried: usize = packets[..first_fragment.unwrap()]
+        .iter()
+        .map(|p| crate::batch::weight(p))
+        .sum();
+    assert_eq!(carried, 300, "the large message left after the first 300");
+    assert!(
+        packets.len() < 20,
+        "{} packets for 601 messages",
+        packets.len()
+    );
+    for packet in packets {
+        net.at(1)
+            .receive_packet(id(1), Channel::Reliable, packet, t0);
+    }
+    net.pump(t0, 1);
+    let got: Vec<Chat> = net
+        .at(1)
+        .receive::<Chat>()
+        .into_iter()
+        .map(|m| m.2)
+        .collect();
+    assert_eq!(got, chats);
+    assert_eq!(net.at(1).receive::<Blob>().len(), 1);
+    let stats = net.at(1).stats(id(1)).unwrap().received[Channel::Reliable.index()];
+    assert!(stats.messages >= 601 && stats.packets < 20, "{stats:?}");
+}
+
+#[test]
+fn a_malformed_batch_delivers_what_precedes_the_fault_and_counts_once() {
+    let t0 = Instant::now();
+    let mut net = Net::new(&["1", "1"], t0);
+    net.pump(t0, 4);
+    net.at(0).events();
+    // A real batch of two chats, then cut short / nested / over-long.
+    for chat in ["a", "b"] {
+        net.at(1).send(id(1), &Chat(chat.into()), None, t0).unwrap();
+    }
+    net.at(1).flush(t0);
+    let batch = reliable_packets(net.at(1), id(1)).remove(0);
+    assert_eq!(crate::batch::weight(&batch), 2);
+    let mut cut = batch.clone();
+    cut.pop();
+    let mut nested = vec![crate::frame::KIND_BATCH, 0, 1, 0];
+    nested.extend_from_slice(&(batch.len() as u16).to_le_bytes());
+    nested.extend_from_slice(&batch);
+    let mut trailing = batch.clone();
+    trailing.push(0);
+    for packet in [cut, nested, trailing] {
+        net.at(0)
+            .receive_packet(id(2), Channel::Reliable, packet, t0);
+    }
+    net.at(0).update(t0);
+    let got: Vec<String> = net
+        .at(0)
+        .receive::<Chat>()
+        .into_iter()
+        .map(|m| m.2.0)
+        .collect();
+    // The cut one delivered "a"; the trailing one both, then its fault.
+    assert_eq!(got, ["a", "a", "b"]);
+    assert_eq!(net.at(0).stats(id(2)).unwrap().invalid_packets, 3);
+    assert!(net.at(0).connected_peers().any(|p| p == id(2)));
+}

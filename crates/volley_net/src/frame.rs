@@ -2,7 +2,7 @@
 //!
 //! `[kind: u8][flags: u8][tick: u32 LE, if flagged][payload…]`. Kinds below
 //! [`FIRST_USER_KIND`] belong to the session (handshake, ping, pong,
-//! fragments); registered user messages take the kinds from there on.
+//! fragments, batches); registered user messages take the kinds from there on.
 
 /// The session's handshake message.
 pub const KIND_HELLO: u8 = 0;
@@ -12,6 +12,8 @@ pub const KIND_PING: u8 = 1;
 pub const KIND_PONG: u8 = 2;
 /// One piece of a reliable packet too large for one DataChannel message.
 pub const KIND_FRAGMENT: u8 = 3;
+/// Several frames packed into one packet (see [`crate::batch`]).
+pub const KIND_BATCH: u8 = 4;
 /// The first kind given to registered user messages.
 pub const FIRST_USER_KIND: u8 = 16;
 
@@ -51,6 +53,12 @@ pub enum FrameError {
     /// Flag bits this version does not know.
     #[error("unknown header flags {0:#04x}")]
     UnknownFlags(u8),
+    /// Bytes left over after the frames a batch announced.
+    #[error("{0} bytes after a batch's announced frames")]
+    BatchTrailing(usize),
+    /// A kind that may not travel inside a batch (batches, fragments).
+    #[error("kind {0} inside a batch")]
+    Nested(u8),
 }
 
 /// Appends a header to `out`.

@@ -16,8 +16,9 @@ use web_time::Instant;
 /// Per-peer limits of a [`Session`](crate::Session).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PeerLimits {
-    /// Packets handled per peer per `update()`.
-    pub packets_per_update: usize,
+    /// Messages handled per peer per `update()` (a batch counts the
+    /// messages it carries).
+    pub messages_per_update: usize,
     /// Bytes handled per peer per `update()`.
     pub bytes_per_update: usize,
     /// Packets waiting behind the budget before the peer counts as flooding.
@@ -37,7 +38,7 @@ pub struct PeerLimits {
 impl Default for PeerLimits {
     fn default() -> Self {
         PeerLimits {
-            packets_per_update: 2048,
+            messages_per_update: 2048,
             bytes_per_update: 4 * 1024 * 1024,
             backlog_packets: 32 * 1024,
             backlog_bytes: 32 * 1024 * 1024,
@@ -106,7 +107,8 @@ impl Strikes {
 /// with a tag `T` (its channel).
 #[derive(Debug)]
 pub struct Backlog<T, P> {
-    queue: VecDeque<(T, P)>,
+    /// Each packet with its tag and weight (the messages it carries).
+    queue: VecDeque<(T, P, usize)>,
     bytes: usize,
 }
 
@@ -120,10 +122,17 @@ impl<T, P> Default for Backlog<T, P> {
 }
 
 impl<T, P: AsRef<[u8]>> Backlog<T, P> {
-    /// Queues a packet; `Err` when the peer is flooding.
-    pub fn push(&mut self, tag: T, packet: P, limits: &PeerLimits) -> Result<(), Misbehaviour> {
+    /// Queues a packet carrying `weight` messages; `Err` when the peer is
+    /// flooding.
+    pub fn push(
+        &mut self,
+        tag: T,
+        packet: P,
+        weight: usize,
+        limits: &PeerLimits,
+    ) -> Result<(), Misbehaviour> {
         self.bytes = self.bytes.saturating_add(packet.as_ref().len());
-        self.queue.push_back((tag, packet));
+        self.queue.push_back((tag, packet, weight));
         if self.queue.len() > limits.backlog_packets || self.bytes > limits.backlog_bytes {
             return Err(Misbehaviour::Flood {
                 packets: self.queue.len(),
@@ -133,22 +142,22 @@ impl<T, P: AsRef<[u8]>> Backlog<T, P> {
         Ok(())
     }
 
-    /// Takes what this update's budget allows (at least one packet, so a
-    /// packet larger than the byte budget still moves).
+    /// Takes what this update's budget of messages and bytes allows (at
+    /// least one packet, so a packet larger than the budget still moves).
     pub fn take(&mut self, limits: &PeerLimits) -> Vec<(T, P)> {
         let mut taken = Vec::new();
-        let mut bytes = 0usize;
-        while taken.len() < limits.packets_per_update {
-            let Some((_, packet)) = self.queue.front() else {
-                break;
-            };
+        let (mut bytes, mut messages) = (0usize, 0usize);
+        while let Some((_, packet, weight)) = self.queue.front() {
             let len = packet.as_ref().len();
-            if !taken.is_empty() && bytes + len > limits.bytes_per_update {
+            let over = bytes + len > limits.bytes_per_update
+                || messages.saturating_add(*weight) > limits.messages_per_update;
+            if !taken.is_empty() && over {
                 break;
             }
             bytes += len;
-            if let Some(entry) = self.queue.pop_front() {
-                taken.push(entry);
+            messages = messages.saturating_add(*weight);
+            if let Some((tag, packet, _)) = self.queue.pop_front() {
+                taken.push((tag, packet));
             }
         }
         self.bytes -= bytes;
@@ -185,7 +194,7 @@ mod tests {
 
     fn limits() -> PeerLimits {
         PeerLimits {
-            packets_per_update: 3,
+            messages_per_update: 3,
             bytes_per_update: 10,
             backlog_packets: 5,
             backlog_bytes: 20,
@@ -213,7 +222,7 @@ mod tests {
         let limits = limits();
         let mut backlog = Backlog::<u8, Box<[u8]>>::default();
         for i in 0..5u8 {
-            backlog.push(i, vec![i; 4].into(), &limits).unwrap();
+            backlog.push(i, vec![i; 4].into(), 1, &limits).unwrap();
         }
         // 10 bytes a turn: two 4-byte packets.
         assert_eq!(backlog.take(&limits).len(), 2);
@@ -221,8 +230,25 @@ mod tests {
         assert_eq!(backlog.take(&limits).len(), 1);
         assert!(backlog.is_empty());
         // One packet above the byte budget still moves, alone.
-        backlog.push(9, vec![0; 15].into(), &limits).unwrap();
+        backlog.push(9, vec![0; 15].into(), 1, &limits).unwrap();
         assert_eq!(backlog.take(&limits).len(), 1);
+    }
+
+    #[test]
+    fn a_batch_counts_its_messages_against_the_budget() {
+        let limits = limits();
+        let mut backlog = Backlog::<u8, Box<[u8]>>::default();
+        // 3 messages a turn: a 2-message batch and a single; the 3-message
+        // batch; a single (the next would go over); one above the budget,
+        // alone.
+        for (i, weight) in [2, 1, 3, 1, 9].into_iter().enumerate() {
+            backlog
+                .push(i as u8, vec![0; 1].into(), weight, &limits)
+                .unwrap();
+        }
+        let turns: Vec<usize> = (0..4).map(|_| backlog.take(&limits).len()).collect();
+        assert_eq!(turns, [2, 1, 1, 1]);
+        assert!(backlog.is_empty());
     }
 
     #[test]
@@ -230,14 +256,14 @@ mod tests {
         let limits = limits();
         let mut backlog = Backlog::<u8, Box<[u8]>>::default();
         for i in 0..5u8 {
-            backlog.push(i, vec![0; 1].into(), &limits).unwrap();
+            backlog.push(i, vec![0; 1].into(), 1, &limits).unwrap();
         }
         assert!(matches!(
-            backlog.push(5, vec![0; 1].into(), &limits),
+            backlog.push(5, vec![0; 1].into(), 1, &limits),
             Err(Misbehaviour::Flood { packets: 6, .. })
         ));
         let mut backlog = Backlog::<u8, Box<[u8]>>::default();
-        assert!(backlog.push(0, vec![0; 21].into(), &limits).is_err());
+        assert!(backlog.push(0, vec![0; 21].into(), 1, &limits).is_err());
     }
 
     #[test]

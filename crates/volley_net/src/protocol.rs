@@ -6,7 +6,7 @@ use crate::Channel;
 use crate::frame::FIRST_USER_KIND;
 
 /// Bumped when volley's own wire format changes.
-pub const WIRE_VERSION: u32 = 1;
+pub const WIRE_VERSION: u32 = 2;
 
 /// One registered message type.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -99,7 +99,7 @@ impl Session {
     /// [`Endpoint::report_invalid`]); enough of them drop the peer.
     pub fn report_invalid(&mut self, peer: PeerId, error: &dyn std::fmt::Display) {
         self.endpoint.report_invalid(peer, error, Instant::now());
-        self.flush();
+        self.drain();
     }
 
     /// Closes the connection to `peer` (the others stay): the game gets
@@ -107,7 +107,7 @@ impl Session {
     /// `false` when it was not a peer.
     pub fn disconnect(&mut self, peer: PeerId) -> bool {
         let was = self.endpoint.disconnect(peer);
-        self.flush();
+        self.drain();
         was
     }
 
@@ -130,7 +130,10 @@ impl Session {
         self.endpoint.receive::<T>()
     }
 
-    /// Sends `message` to one connected peer.
+    /// Sends `message` to one connected peer. It leaves at the next
+    /// [`Session::flush`] or [`Session::update`] (sooner when its batch is
+    /// full), packed with the other messages sent to that peer on its
+    /// channel: see [`crate::batch`].
     pub fn send<T: Serialize + 'static>(
         &mut self,
         peer: PeerId,
@@ -147,7 +150,7 @@ impl Session {
         tick: Option<u32>,
     ) -> Result<(), NetError> {
         let sent = self.endpoint.send(peer, message, tick, Instant::now());
-        self.flush();
+        self.drain();
         sent
     }
 
@@ -163,7 +166,7 @@ impl Session {
         tick: Option<u32>,
     ) -> Result<(), NetError> {
         let sent = self.endpoint.broadcast(message, tick, Instant::now());
-        self.flush();
+        self.drain();
         sent
     }
 
@@ -184,7 +187,7 @@ impl Session {
         let sent = self
             .endpoint
             .send_raw(peer, channel, packet, Instant::now());
-        self.flush();
+        self.drain();
         sent
     }
 
@@ -202,17 +205,27 @@ impl Session {
         self.endpoint.receive_rollback()
     }
 
-    /// Processes everything that arrived, sends due pings and delayed
-    /// packets. Call it every frame (or every few milliseconds).
+    /// Processes everything that arrived, sends due pings, the messages sent
+    /// since the last flush and delayed packets. Call it every frame (or
+    /// every few milliseconds).
     pub fn update(&mut self) {
         let now = Instant::now();
         self.transport.poll(&mut self.endpoint, now);
         self.endpoint.update(now);
-        self.flush();
+        self.drain();
+    }
+
+    /// Sends the messages sent since the last flush now, packed into as few
+    /// packets as their channels allow. [`Session::update`] flushes too, so
+    /// a game that updates every frame need not call it (the Bevy plugin
+    /// flushes at the end of every frame, in `VolleySet::Flush`).
+    pub fn flush(&mut self) {
+        self.endpoint.flush(Instant::now());
+        self.drain();
     }
 
     /// Carries out what the endpoint asked for.
-    fn flush(&mut self) {
+    fn drain(&mut self) {
         while let Some(transmit) = self.endpoint.poll_transmit() {
             match transmit {
                 Transmit::Send {

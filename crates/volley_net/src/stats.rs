@@ -9,6 +9,9 @@ use crate::Channel;
 pub struct Traffic {
     /// Packets (DataChannel messages, fragments counted one by one).
     pub packets: u64,
+    /// Messages in them: a batch counts the messages it carries, anything
+    /// else counts 1 (see [`crate::batch`]).
+    pub messages: u64,
     /// Bytes including volley's framing.
     pub bytes: u64,
 }
