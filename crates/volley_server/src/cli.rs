@@ -1,7 +1,7 @@
 //! The `volley-server` command line. Every flag can also come from the
 //! environment (`VOLLEY_<FLAG>`).
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -13,6 +13,7 @@ use crate::limits::IpLimitsConfig;
 use crate::lobby::LobbyConfig;
 use crate::secret::Secret;
 use crate::server::ServerConfig;
+use crate::turn::TurnConfig;
 
 /// volley's signaling server: matchbox-compatible rooms and matchmaking,
 /// lobby API, ICE configuration, metrics, limits.
@@ -78,6 +79,29 @@ pub struct ServeArgs {
     /// User part of TURN usernames.
     #[arg(long, env = "VOLLEY_TURN_USER", default_value = "volley")]
     pub turn_user: String,
+    /// Run the built-in STUN/TURN server on this UDP address (e.g.
+    /// 0.0.0.0:3478); /api/ice then names it first, with credentials under
+    /// --turn-secret (a random secret of this process without one).
+    #[arg(long, env = "VOLLEY_TURN_LISTEN")]
+    pub turn_listen: Option<SocketAddr>,
+    /// The built-in TURN server's public IP, as clients reach it (default:
+    /// the --turn-listen address, which must then not be 0.0.0.0).
+    #[arg(long, env = "VOLLEY_TURN_PUBLIC_IP")]
+    pub turn_public_ip: Option<IpAddr>,
+    /// UDP ports of the built-in TURN server's relays, `MIN-MAX`.
+    #[arg(long, env = "VOLLEY_TURN_RELAY_PORTS", default_value = "49152-65535", value_parser = port_range)]
+    pub turn_relay_ports: (u16, u16),
+    /// Relay allocations at once on the built-in TURN server; more are refused.
+    #[arg(long, env = "VOLLEY_TURN_MAX_ALLOCATIONS", default_value_t = 1000)]
+    pub turn_max_allocations: usize,
+    /// Bytes per second one relay allocation may carry (both directions;
+    /// the excess is dropped). 0: no limit.
+    #[arg(
+        long,
+        env = "VOLLEY_TURN_MAX_BYTES_PER_SECOND",
+        default_value_t = 500_000
+    )]
+    pub turn_max_bytes_per_second: u32,
     /// Require `?ticket=` signed with this secret on every signaling
     /// connection and on /api/ice (`?room=<room>&ticket=<ticket>`); refused
     /// with 401 (ticket_missing, ticket_malformed, ticket_expired,
@@ -209,9 +233,35 @@ impl ServeArgs {
             ticket_secret: self.ticket_secret.clone(),
             ticket_max_ttl: self.ticket_max_ttl,
             max_connections_per_ticket: self.max_connections_per_ticket,
+            turn: self.turn_listen.map(|listen| TurnConfig {
+                listen,
+                public_ip: self.turn_public_ip,
+                relay_ports: self.turn_relay_ports,
+                max_allocations: self.turn_max_allocations,
+                max_bytes_per_second: self.turn_max_bytes_per_second,
+            }),
             ..ServerConfig::default()
         }
     }
+}
+
+/// `MIN-MAX`, both non-zero ports, `MIN <= MAX`.
+fn port_range(text: &str) -> Result<(u16, u16), String> {
+    let (min, max) = text
+        .split_once('-')
+        .ok_or_else(|| format!("expected MIN-MAX, got {text:?}"))?;
+    let port = |p: &str| {
+        p.trim()
+            .parse::<u16>()
+            .ok()
+            .filter(|p| *p > 0)
+            .ok_or_else(|| format!("not a port: {p:?}"))
+    };
+    let (min, max) = (port(min)?, port(max)?);
+    if min > max {
+        return Err(format!("{min} > {max}"));
+    }
+    Ok((min, max))
 }
 
 #[cfg(test)]
@@ -232,6 +282,22 @@ mod tests {
             library.max_connections_per_ticket
         );
         assert_eq!(config.max_connections, library.max_connections);
+        assert_eq!(config.turn, None);
+        assert_eq!(config.ice.turn_ttl, library.ice.turn_ttl);
+        assert_eq!(config.ice.turn_user, library.ice.turn_user);
+        let turn = Cli::parse_from(["volley-server", "--turn-listen", "127.0.0.1:3478"])
+            .serve
+            .config()
+            .turn
+            .expect("--turn-listen runs the TURN server");
+        let defaults = TurnConfig::default();
+        assert_eq!(turn.relay_ports, defaults.relay_ports);
+        assert_eq!(turn.max_allocations, defaults.max_allocations);
+        assert_eq!(turn.max_bytes_per_second, defaults.max_bytes_per_second);
+        assert_eq!(port_range("1-1"), Ok((1, 1)));
+        for bad in ["0-5", "5-1", "5", "a-b"] {
+            assert!(port_range(bad).is_err(), "{bad}");
+        }
         assert_eq!(config.lobby.match_grace, library.lobby.match_grace);
         assert_eq!(
             config.lobby.max_private_rooms_per_owner,

@@ -20,7 +20,7 @@ use std::time::Duration;
 use crate::secret::Secret;
 
 /// ICE configuration from the command line.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct IceConfig {
     /// `stun:` URLs.
     pub stun: Vec<String>,
@@ -32,6 +32,20 @@ pub struct IceConfig {
     pub turn_ttl: Duration,
     /// The user part of TURN usernames (when no ticket names one).
     pub turn_user: String,
+}
+
+impl Default for IceConfig {
+    /// No servers; credentials, once there is a TURN server, for an hour
+    /// under the user `volley` (the command line's defaults).
+    fn default() -> Self {
+        IceConfig {
+            stun: Vec::new(),
+            turn: Vec::new(),
+            turn_secret: None,
+            turn_ttl: Duration::from_secs(3600),
+            turn_user: "volley".into(),
+        }
+    }
 }
 
 /// One entry of `RTCConfiguration.iceServers`.

@@ -39,6 +39,9 @@ pub mod secret;
 #[cfg(feature = "server")]
 pub mod server;
 pub mod ticket;
+#[cfg(feature = "server")]
+pub mod turn;
+pub mod turn_auth;
 pub mod wire;
 
 pub use refusal::{Answer, Refusal};

@@ -70,6 +70,17 @@ impl TokenBucket {
         }
     }
 
+    /// Takes `n` tokens if there are that many (a byte budget, say).
+    pub fn take_n(&mut self, now: Instant, n: u32) -> bool {
+        self.refill(now);
+        if self.tokens >= f64::from(n) {
+            self.tokens -= f64::from(n);
+            true
+        } else {
+            false
+        }
+    }
+
     /// Whether the bucket is full at `now`: forgetting it loses nothing.
     pub fn is_full(&self, now: Instant) -> bool {
         let elapsed = now.saturating_duration_since(self.last).as_secs_f64();

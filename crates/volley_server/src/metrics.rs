@@ -28,6 +28,12 @@ pub struct Metrics {
     pub time_to_match: Histogram,
     /// Client addresses the per-address limits currently track.
     pub tracked_ips: Gauge,
+    /// Live allocations on the built-in TURN server.
+    pub turn_allocations: Gauge,
+    /// Allocations the built-in TURN server made since start.
+    pub turn_allocations_total: Counter,
+    /// Bytes the built-in TURN server relayed (both directions).
+    pub turn_relayed_bytes: Counter,
 }
 
 impl Metrics {
@@ -51,6 +57,9 @@ impl Metrics {
             signals_dropped,
             time_to_match,
             tracked_ips,
+            turn_allocations,
+            turn_allocations_total,
+            turn_relayed_bytes,
         ) = metrics::with_local_recorder(&recorder, || {
             (
                 metrics::gauge!("volley_peers_connected"),
@@ -61,6 +70,9 @@ impl Metrics {
                 metrics::counter!("volley_signals_dropped_total"),
                 metrics::histogram!(TIME_TO_MATCH),
                 metrics::gauge!("volley_tracked_ips"),
+                metrics::gauge!("volley_turn_allocations"),
+                metrics::counter!("volley_turn_allocations_total"),
+                metrics::counter!("volley_turn_relayed_bytes_total"),
             )
         });
         Metrics {
@@ -74,7 +86,18 @@ impl Metrics {
             signals_dropped,
             time_to_match,
             tracked_ips,
+            turn_allocations,
+            turn_allocations_total,
+            turn_relayed_bytes,
         }
+    }
+
+    /// Counts something the built-in TURN server refused (credentials,
+    /// allocations over the cap, packets over an allocation's bandwidth).
+    pub fn turn_refused(&self, reason: &'static str) {
+        metrics::with_local_recorder(&self.recorder, || {
+            metrics::counter!("volley_turn_refusals_total", "reason" => reason).increment(1)
+        });
     }
 
     /// Counts a refused request or closed connection under its reason label

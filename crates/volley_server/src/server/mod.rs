@@ -40,6 +40,7 @@ use crate::lobby::{Lobby, LobbyConfig};
 use crate::metrics::Metrics;
 use crate::refusal::Refusal;
 use crate::secret::Secret;
+use crate::turn::{TurnConfig, TurnError, TurnServer};
 
 use actor::ToActor;
 
@@ -88,6 +89,9 @@ pub struct ServerConfig {
     pub ticket_max_ttl: Duration,
     /// Open signaling connections per ticket; 0 for no limit.
     pub max_connections_per_ticket: usize,
+    /// The built-in STUN/TURN server, when set: `/api/ice` names it, with
+    /// credentials under `ice.turn_secret` (a random one when unset).
+    pub turn: Option<TurnConfig>,
 }
 
 impl Default for ServerConfig {
@@ -112,6 +116,7 @@ impl Default for ServerConfig {
             ticket_secret: None,
             ticket_max_ttl: Duration::from_secs(24 * 3600),
             max_connections_per_ticket: 2,
+            turn: None,
         }
     }
 }
@@ -130,6 +135,9 @@ pub enum ServerError {
     /// Other socket errors.
     #[error(transparent)]
     Io(#[from] std::io::Error),
+    /// The built-in TURN server could not start.
+    #[error(transparent)]
+    Turn(#[from] TurnError),
 }
 
 /// What every task shares.
@@ -273,11 +281,12 @@ pub struct Server {
     shared: Arc<Shared>,
     actor_rx: mpsc::Receiver<ToActor>,
     rooms_tx: watch::Sender<Bytes>,
+    turn: Option<TurnServer>,
 }
 
 impl Server {
-    /// Binds the listening socket.
-    pub async fn bind(config: ServerConfig) -> Result<Self, ServerError> {
+    /// Binds the listening socket (and starts the TURN server if configured).
+    pub async fn bind(mut config: ServerConfig) -> Result<Self, ServerError> {
         let listener =
             TcpListener::bind(config.addr)
                 .await
@@ -287,12 +296,18 @@ impl Server {
                 })?;
         let (actor, actor_rx) = mpsc::channel(4096);
         let (rooms_tx, rooms) = watch::channel(Bytes::from_static(b"[]"));
+        let metrics = Arc::new(Metrics::new());
+        let turn = match config.turn.clone() {
+            Some(turn) => Some(start_turn(&turn, &mut config, metrics.clone()).await?),
+            None => None,
+        };
         Ok(Server {
             listener,
+            turn,
             shared: Arc::new(Shared {
                 ip_limits: Mutex::new(IpLimits::new(config.per_ip.clone())),
                 config,
-                metrics: Arc::new(Metrics::new()),
+                metrics,
                 actor,
                 connections: AtomicUsize::new(0),
                 peers: AtomicUsize::new(0),
@@ -302,6 +317,11 @@ impl Server {
             actor_rx,
             rooms_tx,
         })
+    }
+
+    /// The built-in TURN server's bound UDP address, when it runs.
+    pub fn turn_addr(&self) -> Option<SocketAddr> {
+        self.turn.as_ref().map(TurnServer::local_addr)
     }
 
     /// The address actually bound (useful with port 0).
@@ -319,6 +339,7 @@ impl Server {
             shared,
             actor_rx,
             rooms_tx,
+            turn,
         } = self;
         let lobby = Lobby::new(shared.config.lobby.clone());
         tokio::spawn(actor::run(
@@ -355,23 +376,60 @@ impl Server {
         while shared.peers.load(Ordering::Relaxed) > 0 && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
+        if let Some(turn) = turn {
+            turn.close().await;
+        }
         Ok(())
     }
 
     /// Runs the server on the current tokio runtime until the handle shuts it down.
     pub fn spawn(self) -> ServerHandle {
         let addr = self.local_addr();
+        let turn_addr = self.turn_addr();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(self.run(async {
             let _ = stopped.await;
         }));
-        ServerHandle { addr, stop, task }
+        ServerHandle {
+            addr,
+            turn_addr,
+            stop,
+            task,
+        }
     }
+}
+
+/// Starts the built-in TURN server and names it in `/api/ice`: its public
+/// address as both a STUN and a TURN server, credentials from the
+/// configured TURN secret or, without one, a random secret of this process.
+async fn start_turn(
+    turn: &TurnConfig,
+    config: &mut ServerConfig,
+    metrics: Arc<Metrics>,
+) -> Result<TurnServer, ServerError> {
+    let secret = match &config.ice.turn_secret {
+        Some(secret) => secret.clone(),
+        None => {
+            let bytes: [u8; 32] = rand::random();
+            let secret = Secret::from(bytes.iter().map(|b| format!("{b:02x}")).collect::<String>());
+            config.ice.turn_secret = Some(secret.clone());
+            secret
+        }
+    };
+    let server = TurnServer::start(turn, secret, metrics).await?;
+    let public = turn.public_addr(server.local_addr());
+    config.ice.stun.insert(0, format!("stun:{public}"));
+    config
+        .ice
+        .turn
+        .insert(0, format!("turn:{public}?transport=udp"));
+    Ok(server)
 }
 
 /// A server running in the background (see [`Server::spawn`]).
 pub struct ServerHandle {
     addr: SocketAddr,
+    turn_addr: Option<SocketAddr>,
     stop: oneshot::Sender<()>,
     task: tokio::task::JoinHandle<Result<(), ServerError>>,
 }
@@ -380,6 +438,11 @@ impl ServerHandle {
     /// The bound address.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The built-in TURN server's bound UDP address, when it runs.
+    pub fn turn_addr(&self) -> Option<SocketAddr> {
+        self.turn_addr
     }
 
     /// Stops accepting, closes every peer and waits for the server to finish.
