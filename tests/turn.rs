@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use volley::net::{Channel, IcePolicy, IceServer, Session};
+use volley::net::{Channel, IcePolicy, IceServer, IceTiming, Session, SessionEvent};
 use volley::server::turn::TurnConfig;
 use volley::server::{ServerConfig, ServerHandle};
 
@@ -172,7 +172,8 @@ fn the_turn_server_refuses_expired_credentials_extra_allocations_and_excess_band
             ..TurnConfig::default()
         })
         .await;
-        // Expired credentials: refused, counted.
+        // Expired credentials: refused, counted, and the game told within
+        // its set-up timeout that there is no path, not even relayed.
         let turn = server.turn_addr().unwrap();
         let expired = IceServer {
             urls: vec![format!("turn:{turn}?transport=udp")],
@@ -184,20 +185,35 @@ fn the_turn_server_refuses_expired_credentials_extra_allocations_and_excess_band
                 Session::builder(&format!("ws://{}/expired", server.addr()))
                     .ice_policy(IcePolicy::Relay)
                     .ice_server(expired.clone())
+                    .ice_timing(IceTiming {
+                        setup_timeout: Duration::from_secs(3),
+                        ..IceTiming::default()
+                    })
                     .build();
             tokio::spawn(message_loop);
             session
         };
         let (mut x, mut y) = (forged(), forged());
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while metric(&server, EXPIRED).await < 1.0 {
+        let started = Instant::now();
+        let mut unreachable = Vec::new();
+        while unreachable.len() < 2 || metric(&server, EXPIRED).await < 1.0 {
             assert!(
-                Instant::now() < deadline,
-                "expired credentials were not refused"
+                started.elapsed() < Duration::from_secs(15),
+                "expired credentials were not refused and reported: {unreachable:?}"
             );
-            x.update();
-            y.update();
+            for s in [&mut x, &mut y] {
+                s.update();
+                for event in s.events() {
+                    if let SessionEvent::Unreachable(_, why) = event {
+                        unreachable.push((started.elapsed(), why));
+                    }
+                }
+            }
             tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        for (after, why) in &unreachable {
+            assert!(why.contains("TURN relay"), "{why}");
+            assert!(*after < Duration::from_secs(6), "{after:?}: {why}");
         }
         assert_eq!(x.connected_peers().count(), 0);
         drop((x, y));

@@ -64,6 +64,10 @@ pub struct IceTiming {
     pub prflx_wait: Duration,
     /// … a relay one.
     pub relay_wait: Duration,
+    /// A connection not up this long after it began is given up, and the
+    /// game told why ([`SessionEvent::Unreachable`](crate::SessionEvent)).
+    /// Both transports.
+    pub setup_timeout: Duration,
 }
 
 impl Default for IceTiming {
@@ -77,6 +81,7 @@ impl Default for IceTiming {
             srflx_wait: Duration::from_millis(500),
             prflx_wait: Duration::ZERO,
             relay_wait: Duration::ZERO,
+            setup_timeout: Duration::from_secs(10),
         }
     }
 }

@@ -224,6 +224,14 @@ impl Endpoint {
         }
     }
 
+    /// The transport could not connect to `peer` at all (`why` says how it
+    /// failed): the game hears of it, as [`SessionEvent::Unreachable`].
+    pub fn peer_unreachable(&mut self, peer: PeerId, why: String) {
+        if !self.peers.contains_key(&peer) {
+            self.events.push_back(SessionEvent::Unreachable(peer, why));
+        }
+    }
+
     /// A packet from `peer` arrived on `channel` at `arrived`. It waits
     /// behind the peer's budget until [`Endpoint::update`]; a flood drops
     /// the peer.

@@ -95,6 +95,9 @@ pub enum SessionEvent {
     Connected(PeerId),
     /// The peer is gone.
     Left(PeerId, LeftReason),
+    /// No WebRTC connection to the peer could be made (the reason says why
+    /// and what may help, such as a TURN server); it never joined.
+    Unreachable(PeerId, String),
     /// A peer sent something invalid; it was dropped and counted.
     Error {
         /// Who sent it.

@@ -7,7 +7,7 @@
 use std::future::Future;
 
 use futures_channel::mpsc::UnboundedReceiver;
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 
 use super::driven::Incoming;
 use super::mesh::{Context, Role};
@@ -54,8 +54,10 @@ pub(super) trait Connection {
 
 /// Negotiates `connection` and follows it until it ends: `remote` carries
 /// the peer's signals (its end closes the connection), `health` the
-/// connection's events. Reports it up (and its path) to the session; the
-/// caller closes it and reports it down.
+/// connection's events. Reports it up (and its path) to the session, or
+/// why it never came up ([`Incoming::Failed`]: ICE failed, or nothing
+/// within [`IceTiming::setup_timeout`](crate::IceTiming)); the caller
+/// closes it and reports it down.
 pub(super) async fn drive<C: Connection>(
     connection: &C,
     peer: PeerId,
@@ -64,8 +66,17 @@ pub(super) async fn drive<C: Connection>(
     health: &mut UnboundedReceiver<Health>,
     cx: &Context<C::Channels>,
 ) {
-    if let Err(why) = negotiate(connection, peer, role, remote, cx).await {
-        tracing::debug!("connection to {peer} not negotiated: {why}");
+    let fail = |why: String| {
+        tracing::info!("no connection to {peer}: {why}");
+        let _ = cx.incoming.unbounded_send(Incoming::Failed(peer, why));
+    };
+    let mut deadline = futures_timer::Delay::new(cx.config.timing.setup_timeout).fuse();
+    let negotiated = futures_util::select! {
+        negotiated = negotiate(connection, peer, role, remote, cx).fuse() => negotiated,
+        () = deadline => Err(format!("not negotiated within {:?}", cx.config.timing.setup_timeout)),
+    };
+    if let Err(why) = negotiated {
+        fail(why);
         return;
     }
     let report_link = async || {
@@ -95,9 +106,32 @@ pub(super) async fn drive<C: Connection>(
                 // reported with `Up` instead.
                 Some(Health::Connected) if open == Channel::COUNT => report_link().await,
                 Some(Health::Connected) => {}
+                Some(Health::Gone) | None if open < Channel::COUNT => {
+                    fail(format!("ICE found no path: {}", hint(&cx.config)));
+                    return;
+                }
                 Some(Health::Gone) | None => return,
             },
+            () = deadline => if open < Channel::COUNT {
+                let after = cx.config.timing.setup_timeout;
+                fail(format!("not connected within {after:?}: {}", hint(&cx.config)));
+                return;
+            },
         }
+    }
+}
+
+/// What to tell a game whose connection found no path.
+fn hint(config: &crate::IceConfig) -> &'static str {
+    let relayed = config.servers.iter().any(|s| {
+        s.urls
+            .iter()
+            .any(|u| u.starts_with("turn:") || u.starts_with("turns:"))
+    });
+    if relayed {
+        "not even through the TURN relay (is it reachable, are its credentials valid?)"
+    } else {
+        "both ends may be behind NATs that need a TURN relay, and none is configured"
     }
 }
 

@@ -32,6 +32,8 @@ pub(crate) enum Incoming<D> {
     Up(PeerId, D),
     /// The connection is gone.
     Down(PeerId),
+    /// The connection never came up, and why.
+    Failed(PeerId, String),
     /// A packet, with its arrival time.
     Packet(PeerId, Channel, Vec<u8>, Instant),
     /// The selected candidate pair.
@@ -95,6 +97,10 @@ impl<D: PeerChannels> Transport for Driven<D> {
                             early.push((channel, packet, at));
                         }
                     }
+                }
+                Incoming::Failed(peer, why) => {
+                    self.early.remove(&peer);
+                    endpoint.peer_unreachable(peer, why);
                 }
                 Incoming::Link(peer, link) => endpoint.set_link(peer, link),
             }
