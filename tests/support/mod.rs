@@ -4,5 +4,6 @@
 
 pub mod apps;
 pub mod browser;
+pub mod internet;
 pub mod netns;
 pub mod server;

@@ -45,6 +45,28 @@ pub fn isolate(test: &str) -> bool {
     false
 }
 
+/// [`isolate`], in a private mount namespace too with a tmpfs on `/run`,
+/// so that the test may add network namespaces of its own (`ip netns add`,
+/// as [`super::internet`] does) without touching the host's.
+pub fn isolate_with_namespaces(test: &str) -> bool {
+    if inside() {
+        return true;
+    }
+    let output = run_isolated_with(
+        &[test, "--exact", "--nocapture", "--test-threads=1"],
+        true,
+        true,
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success() && stdout.contains("1 passed"),
+        "{test} failed inside its network namespace ({}):\n{stdout}\n{stderr}",
+        output.status
+    );
+    false
+}
+
 /// True inside the namespace.
 pub fn inside() -> bool {
     std::env::var_os(INSIDE).is_some()
@@ -53,10 +75,21 @@ pub fn inside() -> bool {
 /// Re-runs the current executable with `args` inside a fresh namespace;
 /// `capture` collects its output, otherwise it goes to ours. At most 180 s.
 pub fn run_isolated(args: &[&str], capture: bool) -> std::process::Output {
+    run_isolated_with(args, capture, false)
+}
+
+/// [`run_isolated`]; with `mounts`, in a mount namespace of its own too,
+/// `/run` a fresh tmpfs (for `ip netns`).
+fn run_isolated_with(args: &[&str], capture: bool, mounts: bool) -> std::process::Output {
     let exe = std::env::current_exe().expect("own executable path");
     // As root this is a plain network namespace; otherwise a user namespace
     // maps the caller to root so that it may configure its own interfaces.
-    let script = format!("{SETUP} && exec \"$0\" \"$@\"");
+    let mount = if mounts {
+        "mount -t tmpfs tmpfs /run && mkdir -p /run/netns && "
+    } else {
+        ""
+    };
+    let script = format!("{mount}{SETUP} && exec \"$0\" \"$@\"");
     let stdio = || {
         if capture {
             Stdio::piped()
@@ -64,17 +97,13 @@ pub fn run_isolated(args: &[&str], capture: bool) -> std::process::Output {
             Stdio::inherit()
         }
     };
+    let mut unshare = vec!["180", "unshare", "--map-root-user", "--net"];
+    if mounts {
+        unshare.push("--mount");
+    }
     Command::new("timeout")
-        .args([
-            "180",
-            "unshare",
-            "--map-root-user",
-            "--net",
-            "--",
-            "sh",
-            "-c",
-            &script,
-        ])
+        .args(unshare)
+        .args(["--", "sh", "-c", &script])
         .arg(&exe)
         .args(args)
         .env(INSIDE, "1")

@@ -25,8 +25,9 @@ use std::time::{Duration, Instant};
 use bevy::app::{App, PluginsState};
 use bevy::prelude::*;
 use bevy_volley::rollback::{ChecksumHistory, RollbackPlugin, RollbackStatus};
-use bevy_volley::{ConditionerConfig, NetStats, VolleyPlugin};
+use bevy_volley::{ConditionerConfig, NetPeerEvent, NetStats, SessionEvent, VolleyPlugin};
 use volley_games::box_game::{self, BoxInput};
+use volley_net::Link;
 
 /// The games bots can play.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -130,6 +131,10 @@ pub struct BotReport {
     /// Frames confirmed per second from the session's start to the target
     /// frame (60 at best: below it, the bot could not keep up).
     pub frame_rate: Option<f64>,
+    /// The path to a peer (the first one whose path is known).
+    pub link: Option<Link>,
+    /// A peer it could not connect to: when (since start) and why.
+    pub unreachable: Option<(Duration, String)>,
 }
 
 /// One room's outcome.
@@ -282,7 +287,23 @@ impl Bot {
                 .and_then(|h| h.get(frame))
                 .map(|c| c.total);
         }
+        if self.report.unreachable.is_none()
+            && let Some(events) = world.get_resource::<Messages<NetPeerEvent>>()
+        {
+            self.report.unreachable =
+                events
+                    .iter_current_update_messages()
+                    .find_map(|e| match &e.0 {
+                        SessionEvent::Unreachable(_, why) => {
+                            Some((self.started.elapsed(), why.clone()))
+                        }
+                        _ => None,
+                    });
+        }
         if let Some(stats) = world.get_resource::<NetStats>() {
+            if self.report.link.is_none() {
+                self.report.link = stats.peers.values().find_map(|s| s.link.clone());
+            }
             let rtts: Vec<Duration> = stats.peers.values().filter_map(|s| s.rtt).collect();
             if !rtts.is_empty() {
                 self.report.rtt = Some(rtts.iter().sum::<Duration>() / rtts.len() as u32);

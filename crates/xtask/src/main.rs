@@ -111,6 +111,10 @@ fn setup() -> Result<(), String> {
     {
         missing.extend(["iproute2", "util-linux"]);
     }
+    // The NAT tests (tests/internet.rs) build home routers with iptables.
+    if !succeeds(Command::new("iptables").arg("--version")) {
+        missing.push("iptables");
+    }
     // The browser end-to-end tests drive Debian's Chromium through chromedriver.
     if !(succeeds(Command::new("chromium").arg("--version"))
         && succeeds(Command::new("chromedriver").arg("--version")))
