@@ -31,9 +31,20 @@ const RESULT: &str = "HOME-RESULT ";
 /// How long a bot plays before giving up.
 const BOT_LIMIT: Duration = Duration::from_secs(45);
 
-/// What a bot in a home is told.
+/// Who plays in a home.
+#[derive(Serialize, Deserialize, Clone, Copy, PartialEq, Eq, Debug)]
+enum Player {
+    /// A native headless bot.
+    Bot,
+    /// Headless Chromium (chromedriver in the home too) on the server's
+    /// page, which takes its ICE servers from `/api/ice`.
+    Browser,
+}
+
+/// What a player in a home is told.
 #[derive(Serialize, Deserialize)]
 struct Home {
+    player: Player,
     server: String,
     room: String,
     seed: u64,
@@ -56,16 +67,82 @@ struct Outcome {
     failure: Option<String>,
     /// Our end and the peer's end of the selected pair, as kinds.
     path: Option<(String, String)>,
+    /// … and their addresses.
+    addresses: Option<(String, String)>,
     relayed: Option<bool>,
     /// Seconds after start, and why.
     unreachable: Option<(f64, String)>,
 }
 
-/// Which ICE servers the bots get from the server.
+/// Which ICE servers the bots get.
 #[derive(Clone, Copy)]
 enum Servers {
+    /// volley-server's STUN.
     Stun,
+    /// volley-server's STUN and TURN.
     StunTurn,
+    /// coturn (Debian's `turnserver`) for both, on [`COTURN_PORT`].
+    Coturn,
+}
+
+/// coturn's port on the internet.
+const COTURN_PORT: u16 = 3479;
+
+/// A coturn server on the internet, with the test's TURN secret; killed
+/// when dropped.
+struct Coturn(std::process::Child);
+
+impl Coturn {
+    fn start() -> Coturn {
+        let child = std::process::Command::new("turnserver")
+            .args([
+                "--listening-ip",
+                SERVER_IP,
+                "--relay-ip",
+                SERVER_IP,
+                "--listening-port",
+                &COTURN_PORT.to_string(),
+                "--min-port",
+                "43000",
+                "--max-port",
+                "43999",
+                "--use-auth-secret",
+                "--static-auth-secret",
+                SECRET,
+                "--realm",
+                "volley",
+                "--no-tls",
+                "--no-dtls",
+                "--no-cli",
+                "--fingerprint",
+                "--log-file",
+                "stdout",
+                "--pidfile",
+                "/run/coturn.pid",
+            ])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect(
+                "coturn's turnserver runs (`cargo xtask ci` installs it: apt-get install coturn)",
+            );
+        // It answers once it listens: wait for its UDP port (bounded).
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !std::fs::read_to_string("/proc/net/udp")
+            .unwrap_or_default()
+            .contains(&format!(":{COTURN_PORT:04X} "))
+        {
+            assert!(Instant::now() < deadline, "coturn did not start listening");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Coturn(child)
+    }
+}
+
+impl Drop for Coturn {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 /// In a bot's process: plays what [`ROLE`] says, prints the [`Outcome`].
@@ -79,6 +156,65 @@ fn play_at_home() -> bool {
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_writer(std::io::stderr)
         .try_init();
+    let outcome = match home.player {
+        Player::Bot => play_bot(&home),
+        Player::Browser => play_browser(&home),
+    };
+    // On a line of its own: the test harness prints around it.
+    println!("\n{RESULT}{}", serde_json::to_string(&outcome).unwrap());
+    true
+}
+
+/// Headless Chromium plays the server's box_game page to [`FRAMES`].
+fn play_browser(home: &Home) -> Outcome {
+    use support::browser::Driver;
+    let driver = Driver::start();
+    let browser = driver.browser();
+    let http = home.server.replace("ws://", "http://");
+    browser.goto(&format!(
+        "{http}/play/box_game?room={}&players=2",
+        home.room
+    ));
+    let mut seen = serde_json::Value::Null;
+    let deadline = Instant::now() + Duration::from_secs(home.timeout_secs);
+    let checksum = loop {
+        if let Some(status) = browser.game_status() {
+            seen = status;
+        }
+        if let Some(sum) = seen["checkpoints"][FRAMES.to_string()].as_str() {
+            break Some(sum.to_string());
+        }
+        if Instant::now() > deadline {
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    let path = seen["peers"]
+        .as_object()
+        .and_then(|peers| peers.values().find_map(|p| p["path"].as_array().cloned()))
+        .and_then(|p| {
+            Some((
+                p.first()?.as_str()?.to_string(),
+                p.get(1)?.as_str()?.to_string(),
+            ))
+        });
+    let failure = if checksum.is_none() {
+        Some(format!("no checkpoint; the page's last status: {seen}"))
+    } else {
+        (seen["desyncs"] != 0).then(|| format!("desyncs: {seen}"))
+    };
+    Outcome {
+        checksum,
+        failure,
+        relayed: path.as_ref().map(|(a, b)| a == "Relay" || b == "Relay"),
+        path,
+        addresses: None,
+        unreachable: None,
+    }
+}
+
+/// A native bot plays box_game to [`FRAMES`] with the ICE servers given.
+fn play_bot(home: &Home) -> Outcome {
     let mut run = volley_bots::BotRun::new(&home.server, 1, 2, FRAMES);
     run.bots_per_room = 1;
     run.room_prefix = home.room.clone();
@@ -110,34 +246,38 @@ fn play_at_home() -> bool {
     let room = &reports[0];
     let bot = &room.bots[0];
     let kind = |k: CandidateKind| format!("{k:?}");
-    let outcome = Outcome {
+    Outcome {
         checksum: bot.checksum.map(|c| format!("{c:032x}")),
         failure: room.failure.clone(),
         path: bot
             .link
             .as_ref()
             .map(|l| (kind(l.local.kind), kind(l.remote.kind))),
+        addresses: bot
+            .link
+            .as_ref()
+            .map(|l| (l.local.address.clone(), l.remote.address.clone())),
         relayed: bot.link.as_ref().map(volley::net::Link::relayed),
         unreachable: bot
             .unreachable
             .as_ref()
             .map(|(at, why)| (at.as_secs_f64(), why.clone())),
-    };
-    // On a line of its own: the test harness prints around it.
-    println!("\n{RESULT}{}", serde_json::to_string(&outcome).unwrap());
-    true
+    }
 }
 
 /// The ICE servers the bots get: the server's STUN, and its TURN with
 /// credentials as `/api/ice` mints them.
 fn ice_for(server: &ServerHandle, servers: Servers) -> Vec<Ice> {
-    let turn = server.turn_addr().expect("the TURN server runs");
+    let turn = match servers {
+        Servers::Coturn => format!("{SERVER_IP}:{COTURN_PORT}").parse().unwrap(),
+        _ => server.turn_addr().expect("the TURN server runs"),
+    };
     let mut ice = vec![Ice {
         urls: vec![format!("stun:{turn}")],
         username: None,
         credential: None,
     }];
-    if let Servers::StunTurn = servers {
+    if let Servers::StunTurn | Servers::Coturn = servers {
         let config = volley::server::ice::IceConfig {
             turn: vec![format!("turn:{turn}?transport=udp")],
             turn_secret: Some(SECRET.into()),
@@ -159,8 +299,14 @@ fn ice_for(server: &ServerHandle, servers: Servers) -> Vec<Ice> {
 }
 
 /// Builds the internet with one home per NAT, starts the server on it,
-/// runs a bot in each home and returns their outcomes.
-fn play(test: &str, nats: [Nat; 2], servers: Servers, bot_limit: Duration) -> Vec<Outcome> {
+/// runs `players` (one per home) and returns their outcomes.
+fn play(
+    test: &str,
+    nats: [Nat; 2],
+    players: [Player; 2],
+    servers: Servers,
+    bot_limit: Duration,
+) -> Vec<Outcome> {
     let internet = Internet::build(&nats);
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let config = ServerConfig {
@@ -168,8 +314,13 @@ fn play(test: &str, nats: [Nat; 2], servers: Servers, bot_limit: Duration) -> Ve
         turn: Some(TurnConfig {
             listen: format!("{SERVER_IP}:0").parse().unwrap(),
             relay_ports: (42_000, 42_999),
+            // What a browser's /api/ice names (bots are told directly).
+            stun_only: matches!(servers, Servers::Stun),
             ..TurnConfig::default()
         }),
+        web_dir: players
+            .contains(&Player::Browser)
+            .then(support::browser::web_bundle),
         ice: volley::server::ice::IceConfig {
             turn_secret: Some(SECRET.into()),
             ..Default::default()
@@ -182,14 +333,17 @@ fn play(test: &str, nats: [Nat; 2], servers: Servers, bot_limit: Duration) -> Ve
             .expect("the server starts on the internet")
             .spawn()
     });
+    let coturn = matches!(servers, Servers::Coturn).then(Coturn::start);
     let ice = ice_for(&server, servers);
     let exe: PathBuf = std::env::current_exe().unwrap();
     let started = Instant::now();
     let children: Vec<_> = (1..=2)
         .map(|home| {
             let role = Home {
+                player: players[home - 1],
                 server: format!("ws://{}", server.addr()),
-                room: test.replace('_', "-"),
+                // Room names are at most 64 characters; each test has its own server.
+                room: test.replace('_', "-").chars().take(48).collect(),
                 seed: home as u64,
                 ice: ice.clone(),
                 timeout_secs: bot_limit.as_secs(),
@@ -233,6 +387,7 @@ fn play(test: &str, nats: [Nat; 2], servers: Servers, bot_limit: Duration) -> Ve
         .collect();
     println!("{test}: {:?} after {:?}", outcomes, started.elapsed());
     runtime.block_on(server.shutdown());
+    drop(coturn);
     outcomes
 }
 
@@ -254,6 +409,7 @@ fn endpoint_independent_nats_connect_directly_through_stun() {
     let outcomes = play(
         NAME,
         [Nat::EndpointIndependent, Nat::EndpointIndependent],
+        [Player::Bot, Player::Bot],
         Servers::Stun,
         BOT_LIMIT,
     );
@@ -275,6 +431,7 @@ fn a_symmetric_nat_connects_through_the_relay() {
     let outcomes = play(
         NAME,
         [Nat::EndpointIndependent, Nat::Symmetric],
+        [Player::Bot, Player::Bot],
         Servers::StunTurn,
         BOT_LIMIT,
     );
@@ -293,12 +450,40 @@ fn two_symmetric_nats_connect_through_the_relay() {
     let outcomes = play(
         NAME,
         [Nat::Symmetric, Nat::Symmetric],
+        [Player::Bot, Player::Bot],
         Servers::StunTurn,
         BOT_LIMIT,
     );
     assert_played(&outcomes);
     for o in &outcomes {
         assert_eq!(o.relayed, Some(true), "{outcomes:?}");
+    }
+}
+
+#[test]
+fn two_symmetric_nats_connect_through_a_coturn_relay() {
+    const NAME: &str = "two_symmetric_nats_connect_through_a_coturn_relay";
+    if play_at_home() || !support::netns::isolate_with_namespaces(NAME) {
+        return;
+    }
+    let outcomes = play(
+        NAME,
+        [Nat::Symmetric, Nat::Symmetric],
+        [Player::Bot, Player::Bot],
+        Servers::Coturn,
+        BOT_LIMIT,
+    );
+    assert_played(&outcomes);
+    for o in &outcomes {
+        assert_eq!(o.relayed, Some(true), "{outcomes:?}");
+        // A relay of coturn's, not of volley-server's (42000-42999).
+        let (local, remote) = o.addresses.clone().unwrap();
+        let coturn = |a: &str| {
+            a.rsplit_once(':')
+                .and_then(|(_, p)| p.parse::<u16>().ok())
+                .is_some_and(|p| (43_000..=43_999).contains(&p))
+        };
+        assert!(coturn(&local) || coturn(&remote), "{outcomes:?}");
     }
 }
 
@@ -311,6 +496,7 @@ fn two_symmetric_nats_without_a_relay_fail_clearly_within_15_s() {
     let outcomes = play(
         NAME,
         [Nat::Symmetric, Nat::Symmetric],
+        [Player::Bot, Player::Bot],
         Servers::Stun,
         Duration::from_secs(16),
     );
@@ -319,5 +505,67 @@ fn two_symmetric_nats_without_a_relay_fail_clearly_within_15_s() {
         assert!(*after < 15.0, "{outcomes:?}");
         assert!(why.contains("TURN relay"), "{why}");
         assert!(o.checksum.is_none(), "{outcomes:?}");
+    }
+}
+
+/// Browser rows run one at a time (Chromium on SwiftShader takes a core).
+static ONE_BROWSER: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// A browser in one home, a native bot in the other: [`play`], with the web
+/// bundle ready before entering the namespace (building it may need the
+/// network).
+fn play_browser_row(test: &str, nats: [Nat; 2], servers: Servers) -> Option<Vec<Outcome>> {
+    let _one = ONE_BROWSER.lock().unwrap_or_else(|p| p.into_inner());
+    support::browser::web_bundle();
+    if !support::netns::isolate_with_namespaces(test) {
+        return None;
+    }
+    Some(play(
+        test,
+        nats,
+        [Player::Browser, Player::Bot],
+        servers,
+        BROWSER_LIMIT,
+    ))
+}
+
+/// How long a browser row plays (SwiftShader renders ~5 frames/s here).
+const BROWSER_LIMIT: Duration = Duration::from_secs(150);
+
+#[test]
+fn a_browser_and_a_bot_behind_endpoint_independent_nats_connect_directly() {
+    const NAME: &str = "a_browser_and_a_bot_behind_endpoint_independent_nats_connect_directly";
+    if play_at_home() {
+        return;
+    }
+    let Some(outcomes) = play_browser_row(
+        NAME,
+        [Nat::EndpointIndependent, Nat::EndpointIndependent],
+        Servers::Stun,
+    ) else {
+        return;
+    };
+    assert_played(&outcomes);
+    for o in &outcomes {
+        assert_eq!(o.relayed, Some(false), "{outcomes:?}");
+        let (_, remote) = o.path.as_ref().unwrap();
+        assert_ne!(remote, "Host", "{outcomes:?}");
+    }
+}
+
+#[test]
+fn a_browser_and_a_bot_behind_symmetric_nats_connect_through_the_relay() {
+    const NAME: &str = "a_browser_and_a_bot_behind_symmetric_nats_connect_through_the_relay";
+    if play_at_home() {
+        return;
+    }
+    let Some(outcomes) =
+        play_browser_row(NAME, [Nat::Symmetric, Nat::Symmetric], Servers::StunTurn)
+    else {
+        return;
+    };
+    assert_played(&outcomes);
+    for o in &outcomes {
+        assert_eq!(o.relayed, Some(true), "{outcomes:?}");
     }
 }

@@ -102,6 +102,9 @@ pub struct ServeArgs {
         default_value_t = 500_000
     )]
     pub turn_max_bytes_per_second: u32,
+    /// Serve STUN only on --turn-listen (no relays; /api/ice names no TURN).
+    #[arg(long, env = "VOLLEY_TURN_STUN_ONLY")]
+    pub turn_stun_only: bool,
     /// Require `?ticket=` signed with this secret on every signaling
     /// connection and on /api/ice (`?room=<room>&ticket=<ticket>`); refused
     /// with 401 (ticket_missing, ticket_malformed, ticket_expired,
@@ -239,6 +242,7 @@ impl ServeArgs {
                 relay_ports: self.turn_relay_ports,
                 max_allocations: self.turn_max_allocations,
                 max_bytes_per_second: self.turn_max_bytes_per_second,
+                stun_only: self.turn_stun_only,
             }),
             ..ServerConfig::default()
         }

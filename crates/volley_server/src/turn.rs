@@ -52,6 +52,9 @@ pub struct TurnConfig {
     /// Bytes per second one allocation may relay (both directions); the
     /// excess is dropped. 0 switches the limit off.
     pub max_bytes_per_second: u32,
+    /// Serve STUN only: every allocation is refused, and `/api/ice` names
+    /// the server as a STUN server only.
+    pub stun_only: bool,
 }
 
 impl Default for TurnConfig {
@@ -63,6 +66,7 @@ impl Default for TurnConfig {
             max_allocations: 1000,
             // 4 Mbit/s: far above what a game's data channels carry.
             max_bytes_per_second: 500_000,
+            stun_only: false,
         }
     }
 }
@@ -121,7 +125,11 @@ impl TurnServer {
             bind_ip: config.listen.ip(),
             public_ip: config.public_addr(addr).ip(),
             ports: (min, max),
-            max_allocations: config.max_allocations,
+            max_allocations: if config.stun_only {
+                0
+            } else {
+                config.max_allocations
+            },
             max_bytes_per_second: config.max_bytes_per_second,
             live: Arc::new(AtomicUsize::new(0)),
             metrics: metrics.clone(),

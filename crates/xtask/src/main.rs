@@ -111,9 +111,13 @@ fn setup() -> Result<(), String> {
     {
         missing.extend(["iproute2", "util-linux"]);
     }
-    // The NAT tests (tests/internet.rs) build home routers with iptables.
+    // The NAT tests (tests/internet.rs) build home routers with iptables
+    // and run coturn as the external TURN server.
     if !succeeds(Command::new("iptables").arg("--version")) {
         missing.push("iptables");
+    }
+    if !succeeds(Command::new("turnserver").arg("--version")) {
+        missing.push("coturn");
     }
     // The browser end-to-end tests drive Debian's Chromium through chromedriver.
     if !(succeeds(Command::new("chromium").arg("--version"))

@@ -419,10 +419,10 @@ async fn start_turn(
     let server = TurnServer::start(turn, secret, metrics).await?;
     let public = turn.public_addr(server.local_addr());
     config.ice.stun.insert(0, format!("stun:{public}"));
-    config
-        .ice
-        .turn
-        .insert(0, format!("turn:{public}?transport=udp"));
+    if !turn.stun_only {
+        let url = format!("turn:{public}?transport=udp");
+        config.ice.turn.insert(0, url);
+    }
     Ok(server)
 }
 
