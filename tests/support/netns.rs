@@ -56,6 +56,7 @@ pub fn isolate_with_namespaces(test: &str) -> bool {
         &[test, "--exact", "--nocapture", "--test-threads=1"],
         true,
         true,
+        TEST_LIMIT,
     );
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
@@ -75,12 +76,25 @@ pub fn inside() -> bool {
 /// Re-runs the current executable with `args` inside a fresh namespace;
 /// `capture` collects its output, otherwise it goes to ours. At most 180 s.
 pub fn run_isolated(args: &[&str], capture: bool) -> std::process::Output {
-    run_isolated_with(args, capture, false)
+    run_isolated_with(args, capture, false, TEST_LIMIT)
+}
+
+/// A test's time inside its namespace, at most (seconds).
+const TEST_LIMIT: u32 = 180;
+
+/// A benchmark re-run inside a namespace, its output ours: at most 15 min.
+pub fn run_benchmark(args: &[&str]) -> std::process::Output {
+    run_isolated_with(args, false, false, 900)
 }
 
 /// [`run_isolated`]; with `mounts`, in a mount namespace of its own too,
-/// `/run` a fresh tmpfs (for `ip netns`).
-fn run_isolated_with(args: &[&str], capture: bool, mounts: bool) -> std::process::Output {
+/// `/run` a fresh tmpfs (for `ip netns`); killed after `limit` seconds.
+fn run_isolated_with(
+    args: &[&str],
+    capture: bool,
+    mounts: bool,
+    limit: u32,
+) -> std::process::Output {
     let exe = std::env::current_exe().expect("own executable path");
     // As root this is a plain network namespace; otherwise a user namespace
     // maps the caller to root so that it may configure its own interfaces.
@@ -97,7 +111,8 @@ fn run_isolated_with(args: &[&str], capture: bool, mounts: bool) -> std::process
             Stdio::inherit()
         }
     };
-    let mut unshare = vec!["180", "unshare", "--map-root-user", "--net"];
+    let limit = limit.to_string();
+    let mut unshare = vec![limit.as_str(), "unshare", "--map-root-user", "--net"];
     if mounts {
         unshare.push("--mount");
     }

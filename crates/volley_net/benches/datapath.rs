@@ -18,6 +18,12 @@
 //!
 //! Every peer is polled from one thread every ~50 µs; the sockets' message
 //! loops run on a 2-thread tokio runtime.
+//!
+//! Then the relay section: volley pairs forced through a TURN relay
+//! (`IcePolicy::Relay`) on the namespace's veth address, volley-server's
+//! built-in one against coturn (Debian's `turnserver`, skipped when it is
+//! not installed), beside the direct host path: connect time of a pair and
+//! RTT through the relay.
 
 #[path = "../../../tests/support/netns.rs"]
 mod netns;
@@ -29,7 +35,10 @@ use std::time::{Duration, Instant};
 
 use matchbox_socket::{PeerId, PeerState, RtcIceServerConfig, WebRtcSocket};
 use serde::{Deserialize, Serialize};
-use volley_net::{Channel, Session, SessionEvent};
+use std::sync::OnceLock;
+
+use volley_net::{Channel, IcePolicy, IceServer, Session, SessionEvent};
+use volley_server::turn::TurnConfig;
 use volley_server::{Server, ServerConfig};
 
 #[derive(Serialize, Deserialize)]
@@ -74,6 +83,9 @@ trait Peer {
     fn first_peer(&self) -> Option<PeerId>;
     fn send(&mut self, channel: Channel, to: PeerId, payload: Vec<u8>);
     fn receive(&mut self, channel: Channel) -> Vec<(PeerId, Vec<u8>)>;
+    /// The end of a game frame: what was sent leaves now (volley batches
+    /// until then; the others send at once).
+    fn flush(&mut self) {}
 }
 
 struct Raw {
@@ -144,6 +156,9 @@ impl Peer for Volley {
         };
         sent.expect("send");
     }
+    fn flush(&mut self) {
+        self.session.flush();
+    }
     /// Like the raw socket's `receive`, which reads its channel at the
     /// moment of the call, this takes in what arrived first.
     fn receive(&mut self, channel: Channel) -> Vec<(PeerId, Vec<u8>)> {
@@ -171,7 +186,22 @@ enum Kind {
     Volley,
     /// Plain UDP on loopback: the physical floor (RTT and throughput only).
     Udp,
+    /// volley through the TURN relay [`RELAYS`]`[i]`, relay-only.
+    Relayed(usize),
 }
+
+/// The TURN servers of the relay section: volley-server's, coturn's.
+static RELAYS: OnceLock<Vec<IceServer>> = OnceLock::new();
+
+/// The namespace's own non-loopback address (see `tests/support/netns.rs`):
+/// coturn refuses to relay to loopback peers.
+const VETH_IP: &str = "10.200.0.1";
+
+/// The TURN secret of the relay section.
+const SECRET: &str = "bench-secret";
+
+/// coturn's port.
+const COTURN_PORT: u16 = 3479;
 
 /// Two UDP sockets on 127.0.0.1 that know each other, polled like the others.
 struct Udp {
@@ -254,12 +284,18 @@ fn make(kind: Kind, url: &str, runtime: &tokio::runtime::Runtime) -> Box<dyn Pee
                 peers: HashSet::new(),
             })
         }
-        Kind::Volley => {
-            let (session, message_loop) = Session::builder(url)
+        Kind::Volley | Kind::Relayed(_) => {
+            let mut builder = Session::builder(url)
                 .register::<Echo>(Channel::Reliable)
                 .and_then(|b| b.register::<EchoUnreliable>(Channel::Unreliable))
-                .expect("register")
-                .build();
+                .expect("register");
+            if let Kind::Relayed(i) = kind {
+                let relay = RELAYS.get().and_then(|r| r.get(i)).expect("relays set");
+                builder = builder
+                    .ice_policy(IcePolicy::Relay)
+                    .ice_server(relay.clone());
+            }
+            let (session, message_loop) = builder.build();
             runtime.spawn(message_loop);
             Box::new(Volley {
                 session,
@@ -329,6 +365,7 @@ fn rtt(
         payload[..4].copy_from_slice(&seq.to_le_bytes());
         let sent = Instant::now();
         a.send(channel, to_b, payload);
+        a.flush();
         let timeout = sent + Duration::from_millis(100);
         'wait: loop {
             a.poll();
@@ -336,6 +373,7 @@ fn rtt(
             for (from, echo) in b.receive(channel) {
                 b.send(channel, from, echo);
             }
+            b.flush();
             for (_, back) in a.receive(channel) {
                 if back[..4] == seq.to_le_bytes() {
                     times.push(sent.elapsed());
@@ -421,7 +459,7 @@ fn main() {
     if !netns::inside() {
         let args: Vec<String> = std::env::args().skip(1).collect();
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let status = netns::run_isolated(&args, false).status;
+        let status = netns::run_benchmark(&args).status;
         std::process::exit(status.code().unwrap_or(1));
     }
     let o = options();
@@ -436,6 +474,17 @@ fn main() {
         let config = ServerConfig {
             addr: "127.0.0.1:0".parse().unwrap(),
             per_ip: volley_server::limits::IpLimitsConfig::unlimited(),
+            turn: Some(TurnConfig {
+                listen: format!("{VETH_IP}:0").parse().unwrap(),
+                relay_ports: (44_000, 44_999),
+                max_allocations: 100_000,
+                max_bytes_per_second: 0,
+                ..TurnConfig::default()
+            }),
+            ice: volley_server::ice::IceConfig {
+                turn_secret: Some(SECRET.into()),
+                ..Default::default()
+            },
             ..ServerConfig::default()
         };
         Server::bind(config).await.expect("server").spawn()
@@ -446,6 +495,7 @@ fn main() {
         Kind::Raw => "raw matchbox",
         Kind::Volley => "volley",
         Kind::Udp => "plain UDP",
+        Kind::Relayed(_) => "volley relayed",
     };
     let mut room = 0;
     let mut next_url = || {
@@ -621,5 +671,157 @@ fn main() {
             volley.2 / raw.2
         );
     }
+    relay_section(&o, &server, &runtime, &mut next_url);
     runtime.block_on(server.shutdown());
+}
+
+/// coturn on [`VETH_IP`]:[`COTURN_PORT`] with [`SECRET`], killed on drop;
+/// `None` when `turnserver` is not installed.
+struct Coturn(std::process::Child);
+
+impl Coturn {
+    fn start() -> Option<Coturn> {
+        let child = std::process::Command::new("turnserver")
+            .args(["--listening-ip", VETH_IP, "--relay-ip", VETH_IP])
+            .args(["--listening-port", &COTURN_PORT.to_string()])
+            .args(["--min-port", "45000", "--max-port", "45999"])
+            .args(["--use-auth-secret", "--static-auth-secret", SECRET])
+            .args(["--realm", "volley", "--no-tls", "--no-dtls", "--no-cli"])
+            .args(["--fingerprint", "--log-file", "stdout"])
+            .args(["--pidfile", "/tmp/volley-bench-coturn.pid"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .ok()?;
+        let coturn = Coturn(child);
+        let listening = format!(":{COTURN_PORT:04X} ");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !std::fs::read_to_string("/proc/net/udp")
+            .unwrap_or_default()
+            .contains(&listening)
+        {
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Some(coturn)
+    }
+}
+
+impl Drop for Coturn {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A TURN server's entry with credentials as `/api/ice` mints them.
+fn turn_entry(addr: &str) -> IceServer {
+    let config = volley_server::ice::IceConfig {
+        turn: vec![format!("turn:{addr}?transport=udp")],
+        turn_secret: Some(SECRET.into()),
+        ..Default::default()
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let entry = volley_server::ice::ice_servers(&config, now, None)
+        .ice_servers
+        .remove(0);
+    IceServer {
+        urls: entry.urls,
+        username: entry.username,
+        credential: entry.credential,
+    }
+}
+
+/// Connect time and RTT of a pair through volley-server's TURN and through
+/// coturn, beside the direct path (see the module docs).
+fn relay_section(
+    o: &Options,
+    server: &volley_server::ServerHandle,
+    runtime: &tokio::runtime::Runtime,
+    next_url: &mut dyn FnMut() -> String,
+) {
+    let coturn = Coturn::start();
+    let ours = server
+        .turn_addr()
+        .expect("the TURN server runs")
+        .to_string();
+    let _ = RELAYS.set(vec![
+        turn_entry(&ours),
+        turn_entry(&format!("{VETH_IP}:{COTURN_PORT}")),
+    ]);
+    let names = ["volley-server TURN", "coturn", "direct (host)"];
+    let kinds = [Kind::Relayed(0), Kind::Relayed(1), Kind::Volley];
+    let run = |k: usize| k != 1 || coturn.is_some();
+    if coturn.is_none() {
+        println!("\ncoturn (turnserver) is not installed: its column is left empty");
+    }
+    // [kind] connect times (ms), RTT samples per channel.
+    let mut connect: [Vec<f64>; 3] = Default::default();
+    let mut times: [[Vec<Duration>; 2]; 3] = Default::default();
+    // Relayed echoes take tens of ms here (see the README): fewer of them.
+    let (rounds, trials, samples) = (o.rounds.min(5), o.trials.min(1), o.samples.min(200));
+    for round in 0..rounds {
+        for k in [0, 1, 2].into_iter().cycle().skip(round % 3).take(3) {
+            if run(k) {
+                connect[k].push(ms(connect_time(kinds[k], 2, &next_url(), runtime)));
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        }
+    }
+    for _ in 0..trials {
+        for k in (0..3).filter(|k| run(*k)) {
+            let (mut a, mut b) = pair(kinds[k], &next_url(), runtime);
+            for (c, channel) in [Channel::Reliable, Channel::Unreliable]
+                .into_iter()
+                .enumerate()
+            {
+                let (got, _) = rtt(a.as_mut(), b.as_mut(), channel, samples);
+                times[k][c].extend(got);
+            }
+        }
+    }
+    let pick = |v: &mut Vec<Duration>, q: f64| {
+        let mut v: Vec<f64> = v.iter().map(|d| ms(*d)).collect();
+        quantile(&mut v, q)
+    };
+    println!(
+        "\nrelay: a 2-peer pair forced through a TURN relay (relay-only) vs direct, {rounds} rounds; 100-byte RTT, {trials} trials of {samples} samples"
+    );
+    println!("{:<22}{:>18}{:>18}{:>18}", "", names[0], names[1], names[2]);
+    let mut table = report::Table::new(
+        "relay",
+        format!(
+            "Relayed paths: a volley pair forced through a TURN relay (IcePolicy::Relay) on a private namespace's veth, volley-server's built-in TURN vs coturn {}, beside the direct host path; connect over {} rounds, RTT of 100-byte echoes over {} trials of {} samples",
+            if coturn.is_some() {
+                "4.6"
+            } else {
+                "(not installed)"
+            },
+            rounds,
+            trials,
+            samples
+        ),
+        &names,
+    );
+    let mut line = |name: &str, values: [f64; 3]| {
+        println!(
+            "{name:<22}{:>16.3}ms{:>16.3}ms{:>16.3}ms",
+            values[0], values[1], values[2]
+        );
+        table.row(format!("{name} (ms)"), report::Better::Lower, &values);
+    };
+    for (label, p) in [("p50", 0.5), ("p99", 0.99)] {
+        let values = [0, 1, 2].map(|k| quantile(&mut connect[k], p));
+        line(&format!("connect {label}"), values);
+    }
+    for (c, channel) in ["reliable", "unreliable"].into_iter().enumerate() {
+        for (label, p) in [("p50", 0.5), ("p99", 0.99)] {
+            let values = [0, 1, 2].map(|k| pick(&mut times[k][c], p));
+            line(&format!("RTT {label}, {channel}"), values);
+        }
+    }
+    table.save();
 }

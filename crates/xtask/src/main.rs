@@ -310,9 +310,10 @@ fn git_commit() -> String {
         .unwrap_or_default()
 }
 
-const SECTIONS: [&str; 6] = [
+const SECTIONS: [&str; 7] = [
     "signaling",
     "datapath",
+    "relay",
     "rollback",
     "state_sync",
     "codec",
