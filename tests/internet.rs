@@ -88,63 +88,6 @@ enum Servers {
 /// coturn's port on the internet.
 const COTURN_PORT: u16 = 3479;
 
-/// A coturn server on the internet, with the test's TURN secret; killed
-/// when dropped.
-struct Coturn(std::process::Child);
-
-impl Coturn {
-    fn start() -> Coturn {
-        let child = std::process::Command::new("turnserver")
-            .args([
-                "--listening-ip",
-                SERVER_IP,
-                "--relay-ip",
-                SERVER_IP,
-                "--listening-port",
-                &COTURN_PORT.to_string(),
-                "--min-port",
-                "43000",
-                "--max-port",
-                "43999",
-                "--use-auth-secret",
-                "--static-auth-secret",
-                SECRET,
-                "--realm",
-                "volley",
-                "--no-tls",
-                "--no-dtls",
-                "--no-cli",
-                "--fingerprint",
-                "--log-file",
-                "stdout",
-                "--pidfile",
-                "/run/coturn.pid",
-            ])
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .expect(
-                "coturn's turnserver runs (`cargo xtask ci` installs it: apt-get install coturn)",
-            );
-        // It answers once it listens: wait for its UDP port (bounded).
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while !std::fs::read_to_string("/proc/net/udp")
-            .unwrap_or_default()
-            .contains(&format!(":{COTURN_PORT:04X} "))
-        {
-            assert!(Instant::now() < deadline, "coturn did not start listening");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Coturn(child)
-    }
-}
-
-impl Drop for Coturn {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// In a bot's process: plays what [`ROLE`] says, prints the [`Outcome`].
 /// `false` in the test itself.
 fn play_at_home() -> bool {
@@ -333,7 +276,11 @@ fn play(
             .expect("the server starts on the internet")
             .spawn()
     });
-    let coturn = matches!(servers, Servers::Coturn).then(Coturn::start);
+    let coturn = matches!(servers, Servers::Coturn).then(|| {
+        let listen = format!("{SERVER_IP}:{COTURN_PORT}").parse().unwrap();
+        support::coturn::Coturn::start(listen, (43_000, 43_999), SECRET)
+            .expect("coturn runs (`cargo xtask ci` installs it: apt-get install coturn)")
+    });
     let ice = ice_for(&server, servers);
     let exe: PathBuf = std::env::current_exe().unwrap();
     let started = Instant::now();
@@ -400,106 +347,92 @@ fn assert_played(outcomes: &[Outcome]) {
     assert_eq!(outcomes[0].checksum, outcomes[1].checksum, "{outcomes:?}");
 }
 
+/// Two bots in homes behind `nats`, with `servers`: the outcomes, or
+/// `None` outside the namespace (and in a bot's process).
+fn bot_row(test: &str, nats: [Nat; 2], servers: Servers, limit: Duration) -> Option<Vec<Outcome>> {
+    if play_at_home() {
+        return None;
+    }
+    let _one = ONE_ROW.lock().unwrap_or_else(|p| p.into_inner());
+    if !support::netns::isolate_with_namespaces(test) {
+        return None;
+    }
+    Some(play(test, nats, [Player::Bot, Player::Bot], servers, limit))
+}
+
+/// Both played, directly: each reached the other at its router's public
+/// address (a server-reflexive candidate), not at its home address.
+fn assert_direct(outcomes: &[Outcome]) {
+    assert_played(outcomes);
+    for o in outcomes {
+        assert_eq!(o.relayed, Some(false), "{outcomes:?}");
+        let (_, remote) = o.path.as_ref().expect("a path");
+        assert_ne!(remote, "Host", "{outcomes:?}");
+    }
+}
+
+/// Both played, through a relay.
+fn assert_relayed(outcomes: &[Outcome]) {
+    assert_played(outcomes);
+    for o in outcomes {
+        assert_eq!(o.relayed, Some(true), "{outcomes:?}");
+    }
+}
+
 #[test]
 fn endpoint_independent_nats_connect_directly_through_stun() {
-    const NAME: &str = "endpoint_independent_nats_connect_directly_through_stun";
-    if play_at_home() || !support::netns::isolate_with_namespaces(NAME) {
-        return;
-    }
-    let outcomes = play(
-        NAME,
-        [Nat::EndpointIndependent, Nat::EndpointIndependent],
-        [Player::Bot, Player::Bot],
-        Servers::Stun,
-        BOT_LIMIT,
-    );
-    assert_played(&outcomes);
-    for o in &outcomes {
-        assert_eq!(o.relayed, Some(false), "{outcomes:?}");
-        // Each home's address as its router shows it to the internet.
-        let (_, remote) = o.path.as_ref().unwrap();
-        assert_ne!(remote, "Host", "{outcomes:?}");
+    let nats = [Nat::EndpointIndependent, Nat::EndpointIndependent];
+    let name = "endpoint_independent_nats_connect_directly_through_stun";
+    if let Some(outcomes) = bot_row(name, nats, Servers::Stun, BOT_LIMIT) {
+        assert_direct(&outcomes);
     }
 }
 
 #[test]
 fn a_symmetric_nat_connects_through_the_relay() {
-    const NAME: &str = "a_symmetric_nat_connects_through_the_relay";
-    if play_at_home() || !support::netns::isolate_with_namespaces(NAME) {
-        return;
-    }
-    let outcomes = play(
-        NAME,
-        [Nat::EndpointIndependent, Nat::Symmetric],
-        [Player::Bot, Player::Bot],
-        Servers::StunTurn,
-        BOT_LIMIT,
-    );
-    assert_played(&outcomes);
-    for o in &outcomes {
-        assert_eq!(o.relayed, Some(true), "{outcomes:?}");
+    let nats = [Nat::EndpointIndependent, Nat::Symmetric];
+    let name = "a_symmetric_nat_connects_through_the_relay";
+    if let Some(outcomes) = bot_row(name, nats, Servers::StunTurn, BOT_LIMIT) {
+        assert_relayed(&outcomes);
     }
 }
 
 #[test]
 fn two_symmetric_nats_connect_through_the_relay() {
-    const NAME: &str = "two_symmetric_nats_connect_through_the_relay";
-    if play_at_home() || !support::netns::isolate_with_namespaces(NAME) {
-        return;
-    }
-    let outcomes = play(
-        NAME,
-        [Nat::Symmetric, Nat::Symmetric],
-        [Player::Bot, Player::Bot],
-        Servers::StunTurn,
-        BOT_LIMIT,
-    );
-    assert_played(&outcomes);
-    for o in &outcomes {
-        assert_eq!(o.relayed, Some(true), "{outcomes:?}");
+    let nats = [Nat::Symmetric, Nat::Symmetric];
+    let name = "two_symmetric_nats_connect_through_the_relay";
+    if let Some(outcomes) = bot_row(name, nats, Servers::StunTurn, BOT_LIMIT) {
+        assert_relayed(&outcomes);
     }
 }
 
 #[test]
 fn two_symmetric_nats_connect_through_a_coturn_relay() {
-    const NAME: &str = "two_symmetric_nats_connect_through_a_coturn_relay";
-    if play_at_home() || !support::netns::isolate_with_namespaces(NAME) {
+    let nats = [Nat::Symmetric, Nat::Symmetric];
+    let name = "two_symmetric_nats_connect_through_a_coturn_relay";
+    let Some(outcomes) = bot_row(name, nats, Servers::Coturn, BOT_LIMIT) else {
         return;
-    }
-    let outcomes = play(
-        NAME,
-        [Nat::Symmetric, Nat::Symmetric],
-        [Player::Bot, Player::Bot],
-        Servers::Coturn,
-        BOT_LIMIT,
-    );
-    assert_played(&outcomes);
+    };
+    assert_relayed(&outcomes);
+    // A relay of coturn's (43000-43999), not of volley-server's.
+    let coturn = |a: &str| {
+        a.rsplit_once(':')
+            .and_then(|(_, p)| p.parse::<u16>().ok())
+            .is_some_and(|p| (43_000..=43_999).contains(&p))
+    };
     for o in &outcomes {
-        assert_eq!(o.relayed, Some(true), "{outcomes:?}");
-        // A relay of coturn's, not of volley-server's (42000-42999).
-        let (local, remote) = o.addresses.clone().unwrap();
-        let coturn = |a: &str| {
-            a.rsplit_once(':')
-                .and_then(|(_, p)| p.parse::<u16>().ok())
-                .is_some_and(|p| (43_000..=43_999).contains(&p))
-        };
+        let (local, remote) = o.addresses.clone().expect("addresses");
         assert!(coturn(&local) || coturn(&remote), "{outcomes:?}");
     }
 }
 
 #[test]
 fn two_symmetric_nats_without_a_relay_fail_clearly_within_15_s() {
-    const NAME: &str = "two_symmetric_nats_without_a_relay_fail_clearly_within_15_s";
-    if play_at_home() || !support::netns::isolate_with_namespaces(NAME) {
+    let nats = [Nat::Symmetric, Nat::Symmetric];
+    let name = "two_symmetric_nats_without_a_relay_fail_clearly_within_15_s";
+    let Some(outcomes) = bot_row(name, nats, Servers::Stun, Duration::from_secs(16)) else {
         return;
-    }
-    let outcomes = play(
-        NAME,
-        [Nat::Symmetric, Nat::Symmetric],
-        [Player::Bot, Player::Bot],
-        Servers::Stun,
-        Duration::from_secs(16),
-    );
+    };
     for o in &outcomes {
         let (after, why) = o.unreachable.as_ref().expect("told it is unreachable");
         assert!(*after < 15.0, "{outcomes:?}");
@@ -508,14 +441,15 @@ fn two_symmetric_nats_without_a_relay_fail_clearly_within_15_s() {
     }
 }
 
-/// Browser rows run one at a time (Chromium on SwiftShader takes a core).
-static ONE_BROWSER: std::sync::Mutex<()> = std::sync::Mutex::new(());
+/// Rows run one at a time: each runs two players, a browser row Chromium
+/// on SwiftShader, and on two cores rows side by side starve each other.
+static ONE_ROW: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// A browser in one home, a native bot in the other: [`play`], with the web
 /// bundle ready before entering the namespace (building it may need the
 /// network).
 fn play_browser_row(test: &str, nats: [Nat; 2], servers: Servers) -> Option<Vec<Outcome>> {
-    let _one = ONE_BROWSER.lock().unwrap_or_else(|p| p.into_inner());
+    let _one = ONE_ROW.lock().unwrap_or_else(|p| p.into_inner());
     support::browser::web_bundle();
     if !support::netns::isolate_with_namespaces(test) {
         return None;
@@ -534,38 +468,22 @@ const BROWSER_LIMIT: Duration = Duration::from_secs(150);
 
 #[test]
 fn a_browser_and_a_bot_behind_endpoint_independent_nats_connect_directly() {
-    const NAME: &str = "a_browser_and_a_bot_behind_endpoint_independent_nats_connect_directly";
-    if play_at_home() {
-        return;
-    }
-    let Some(outcomes) = play_browser_row(
-        NAME,
-        [Nat::EndpointIndependent, Nat::EndpointIndependent],
-        Servers::Stun,
-    ) else {
-        return;
-    };
-    assert_played(&outcomes);
-    for o in &outcomes {
-        assert_eq!(o.relayed, Some(false), "{outcomes:?}");
-        let (_, remote) = o.path.as_ref().unwrap();
-        assert_ne!(remote, "Host", "{outcomes:?}");
+    let nats = [Nat::EndpointIndependent, Nat::EndpointIndependent];
+    let name = "a_browser_and_a_bot_behind_endpoint_independent_nats_connect_directly";
+    if !play_at_home()
+        && let Some(outcomes) = play_browser_row(name, nats, Servers::Stun)
+    {
+        assert_direct(&outcomes);
     }
 }
 
 #[test]
 fn a_browser_and_a_bot_behind_symmetric_nats_connect_through_the_relay() {
-    const NAME: &str = "a_browser_and_a_bot_behind_symmetric_nats_connect_through_the_relay";
-    if play_at_home() {
-        return;
-    }
-    let Some(outcomes) =
-        play_browser_row(NAME, [Nat::Symmetric, Nat::Symmetric], Servers::StunTurn)
-    else {
-        return;
-    };
-    assert_played(&outcomes);
-    for o in &outcomes {
-        assert_eq!(o.relayed, Some(true), "{outcomes:?}");
+    let nats = [Nat::Symmetric, Nat::Symmetric];
+    let name = "a_browser_and_a_bot_behind_symmetric_nats_connect_through_the_relay";
+    if !play_at_home()
+        && let Some(outcomes) = play_browser_row(name, nats, Servers::StunTurn)
+    {
+        assert_relayed(&outcomes);
     }
 }

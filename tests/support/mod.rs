@@ -4,6 +4,7 @@
 
 pub mod apps;
 pub mod browser;
+pub mod coturn;
 pub mod internet;
 pub mod netns;
 pub mod server;

@@ -31,33 +31,22 @@ const SETUP: &str = "ip link set lo up \
 
 /// See the module docs. `test` is the test's full path as `cargo test` lists it.
 pub fn isolate(test: &str) -> bool {
-    if inside() {
-        return true;
-    }
-    let output = run_isolated(&[test, "--exact", "--nocapture", "--test-threads=1"], true);
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success() && stdout.contains("1 passed"),
-        "{test} failed inside its network namespace ({}):\n{stdout}\n{stderr}",
-        output.status
-    );
-    false
+    isolate_in(test, false)
 }
 
 /// [`isolate`], in a private mount namespace too with a tmpfs on `/run`,
 /// so that the test may add network namespaces of its own (`ip netns add`,
 /// as [`super::internet`] does) without touching the host's.
 pub fn isolate_with_namespaces(test: &str) -> bool {
+    isolate_in(test, true)
+}
+
+fn isolate_in(test: &str, mounts: bool) -> bool {
     if inside() {
         return true;
     }
-    let output = run_isolated_with(
-        &[test, "--exact", "--nocapture", "--test-threads=1"],
-        true,
-        true,
-        TEST_LIMIT,
-    );
+    let args = [test, "--exact", "--nocapture", "--test-threads=1"];
+    let output = run_isolated_with(&args, true, mounts, TEST_LIMIT);
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(

@@ -25,6 +25,8 @@
 //! not installed), beside the direct host path: connect time of a pair and
 //! RTT through the relay.
 
+#[path = "../../../tests/support/coturn.rs"]
+mod coturn;
 #[path = "../../../tests/support/netns.rs"]
 mod netns;
 #[path = "../../../benches/report.rs"]
@@ -675,46 +677,6 @@ fn main() {
     runtime.block_on(server.shutdown());
 }
 
-/// coturn on [`VETH_IP`]:[`COTURN_PORT`] with [`SECRET`], killed on drop;
-/// `None` when `turnserver` is not installed.
-struct Coturn(std::process::Child);
-
-impl Coturn {
-    fn start() -> Option<Coturn> {
-        let child = std::process::Command::new("turnserver")
-            .args(["--listening-ip", VETH_IP, "--relay-ip", VETH_IP])
-            .args(["--listening-port", &COTURN_PORT.to_string()])
-            .args(["--min-port", "45000", "--max-port", "45999"])
-            .args(["--use-auth-secret", "--static-auth-secret", SECRET])
-            .args(["--realm", "volley", "--no-tls", "--no-dtls", "--no-cli"])
-            .args(["--fingerprint", "--log-file", "stdout"])
-            .args(["--pidfile", "/tmp/volley-bench-coturn.pid"])
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .ok()?;
-        let coturn = Coturn(child);
-        let listening = format!(":{COTURN_PORT:04X} ");
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while !std::fs::read_to_string("/proc/net/udp")
-            .unwrap_or_default()
-            .contains(&listening)
-        {
-            if Instant::now() > deadline {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Some(coturn)
-    }
-}
-
-impl Drop for Coturn {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// A TURN server's entry with credentials as `/api/ice` mints them.
 fn turn_entry(addr: &str) -> IceServer {
     let config = volley_server::ice::IceConfig {
@@ -743,7 +705,10 @@ fn relay_section(
     runtime: &tokio::runtime::Runtime,
     next_url: &mut dyn FnMut() -> String,
 ) {
-    let coturn = Coturn::start();
+    let listen = format!("{VETH_IP}:{COTURN_PORT}")
+        .parse()
+        .expect("an address");
+    let coturn = coturn::Coturn::start(listen, (45_000, 45_999), SECRET);
     let ours = server
         .turn_addr()
         .expect("the TURN server runs")
