@@ -289,14 +289,13 @@ struct Metered {
 impl Metered {
     /// Whether `len` more bytes are within the allocation's bandwidth.
     fn allow(&self, len: usize) -> bool {
-        let Some(bucket) = &self.bucket else {
-            return true;
-        };
         let len = u32::try_from(len).unwrap_or(u32::MAX);
-        let allowed = bucket
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .take_n(Instant::now(), len);
+        let allowed = self.bucket.as_ref().is_none_or(|bucket| {
+            bucket
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .take_n(Instant::now(), len)
+        });
         if allowed {
             self.metrics.turn_relayed_bytes.increment(u64::from(len));
         } else {
