@@ -13,6 +13,7 @@ use crate::limits::IpLimitsConfig;
 use crate::lobby::LobbyConfig;
 use crate::secret::Secret;
 use crate::server::ServerConfig;
+use crate::tls::{TlsConfig, TlsError};
 use crate::turn::TurnConfig;
 
 /// volley's signaling server: matchbox-compatible rooms and matchmaking,
@@ -58,6 +59,13 @@ pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "VOLLEY_ADDR", default_value = "127.0.0.1:3536")]
     pub addr: SocketAddr,
+    /// Serve https:// and wss:// (TLS only) with this PEM certificate chain,
+    /// leaf first (e.g. certbot's fullchain.pem). Read again when it changes.
+    #[arg(long, env = "VOLLEY_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert (e.g. certbot's privkey.pem).
+    #[arg(long, env = "VOLLEY_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
     /// Largest room, and largest `?next=N` group.
     #[arg(long, env = "VOLLEY_MAX_ROOM_SIZE", default_value_t = 16, value_parser = clap::value_parser!(u16).range(2..=1024))]
     pub max_room_size: u16,
@@ -197,9 +205,15 @@ pub struct ServeArgs {
 }
 
 impl ServeArgs {
-    /// The server configuration these options describe.
-    pub fn config(&self) -> ServerConfig {
-        ServerConfig {
+    /// The server configuration these options describe (reading the TLS
+    /// certificate and key, when given).
+    pub fn config(&self) -> Result<ServerConfig, TlsError> {
+        let tls = match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Some(TlsConfig::from_pem_files(cert, key)?),
+            _ => None,
+        };
+        Ok(ServerConfig {
+            tls,
             addr: self.addr,
             lobby: LobbyConfig {
                 max_room_size: usize::from(self.max_room_size),
@@ -245,7 +259,7 @@ impl ServeArgs {
                 stun_only: self.turn_stun_only,
             }),
             ..ServerConfig::default()
-        }
+        })
     }
 }
 
@@ -274,7 +288,8 @@ mod tests {
 
     #[test]
     fn flag_defaults_are_the_library_defaults() {
-        let config = Cli::parse_from(["volley-server"]).serve.config();
+        let config = Cli::parse_from(["volley-server"]).serve.config().unwrap();
+        assert!(config.tls.is_none());
         let library = ServerConfig::default();
         assert_eq!(config.per_ip, library.per_ip);
         assert_eq!(config.write_timeout, library.write_timeout);
@@ -292,6 +307,7 @@ mod tests {
         let turn = Cli::parse_from(["volley-server", "--turn-listen", "127.0.0.1:3478"])
             .serve
             .config()
+            .unwrap()
             .turn
             .expect("--turn-listen runs the TURN server");
         let defaults = TurnConfig::default();
@@ -322,12 +338,27 @@ mod tests {
             "--ticket-secret",
             "hunter2",
         ]);
-        let config = cli.serve.config();
+        let config = cli.serve.config().unwrap();
         assert_eq!(config.trusted_proxies.len(), 3);
         assert_eq!(config.per_ip.max_connections, 0);
         assert!(!format!("{cli:?} {config:?}").contains("hunter2"));
         assert!(
             Cli::try_parse_from(["volley-server", "--trusted-proxy", "proxy.example"]).is_err()
         );
+    }
+
+    #[test]
+    fn tls_needs_both_files_and_names_a_missing_one() {
+        assert!(Cli::try_parse_from(["volley-server", "--tls-cert", "c.pem"]).is_err());
+        assert!(Cli::try_parse_from(["volley-server", "--tls-key", "k.pem"]).is_err());
+        let cli = Cli::parse_from([
+            "volley-server",
+            "--tls-cert",
+            "/nonexistent/cert.pem",
+            "--tls-key",
+            "/nonexistent/key.pem",
+        ]);
+        let error = cli.serve.config().unwrap_err().to_string();
+        assert!(error.contains("/nonexistent/cert.pem"), "{error}");
     }
 }

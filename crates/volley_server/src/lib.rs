@@ -40,6 +40,8 @@ pub mod secret;
 pub mod server;
 pub mod ticket;
 #[cfg(feature = "server")]
+pub mod tls;
+#[cfg(feature = "server")]
 pub mod turn;
 pub mod turn_auth;
 pub mod wire;

@@ -46,10 +46,24 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let config = cli.serve.config();
+    let config = match cli.serve.config() {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("volley-server: TLS: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let scheme = if config.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     let result = runtime.block_on(async move {
         let server = Server::bind(config).await?;
-        tracing::info!("volley-server listening on http://{}", server.local_addr());
+        tracing::info!(
+            "volley-server listening on {scheme}://{}",
+            server.local_addr()
+        );
         server.run(shutdown_signal()).await
     });
     match result {

@@ -34,6 +34,10 @@ pub struct Metrics {
     pub turn_allocations_total: Counter,
     /// Bytes the built-in TURN server relayed (both directions).
     pub turn_relayed_bytes: Counter,
+    /// TLS handshakes completed (failures are refusals).
+    pub tls_handshakes: Counter,
+    /// Renewed certificates picked up from their files.
+    pub tls_reloads: Counter,
 }
 
 impl Metrics {
@@ -60,6 +64,8 @@ impl Metrics {
             turn_allocations,
             turn_allocations_total,
             turn_relayed_bytes,
+            tls_handshakes,
+            tls_reloads,
         ) = metrics::with_local_recorder(&recorder, || {
             (
                 metrics::gauge!("volley_peers_connected"),
@@ -73,6 +79,8 @@ impl Metrics {
                 metrics::gauge!("volley_turn_allocations"),
                 metrics::counter!("volley_turn_allocations_total"),
                 metrics::counter!("volley_turn_relayed_bytes_total"),
+                metrics::counter!("volley_tls_handshakes_total"),
+                metrics::counter!("volley_tls_reloads_total"),
             )
         });
         Metrics {
@@ -89,6 +97,8 @@ impl Metrics {
             turn_allocations,
             turn_allocations_total,
             turn_relayed_bytes,
+            tls_handshakes,
+            tls_reloads,
         }
     }
 

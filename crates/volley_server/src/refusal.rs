@@ -154,6 +154,17 @@ pub enum Refusal {
     /// An HTTP connection outlived `--http-timeout`.
     #[error("HTTP connection open too long")]
     HttpTimeout,
+    /// No completed TLS handshake within `--handshake-timeout`.
+    #[error("no TLS handshake within the handshake timeout")]
+    TlsHandshakeTimeout,
+    /// The TLS handshake failed (not TLS, no shared protocol version or
+    /// cipher suite, or the client refused the certificate).
+    #[error("TLS handshake failed")]
+    TlsHandshakeFailed,
+    /// Plain HTTP sent to a port that speaks TLS: answered in plain HTTP so
+    /// that a `ws://` or `http://` URL gets a clear error.
+    #[error("this server speaks TLS: use https:// and wss://")]
+    PlainHttpOnTls,
 }
 
 impl Refusal {
@@ -170,6 +181,7 @@ impl Refusal {
             | TooManyPrivateRoomsFromIp(_)
             | TicketInUse { .. } => Answer::Http(429),
             Ticket(_) => Answer::Http(401),
+            PlainHttpOnTls => Answer::Http(400),
             ServerShutdown => Answer::Close(1001),
             BinaryFrame => Answer::Close(1003),
             MalformedRequest(_) => Answer::Close(1007),
@@ -181,7 +193,8 @@ impl Refusal {
             InvalidRoomName { .. } => Answer::Close(4003),
             SlowConsumer => Answer::Close(4004),
             DuplicatePeer => Answer::Close(4005),
-            HandshakeTimeout | SlowHttpReader | HttpTimeout => Answer::Cut,
+            HandshakeTimeout | SlowHttpReader | HttpTimeout | TlsHandshakeTimeout
+            | TlsHandshakeFailed => Answer::Cut,
         }
     }
 
@@ -232,6 +245,9 @@ impl Refusal {
             HandshakeTimeout => "handshake_timeout",
             SlowHttpReader => "slow_http_reader",
             HttpTimeout => "http_timeout",
+            TlsHandshakeTimeout => "tls_handshake_timeout",
+            TlsHandshakeFailed => "tls_handshake_failed",
+            PlainHttpOnTls => "plain_http_on_tls",
         }
     }
 
@@ -282,6 +298,8 @@ mod tests {
             (Refusal::SlowConsumer, Answer::Close(4004)),
             (Refusal::ServerShutdown, Answer::Close(1001)),
             (Refusal::SlowHttpReader, Answer::Cut),
+            (Refusal::TlsHandshakeFailed, Answer::Cut),
+            (Refusal::PlainHttpOnTls, Answer::Http(400)),
         ];
         for (refusal, answer) in cases {
             assert_eq!(refusal.answer(), answer, "{refusal:?}");

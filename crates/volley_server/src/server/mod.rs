@@ -40,6 +40,7 @@ use crate::lobby::{Lobby, LobbyConfig};
 use crate::metrics::Metrics;
 use crate::refusal::Refusal;
 use crate::secret::Secret;
+use crate::tls::{RELOAD_CHECK_EVERY, TlsConfig};
 use crate::turn::{TurnConfig, TurnError, TurnServer};
 
 use actor::ToActor;
@@ -92,6 +93,8 @@ pub struct ServerConfig {
     /// The built-in STUN/TURN server, when set: `/api/ice` names it, with
     /// credentials under `ice.turn_secret` (a random one when unset).
     pub turn: Option<TurnConfig>,
+    /// When set, the port speaks TLS only: `https://` and `wss://`.
+    pub tls: Option<TlsConfig>,
 }
 
 impl Default for ServerConfig {
@@ -117,6 +120,7 @@ impl Default for ServerConfig {
             ticket_max_ttl: Duration::from_secs(24 * 3600),
             max_connections_per_ticket: 2,
             turn: None,
+            tls: None,
         }
     }
 }
@@ -351,6 +355,7 @@ impl Server {
         ));
         let router = http::router(shared.clone());
         let mut sweep = tokio::time::interval(SWEEP_EVERY);
+        let mut reload = tokio::time::interval(RELOAD_CHECK_EVERY);
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
@@ -364,6 +369,7 @@ impl Server {
                     }
                 },
                 _ = sweep.tick() => shared.sweep_ips(),
+                _ = reload.tick() => reload_certificate(&shared),
             }
         }
         drop(listener);
@@ -396,6 +402,21 @@ impl Server {
             stop,
             task,
         }
+    }
+}
+
+/// Picks up a renewed certificate (see [`TlsConfig::reload_if_changed`]).
+fn reload_certificate(shared: &Shared) {
+    let Some(tls) = &shared.config.tls else {
+        return;
+    };
+    match tls.reload_if_changed() {
+        Ok(true) => {
+            shared.metrics.tls_reloads.increment(1);
+            info!("TLS: a new certificate is in use");
+        }
+        Ok(false) => {}
+        Err(e) => warn!("TLS: keeping the current certificate: {e}"),
     }
 }
 

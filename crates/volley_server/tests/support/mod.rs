@@ -36,7 +36,10 @@ pub async fn connect(server: &ServerHandle, path: &str) -> Ws {
 }
 
 /// The next message, which must be a matchbox event.
-pub async fn event(ws: &mut Ws) -> JsonPeerEvent {
+pub async fn event<S>(ws: &mut WebSocketStream<S>) -> JsonPeerEvent
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
     loop {
         let message = tokio::time::timeout(WAIT, ws.next())
             .await
