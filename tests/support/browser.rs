@@ -99,10 +99,20 @@ impl Driver {
 
     /// Opens a new headless Chromium window.
     pub fn browser(&self) -> Browser<'_> {
+        self.browser_with(&[])
+    }
+
+    /// [`Driver::browser`] with more command-line flags.
+    pub fn browser_with(&self, extra: &[String]) -> Browser<'_> {
+        let args: Vec<String> = CHROMIUM_ARGS
+            .iter()
+            .map(|a| a.to_string())
+            .chain(extra.iter().cloned())
+            .collect();
         let capabilities = json!({
             "capabilities": { "alwaysMatch": {
                 "browserName": "chrome",
-                "goog:chromeOptions": { "binary": chromium(), "args": CHROMIUM_ARGS },
+                "goog:chromeOptions": { "binary": chromium(), "args": args },
             }}
         });
         let session = self
@@ -254,6 +264,16 @@ static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 /// one at a time, with the web bundle ready, inside its own network
 /// namespace, with a server serving the bundle and a chromedriver.
 pub fn browser_test(name: &str, test: impl FnOnce(&ServerHandle, &Driver)) {
+    browser_test_with(name, ServerConfig::default(), test)
+}
+
+/// [`browser_test`] with a server configuration (its web directory and
+/// address are set here).
+pub fn browser_test_with(
+    name: &str,
+    config: ServerConfig,
+    test: impl FnOnce(&ServerHandle, &Driver),
+) {
     let _turn = ONE_AT_A_TIME
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -263,7 +283,7 @@ pub fn browser_test(name: &str, test: impl FnOnce(&ServerHandle, &Driver)) {
     }
     let config = ServerConfig {
         web_dir: Some(web),
-        ..ServerConfig::default()
+        ..config
     };
     super::server::with_server_config(config, |server| test(server, &Driver::start()));
 }

@@ -7,4 +7,5 @@ pub mod browser;
 pub mod coturn;
 pub mod internet;
 pub mod netns;
+pub mod pki;
 pub mod server;

@@ -53,7 +53,7 @@ use volley_net::codec::DECODE_LIMIT;
 pub use volley_net::{
     Channel, ConditionerConfig, IceConfig, IcePolicy, IceServer, IceTiming, LeftReason,
     Misbehaviour, NetError, OpenTransport, PeerId, PeerLimits, PeerStats, Session, SessionBuilder,
-    SessionEvent,
+    SessionEvent, TlsRoots,
 };
 
 /// Everything a game needs in one `use`.
@@ -61,7 +61,7 @@ pub mod prelude {
     pub use crate::{
         Channel, ConditionerConfig, ConnectionState, IceConfig, IcePolicy, IceServer, LeftReason,
         NetAppExt, NetPeerEvent, NetReceived, NetSend, NetStats, NetTarget, PeerId, PeerLimits,
-        SessionEvent, VolleyPlugin, VolleySession, VolleySet,
+        SessionEvent, TlsRoots, VolleyPlugin, VolleySession, VolleySet,
     };
 }
 
@@ -204,6 +204,7 @@ pub struct VolleyPlugin {
     app_version: String,
     conditioner: Option<ConditionerConfig>,
     ice: IceConfig,
+    tls: TlsRoots,
     server_ice: bool,
     min_peers: usize,
     peer_limits: PeerLimits,
@@ -218,6 +219,7 @@ impl VolleyPlugin {
             app_version: String::new(),
             conditioner: None,
             ice: IceConfig::default(),
+            tls: TlsRoots::default(),
             server_ice: true,
             min_peers: 1,
             peer_limits: PeerLimits::default(),
@@ -258,6 +260,14 @@ impl VolleyPlugin {
     /// for TURN relays only. Replaces the servers added so far.
     pub fn ice(mut self, ice: IceConfig) -> Self {
         self.ice = ice;
+        self
+    }
+
+    /// The certificate authorities trusted for a `wss://` server, natively
+    /// (default: the public web PKI; [`TlsRoots::from_pem`] for a private
+    /// CA or a self-signed server). The browser uses its own.
+    pub fn tls_roots(mut self, roots: TlsRoots) -> Self {
+        self.tls = roots;
         self
     }
 
@@ -359,7 +369,9 @@ fn connect(
     let mut builder = Session::builder(&config.room_url)
         .app_version(&config.app_version)
         .peer_limits(config.peer_limits);
-    builder = builder.ice(config.ice.clone());
+    builder = builder
+        .ice(config.ice.clone())
+        .tls_roots(config.tls.clone());
     if let Some(c) = config.conditioner {
         builder = builder.conditioner(c);
     }

@@ -25,7 +25,9 @@ use std::time::{Duration, Instant};
 use bevy::app::{App, PluginsState};
 use bevy::prelude::*;
 use bevy_volley::rollback::{ChecksumHistory, RollbackPlugin, RollbackStatus};
-use bevy_volley::{ConditionerConfig, NetPeerEvent, NetStats, SessionEvent, VolleyPlugin};
+use bevy_volley::{
+    ConditionerConfig, NetPeerEvent, NetStats, SessionEvent, TlsRoots, VolleyPlugin,
+};
 use volley_games::box_game::{self, BoxInput};
 use volley_net::Link;
 
@@ -70,6 +72,8 @@ pub struct BotRun {
     /// Bots (by index within their room) neither waited for nor judged:
     /// hostile ones, which honest peers drop.
     pub unjudged: Vec<usize>,
+    /// The roots trusted for a `wss://` server.
+    pub tls_roots: TlsRoots,
 }
 
 impl BotRun {
@@ -89,6 +93,7 @@ impl BotRun {
             bots_per_room: players,
             linger: Duration::ZERO,
             unjudged: Vec::new(),
+            tls_roots: TlsRoots::default(),
         }
     }
 
@@ -228,7 +233,8 @@ pub fn bot_app(run: &BotRun, room_url: &str, seed: u64) -> App {
     };
     let mut volley = VolleyPlugin::new(room_url)
         .app_version(version)
-        .min_peers(run.players.saturating_sub(1).max(1));
+        .min_peers(run.players.saturating_sub(1).max(1))
+        .tls_roots(run.tls_roots.clone());
     if let Some(c) = run.conditioner {
         volley = volley.conditioner(ConditionerConfig {
             seed: c.seed ^ seed,

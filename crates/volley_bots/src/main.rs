@@ -12,9 +12,13 @@ use volley_bots::{BotRun, Game, run_rooms};
 #[derive(Parser, Debug)]
 #[command(version)]
 struct Cli {
-    /// Signaling server, e.g. ws://127.0.0.1:3536.
+    /// Signaling server, e.g. ws://127.0.0.1:3536 or wss://play.example.
     #[arg(long, default_value = "ws://127.0.0.1:3536")]
     server: String,
+    /// Trust only this PEM certificate (a private CA, or a self-signed
+    /// server's own) for a wss:// server, instead of the public web PKI.
+    #[arg(long)]
+    tls_root: Option<std::path::PathBuf>,
     /// The game to play.
     #[arg(long, value_enum, default_value = "box_game")]
     game: Game,
@@ -84,6 +88,18 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     }
     let mut run = BotRun::new(&cli.server, cli.rooms, cli.players, cli.frames);
+    if let Some(path) = &cli.tls_root {
+        match std::fs::read(path)
+            .map_err(|e| e.to_string())
+            .and_then(|pem| bevy_volley::TlsRoots::from_pem(&pem).map_err(|e| e.to_string()))
+        {
+            Ok(roots) => run.tls_roots = roots,
+            Err(e) => {
+                eprintln!("volley-bots: --tls-root {}: {e}", path.display());
+                return ExitCode::from(2);
+            }
+        }
+    }
     run.game = cli.game;
     run.seed = cli.seed;
     run.timeout = cli.timeout;

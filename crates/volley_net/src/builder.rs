@@ -17,6 +17,7 @@ use crate::error::NetError;
 use crate::guard::PeerLimits;
 use crate::inbox::Decoders;
 use crate::protocol::Registry;
+use crate::tls::TlsRoots;
 
 /// A STUN or TURN server (as in `RTCIceServer`).
 #[derive(Debug, Clone, PartialEq, Eq, Default, serde::Deserialize)]
@@ -125,6 +126,7 @@ impl Default for IceConfig {
 pub struct SessionBuilder {
     pub(crate) room_url: String,
     pub(crate) ice: IceConfig,
+    pub(crate) tls: TlsRoots,
     pub(crate) app_version: String,
     registry: Registry,
     decoders: Decoders,
@@ -144,6 +146,7 @@ impl SessionBuilder {
         SessionBuilder {
             room_url: room_url.to_owned(),
             ice: IceConfig::default(),
+            tls: TlsRoots::default(),
             app_version: String::new(),
             registry: Registry::default(),
             decoders: Decoders::default(),
@@ -211,6 +214,14 @@ impl SessionBuilder {
     /// The whole ICE configuration.
     pub fn ice_config(&self) -> &IceConfig {
         &self.ice
+    }
+
+    /// The certificate authorities trusted for a `wss://` room URL and its
+    /// `https://…/api/ice` (natively; the browser uses its own). Default:
+    /// the public web PKI.
+    pub fn tls_roots(mut self, roots: TlsRoots) -> Self {
+        self.tls = roots;
+        self
     }
 
     /// Part of the protocol hash: peers of different app versions refuse each other.

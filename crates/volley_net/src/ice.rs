@@ -7,6 +7,7 @@
 use std::time::Duration;
 
 use crate::IceServer;
+use crate::tls::TlsRoots;
 
 /// Largest `/api/ice` body accepted.
 pub const MAX_ICE_BODY: usize = 64 * 1024;
@@ -111,10 +112,11 @@ pub fn parse_ice_body(body: &[u8]) -> Result<Vec<IceServer>, IceError> {
         .collect())
 }
 
-/// Fetches and parses the ICE servers for `room_url`'s server.
-pub async fn fetch_ice_servers(room_url: &str) -> Result<Vec<IceServer>, IceError> {
+/// Fetches and parses the ICE servers for `room_url`'s server, trusting
+/// `tls` for an `https://` server (natively; the browser uses its own roots).
+pub async fn fetch_ice_servers(room_url: &str, tls: &TlsRoots) -> Result<Vec<IceServer>, IceError> {
     let url = ice_url(room_url)?;
-    let body = get(&url).await.map_err(|reason| IceError::Fetch {
+    let body = get(&url, tls).await.map_err(|reason| IceError::Fetch {
         url: url.clone(),
         reason,
     })?;
@@ -122,23 +124,25 @@ pub async fn fetch_ice_servers(room_url: &str) -> Result<Vec<IceServer>, IceErro
 }
 
 #[cfg(not(target_arch = "wasm32"))]
-async fn get(url: &str) -> Result<Vec<u8>, String> {
+async fn get(url: &str, tls: &TlsRoots) -> Result<Vec<u8>, String> {
     let (tx, rx) = futures_channel::oneshot::channel();
     let url = url.to_string();
+    let tls = crate::tls::native::ureq_config(tls);
     std::thread::Builder::new()
         .name("volley-ice".into())
         .spawn(move || {
-            let _ = tx.send(get_blocking(&url));
+            let _ = tx.send(get_blocking(&url, tls));
         })
         .map_err(|e| e.to_string())?;
     rx.await.map_err(|_| "the fetch thread ended".to_string())?
 }
 
 #[cfg(not(target_arch = "wasm32"))]
-fn get_blocking(url: &str) -> Result<Vec<u8>, String> {
+fn get_blocking(url: &str, tls: ureq::tls::TlsConfig) -> Result<Vec<u8>, String> {
     use std::io::Read;
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .timeout_global(Some(ICE_TIMEOUT))
+        .tls_config(tls)
         .build()
         .into();
     let response = agent.get(url).call().map_err(|e| e.to_string())?;
@@ -153,7 +157,7 @@ fn get_blocking(url: &str) -> Result<Vec<u8>, String> {
 }
 
 #[cfg(target_arch = "wasm32")]
-async fn get(url: &str) -> Result<Vec<u8>, String> {
+async fn get(url: &str, _tls: &TlsRoots) -> Result<Vec<u8>, String> {
     use wasm_bindgen::JsCast;
     use wasm_bindgen_futures::JsFuture;
     let describe = |e: wasm_bindgen::JsValue| format!("{e:?}");

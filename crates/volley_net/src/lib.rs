@@ -64,6 +64,7 @@ pub mod replication;
 mod session;
 pub mod signal;
 pub mod stats;
+pub mod tls;
 #[cfg(feature = "transport")]
 mod transport;
 
@@ -77,6 +78,7 @@ pub use matchbox_protocol::PeerId;
 #[cfg(feature = "transport")]
 pub use session::Session;
 pub use stats::{Candidate, CandidateKind, Link, PeerStats};
+pub use tls::TlsRoots;
 #[cfg(feature = "transport")]
 pub use transport::MAX_PEERS;
 #[cfg(feature = "matchbox")]

@@ -17,7 +17,7 @@ impl SessionBuilder {
     /// names none, fails or is not there, the configured ones stay (and
     /// the reason is logged). Await it before [`SessionBuilder::build`].
     pub async fn with_server_ice(mut self) -> Self {
-        match crate::ice::fetch_ice_servers(&self.room_url).await {
+        match crate::ice::fetch_ice_servers(&self.room_url, &self.tls).await {
             Ok(servers) if !servers.is_empty() => {
                 tracing::debug!("ICE servers from the signaling server: {servers:?}");
                 self.ice.servers = servers;
@@ -37,7 +37,7 @@ impl SessionBuilder {
     /// [`SessionBuilder::build`] over another transport, such as
     /// [`MatchboxTransport::open`](crate::MatchboxTransport::open).
     pub fn build_with(self, open: OpenTransport) -> (Session, MessageLoopFuture) {
-        let (transport, message_loop) = open(&self.room_url, &self.ice);
+        let (transport, message_loop) = open(&self.room_url, &self.ice, &self.tls);
         let session = Session {
             endpoint: self.endpoint(Instant::now()),
             transport,

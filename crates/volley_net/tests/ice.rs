@@ -80,7 +80,11 @@ fn without_an_answer_the_configured_servers_stay() {
             .with_server_ice(),
     );
     assert_eq!(builder.ice_servers(), &[configured()]);
-    let error = block_on(volley_net::ice::fetch_ice_servers(&url)).unwrap_err();
+    let error = block_on(volley_net::ice::fetch_ice_servers(
+        &url,
+        &Default::default(),
+    ))
+    .unwrap_err();
     assert!(
         matches!(error, volley_net::ice::IceError::Fetch { .. }),
         "{error}"

@@ -8,6 +8,7 @@ use web_time::Instant;
 use super::{MessageLoopFuture, Transport, TransportError};
 use crate::builder::IceConfig;
 use crate::endpoint::Endpoint;
+use crate::tls::TlsRoots;
 use crate::{Channel, PeerId};
 
 /// A session's transport over an unmodified `matchbox_socket` with volley's
@@ -24,8 +25,14 @@ pub struct MatchboxTransport {
 
 impl MatchboxTransport {
     /// Opens the socket; returns it with its message loop (an
-    /// [`OpenTransport`](super::OpenTransport)).
-    pub fn open(room_url: &str, ice: &IceConfig) -> (Box<dyn Transport>, MessageLoopFuture) {
+    /// [`OpenTransport`](super::OpenTransport)). matchbox_socket trusts the
+    /// public web PKI only: with [`TlsRoots::Only`] the message loop ends at
+    /// once with an error saying so.
+    pub fn open(
+        room_url: &str,
+        ice: &IceConfig,
+        tls: &TlsRoots,
+    ) -> (Box<dyn Transport>, MessageLoopFuture) {
         let ice_servers = &ice.servers;
         let mut builder = WebRtcSocket::builder(room_url);
         let mut ice = RtcIceServerConfig {
@@ -49,7 +56,15 @@ impl MatchboxTransport {
             });
         }
         let (socket, message_loop) = builder.build();
+        let own_roots = matches!(tls, TlsRoots::Only(_));
         let message_loop = Box::pin(async move {
+            if own_roots {
+                return Err(TransportError(
+                    "the matchbox transport cannot trust its own TLS roots (TlsRoots::Only): \
+                     use volley's transport, or a certificate from a public CA"
+                        .into(),
+                ));
+            }
             message_loop
                 .await
                 .map_err(|e| TransportError(e.to_string()))

@@ -18,6 +18,7 @@ use super::TransportError;
 use super::driven::{Driven, Incoming};
 use crate::builder::IceConfig;
 use crate::signal::{self, Event, PeerSignal, Request};
+use crate::tls::TlsRoots;
 use crate::{PeerId, frame};
 
 /// Connections at most at once: each binds sockets, so a signaling server
@@ -87,7 +88,10 @@ pub(super) trait Stack: 'static {
     type Peer: Future<Output = PeerId> + Unpin;
 
     /// Connects to the signaling server at `url` (once).
-    fn connect(url: &str) -> impl Future<Output = Result<(Self::Reader, Self::Writer), String>>;
+    fn connect(
+        url: &str,
+        tls: &TlsRoots,
+    ) -> impl Future<Output = Result<(Self::Reader, Self::Writer), String>>;
     /// Waits for the server's next message.
     fn next(reader: &mut Self::Reader) -> impl Future<Output = Heard>;
     /// Sends a request to the server.
@@ -137,10 +141,13 @@ impl PongBudget {
 }
 
 /// Connects to the signaling server, trying [`CONNECT_ATTEMPTS`] times.
-async fn connect<S: Stack>(url: &str) -> Result<(S::Reader, S::Writer), TransportError> {
+async fn connect<S: Stack>(
+    url: &str,
+    tls: &TlsRoots,
+) -> Result<(S::Reader, S::Writer), TransportError> {
     let mut attempt = 1;
     loop {
-        match S::connect(url).await {
+        match S::connect(url, tls).await {
             Ok(halves) => return Ok(halves),
             Err(e) if attempt < CONNECT_ATTEMPTS => {
                 tracing::warn!("signaling server {url}: {e}; trying again");
@@ -191,6 +198,7 @@ impl<S: Stack> Peers<S> {
 pub(super) fn open<S: Stack>(
     room_url: &str,
     ice: &IceConfig,
+    tls: &TlsRoots,
 ) -> (
     Driven<S::Channels>,
     impl Future<Output = Result<(), TransportError>> + use<S>,
@@ -201,6 +209,7 @@ pub(super) fn open<S: Stack>(
     let message_loop = message_loop::<S>(
         room_url.to_owned(),
         Arc::new(ice.clone()),
+        tls.clone(),
         id.clone(),
         incoming_tx,
         closes_rx,
@@ -224,11 +233,12 @@ enum Woke {
 async fn message_loop<S: Stack>(
     url: String,
     config: Arc<IceConfig>,
+    tls: TlsRoots,
     id: Arc<OnceLock<PeerId>>,
     incoming: UnboundedSender<Incoming<S::Channels>>,
     mut closes: UnboundedReceiver<PeerId>,
 ) -> Result<(), TransportError> {
-    let (mut reader, mut writer) = connect::<S>(&url).await?;
+    let (mut reader, mut writer) = connect::<S>(&url, &tls).await?;
     let mut signaling_up = true;
     let (outgoing, mut signals) = mpsc::unbounded::<(PeerId, PeerSignal)>();
     let mut peers = Peers::<S> {

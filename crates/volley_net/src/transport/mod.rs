@@ -19,6 +19,7 @@ use web_time::Instant;
 
 use crate::builder::IceConfig;
 use crate::endpoint::Endpoint;
+use crate::tls::TlsRoots;
 use crate::{Channel, PeerId};
 
 #[cfg(feature = "matchbox")]
@@ -45,7 +46,9 @@ pub type MessageLoopFuture = Pin<Box<dyn Future<Output = Result<(), TransportErr
 
 /// Opens a transport to a room: the transport, and its message loop (to
 /// spawn on any executor). See [`SessionBuilder::build_with`](crate::SessionBuilder::build_with).
-pub type OpenTransport = fn(&str, &IceConfig) -> (Box<dyn Transport>, MessageLoopFuture);
+/// Its arguments: the room URL, the ICE configuration and the roots trusted
+/// for a `wss://` room URL.
+pub type OpenTransport = fn(&str, &IceConfig, &TlsRoots) -> (Box<dyn Transport>, MessageLoopFuture);
 
 /// The I/O side of a `Session`: a thin driver that reports what happened on
 /// the wire to the [`Endpoint`] and carries out its sends and closes. volley

@@ -24,6 +24,7 @@ use super::mesh::{self, Context, Heard, Role, Stack};
 use super::{MessageLoopFuture, Transport, TransportError};
 use crate::builder::IceConfig;
 use crate::signal::{PeerSignal, Request};
+use crate::tls::TlsRoots;
 use crate::{Channel, PeerId};
 
 /// A connected peer's data channels, by channel index.
@@ -65,8 +66,12 @@ pub(crate) struct NativeTransport;
 
 impl NativeTransport {
     /// Connects to the room; returns the transport and its message loop.
-    pub(crate) fn open(room_url: &str, ice: &IceConfig) -> (Box<dyn Transport>, MessageLoopFuture) {
-        let (transport, message_loop) = mesh::open::<NativeTransport>(room_url, ice);
+    pub(crate) fn open(
+        room_url: &str,
+        ice: &IceConfig,
+        tls: &TlsRoots,
+    ) -> (Box<dyn Transport>, MessageLoopFuture) {
+        let (transport, message_loop) = mesh::open::<NativeTransport>(room_url, ice, tls);
         (Box::new(transport), Box::pin(message_loop))
     }
 }
@@ -77,8 +82,8 @@ impl Stack for NativeTransport {
     type Writer = signaling::Writer;
     type Peer = BoxFuture<'static, PeerId>;
 
-    async fn connect(url: &str) -> Result<(Self::Reader, Self::Writer), String> {
-        signaling::connect(url).await
+    async fn connect(url: &str, tls: &TlsRoots) -> Result<(Self::Reader, Self::Writer), String> {
+        signaling::connect(url, tls).await
     }
 
     async fn next(reader: &mut Self::Reader) -> Heard {

@@ -1,13 +1,14 @@
 //! The WebSocket to the signaling server (matchbox's protocol, see
 //! [`crate::signal`]).
 
-use async_tungstenite::smol::{ConnectStream, connect_async_with_config};
+use async_tungstenite::smol::{ConnectStream, connect_async_with_tls_connector_and_config};
 use async_tungstenite::tungstenite::Message;
 use async_tungstenite::tungstenite::protocol::WebSocketConfig;
 use async_tungstenite::{WebSocketReceiver, WebSocketSender};
 use futures_util::StreamExt;
 
 use crate::signal::{self, MAX_SIGNAL_BYTES, Request};
+use crate::tls::TlsRoots;
 use crate::transport::TransportError;
 use crate::transport::mesh::Heard;
 
@@ -17,12 +18,14 @@ pub(in crate::transport) struct Reader(WebSocketReceiver<ConnectStream>);
 /// The sending half.
 pub(in crate::transport) struct Writer(WebSocketSender<ConnectStream>);
 
-/// Connects to `url` (`ws://` or `wss://`), with the protocol's frame limit.
-pub(super) async fn connect(url: &str) -> Result<(Reader, Writer), String> {
+/// Connects to `url` (`ws://` or `wss://`, trusting `tls`), with the
+/// protocol's frame limit.
+pub(super) async fn connect(url: &str, tls: &TlsRoots) -> Result<(Reader, Writer), String> {
     let mut config = WebSocketConfig::default();
     config.max_message_size = Some(MAX_SIGNAL_BYTES);
     config.max_frame_size = Some(MAX_SIGNAL_BYTES);
-    let (socket, _) = connect_async_with_config(url, Some(config))
+    let connector = crate::tls::native::connector(tls)?;
+    let (socket, _) = connect_async_with_tls_connector_and_config(url, connector, Some(config))
         .await
         .map_err(|e| e.to_string())?;
     let (sender, receiver) = socket.split();

@@ -22,6 +22,7 @@ use super::mesh::{self, Context, Heard, Role, Stack};
 use super::{MessageLoopFuture, Transport, TransportError};
 use crate::builder::IceConfig;
 use crate::signal::{PeerSignal, Request};
+use crate::tls::TlsRoots;
 use crate::{Channel, PeerId};
 
 /// A connected peer's data channels, by channel index. The browser's
@@ -48,8 +49,12 @@ pub(crate) struct WebTransport;
 
 impl WebTransport {
     /// Connects to the room; returns the transport and its message loop.
-    pub(crate) fn open(room_url: &str, ice: &IceConfig) -> (Box<dyn Transport>, MessageLoopFuture) {
-        let (transport, message_loop) = mesh::open::<WebTransport>(room_url, ice);
+    pub(crate) fn open(
+        room_url: &str,
+        ice: &IceConfig,
+        tls: &TlsRoots,
+    ) -> (Box<dyn Transport>, MessageLoopFuture) {
+        let (transport, message_loop) = mesh::open::<WebTransport>(room_url, ice, tls);
         (Box::new(transport), Box::pin(message_loop))
     }
 }
@@ -60,7 +65,8 @@ impl Stack for WebTransport {
     type Writer = signaling::Writer;
     type Peer = LocalBoxFuture<'static, PeerId>;
 
-    async fn connect(url: &str) -> Result<(Self::Reader, Self::Writer), String> {
+    /// The browser checks the certificate against its own roots.
+    async fn connect(url: &str, _tls: &TlsRoots) -> Result<(Self::Reader, Self::Writer), String> {
         signaling::connect(url).await
     }
 
