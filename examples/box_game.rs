@@ -7,7 +7,6 @@
 //! WASD or the arrow keys move your box.
 
 use bevy::prelude::*;
-use volley::bevy::VolleyPlugin;
 use volley::bevy::rollback::RollbackPlugin;
 use volley_games::box_game::render::BoxGameRenderPlugin;
 use volley_games::box_game::{self, BoxGamePlugin, BoxInput};
@@ -25,7 +24,8 @@ fn main() {
         .add_plugins(DefaultPlugins.set(launch::window("volley box_game")))
         .insert_resource(ClearColor(Color::srgb(0.05, 0.05, 0.07)))
         .add_plugins((
-            VolleyPlugin::new(launch.room_url())
+            launch
+                .plugin()
                 .app_version(box_game::APP_VERSION)
                 .min_peers(players - 1),
             RollbackPlugin::<BoxInput>::new(players),

@@ -20,10 +20,10 @@ struct Inbox(Vec<String>);
 struct Panel;
 
 fn main() {
-    let url = Launch::from_env("hello", None).room_url();
+    let launch = Launch::from_env("hello", None);
     App::new()
         .add_plugins(DefaultPlugins.set(launch::window("volley hello")))
-        .add_plugins(VolleyPlugin::new(url).app_version("hello-1"))
+        .add_plugins(launch.plugin().app_version("hello-1"))
         .add_net_message::<Greeting>(Channel::Reliable)
         .init_resource::<Inbox>()
         .add_systems(Startup, setup)

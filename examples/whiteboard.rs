@@ -6,7 +6,6 @@
 //! origin and the room comes from `?room=` (default `whiteboard`).
 
 use bevy::prelude::*;
-use volley::bevy::VolleyPlugin;
 use volley_games::launch::{self, Launch};
 use volley_games::status::StatusPlugin;
 use volley_games::whiteboard::render::WhiteboardRenderPlugin;
@@ -22,7 +21,7 @@ fn main() {
         .add_plugins(DefaultPlugins.set(launch::window("volley whiteboard")))
         .insert_resource(ClearColor(Color::srgb(0.07, 0.08, 0.10)))
         .add_plugins((
-            VolleyPlugin::new(launch.room_url()).app_version(whiteboard::APP_VERSION),
+            launch.plugin().app_version(whiteboard::APP_VERSION),
             WhiteboardPlugin::default(),
             WhiteboardRenderPlugin,
             StatusPlugin,

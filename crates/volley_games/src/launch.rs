@@ -1,5 +1,6 @@
 //! Where a sample connects: from the command line on the desktop
-//! (`--server ws://HOST:PORT --room NAME --players N`), from the page's own
+//! (`--server ws://HOST:PORT --room NAME --players N`, and `--tls-root
+//! CA.pem` for a `wss://` server with a private CA), from the page's own
 //! URL in the browser (`/play/<game>?room=NAME&players=N`, the server being
 //! the page's origin, so one bundle works behind any host name).
 
@@ -18,6 +19,8 @@ pub fn window(title: &str) -> bevy::window::WindowPlugin {
     }
 }
 
+use bevy_volley::{TlsRoots, VolleyPlugin};
+
 /// Server, room and player count of a sample game.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Launch {
@@ -27,6 +30,8 @@ pub struct Launch {
     pub room: String,
     /// Players per match, when the game is matched in groups.
     pub players: Option<usize>,
+    /// The roots trusted for a `wss://` server (desktop only).
+    pub tls_roots: TlsRoots,
 }
 
 impl Launch {
@@ -52,6 +57,7 @@ impl Launch {
             server: "ws://127.0.0.1:3536".to_string(),
             room: default_room.to_string(),
             players: default_players,
+            tls_roots: TlsRoots::default(),
         };
         let mut args = args.into_iter();
         while let Some(arg) = args.next() {
@@ -60,11 +66,26 @@ impl Launch {
                 "--server" => launch.server = value(),
                 "--room" => launch.room = value(),
                 "--players" => launch.players = value().parse().ok().or(default_players),
+                "--tls-root" => {
+                    let path = value();
+                    match std::fs::read(&path).map_err(|e| e.to_string()).and_then(|pem| {
+                        TlsRoots::from_pem(&pem).map_err(|e| e.to_string())
+                    }) {
+                        Ok(roots) => launch.tls_roots = roots,
+                        Err(e) => eprintln!("--tls-root {path}: {e}; trusting the public web PKI"),
+                    }
+                }
                 other => eprintln!("ignoring unknown argument {other}"),
             }
         }
         launch.server = launch.server.trim_end_matches('/').to_string();
         launch
+    }
+
+    /// The network plugin for this launch: [`Launch::room_url`] with the
+    /// trusted roots.
+    pub fn plugin(&self) -> VolleyPlugin {
+        VolleyPlugin::new(self.room_url()).tls_roots(self.tls_roots.clone())
     }
 
     /// The signaling URL for [`bevy_volley::VolleyPlugin::new`]: the room,
@@ -117,6 +138,7 @@ impl Launch {
             players: param("players")
                 .and_then(|p| p.parse().ok())
                 .or(default_players),
+            tls_roots: TlsRoots::default(),
         }
     }
 }
@@ -136,5 +158,8 @@ mod tests {
         assert_eq!(launch.room_url(), "ws://x/abc?next=4");
         let launch = Launch::from_query("ws://x", "?rooms=no&players=many", "d", Some(2));
         assert_eq!(launch.room_url(), "ws://x/d?next=2");
+        let missing = ["--tls-root", "/nonexistent/ca.pem"].map(String::from);
+        let launch = Launch::from_args(missing, "d", None);
+        assert_eq!(launch.tls_roots, TlsRoots::PublicWeb);
     }
 }
