@@ -2,7 +2,8 @@
 //! volley peers over real WebRTC inside the test's network namespace: the
 //! credentials `/api/ice` mints carry relay-only connections, and what the
 //! server refuses (expired credentials, allocations over the cap, packets
-//! over an allocation's bandwidth) is refused and counted in `/metrics`.
+//! over an allocation's bandwidth, a user over its quotas) is refused and
+//! counted in `/metrics`.
 
 mod support;
 
@@ -24,6 +25,8 @@ struct Noise(Vec<u8>);
 const EXPIRED: &str = "volley_turn_refusals_total{reason=\"turn_expired_credentials\"}";
 const FULL: &str = "volley_turn_refusals_total{reason=\"turn_allocations_full\"}";
 const BANDWIDTH: &str = "volley_turn_refusals_total{reason=\"turn_bandwidth\"}";
+const USER_ALLOCATIONS: &str = "volley_turn_refusals_total{reason=\"turn_user_allocations\"}";
+const USER_BANDWIDTH: &str = "volley_turn_refusals_total{reason=\"turn_user_bandwidth\"}";
 
 fn run(test: impl std::future::Future<Output = ()>) {
     let _ = tracing_subscriber::fmt()
@@ -257,6 +260,101 @@ fn the_turn_server_refuses_expired_credentials_extra_allocations_and_excess_band
         .await;
         assert!(noise < 150, "{noise} of 200 arrived past a 40 KB/s cap");
         assert!(metric(&server, BANDWIDTH).await >= 1.0);
+        server.shutdown().await;
+    });
+}
+
+#[test]
+fn the_turn_server_holds_each_user_to_its_allocation_and_bandwidth_quotas() {
+    if !support::netns::isolate(
+        "the_turn_server_holds_each_user_to_its_allocation_and_bandwidth_quotas",
+    ) {
+        return;
+    }
+    run(async {
+        const SECRET: &str = "quota-s3cret";
+        let server = support::server::spawn_with(ServerConfig {
+            turn: Some(TurnConfig {
+                listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+                relay_ports: (41_200, 41_299),
+                max_bytes_per_second: 0,
+                // A pair's native peer allocates once per local address
+                // (lo and the veth): two each.
+                max_allocations_per_user: 2,
+                max_bytes_per_second_per_user: 40_000,
+                ..TurnConfig::default()
+            }),
+            ice: volley::server::ice::IceConfig {
+                turn_secret: Some(SECRET.into()),
+                ..volley::server::ice::IceConfig::default()
+            },
+            ..ServerConfig::default()
+        })
+        .await;
+        let turn = server.turn_addr().unwrap();
+        // A relay-only session whose TURN credentials name `user`.
+        let as_user = |user: &str, room: &str| {
+            let username = format!("{}:{user}", u64::MAX / 2);
+            let credential = volley::server::ice::turn_credential(SECRET.as_bytes(), &username);
+            let (session, message_loop) =
+                Session::builder(&format!("ws://{}/{room}", server.addr()))
+                    .register::<Chat>(Channel::Reliable)
+                    .and_then(|b| b.register::<Noise>(Channel::Unreliable))
+                    .unwrap()
+                    .ice_policy(IcePolicy::Relay)
+                    .ice_server(IceServer {
+                        urls: vec![format!("turn:{turn}?transport=udp")],
+                        username: Some(username),
+                        credential: Some(credential),
+                    })
+                    .build();
+            tokio::spawn(message_loop);
+            session
+        };
+        let mut ann = as_user("ann", "quota");
+        let mut bob = as_user("bob", "quota");
+        assert!(
+            pump(&mut [&mut ann, &mut bob], Duration::from_secs(20), |s| s
+                .iter()
+                .all(|s| linked(s)))
+            .await,
+            "ann and bob did not connect"
+        );
+        // Ann's second session is over her quota; Cy (with her) is not.
+        let mut ann2 = as_user("ann", "quota2");
+        let mut cy = as_user("cy", "quota2");
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while metric(&server, USER_ALLOCATIONS).await < 1.0
+            || metric(&server, "volley_turn_allocations ").await < 6.0
+        {
+            assert!(
+                Instant::now() < deadline,
+                "ann's extra allocations were not refused, or cy's not made"
+            );
+            ann2.update();
+            cy.update();
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(metric(&server, "volley_turn_allocations ").await, 6.0);
+        assert_eq!(metric(&server, FULL).await, 0.0);
+        // 200 KB at once from ann: her user's 40 KB/s drops the excess.
+        let bob_id = bob.id().unwrap();
+        for _ in 0..200 {
+            ann.send(bob_id, &Noise(vec![7; 1000])).unwrap();
+            ann.flush();
+        }
+        let mut noise = 0;
+        pump(&mut [&mut ann, &mut bob], Duration::from_secs(2), |s| {
+            noise += s[1].receive::<Noise>().len();
+            false
+        })
+        .await;
+        assert!(
+            noise < 150,
+            "{noise} of 200 arrived past a 40 KB/s user quota"
+        );
+        assert!(metric(&server, USER_BANDWIDTH).await >= 1.0);
+        assert_eq!(metric(&server, BANDWIDTH).await, 0.0);
         server.shutdown().await;
     });
 }

@@ -68,9 +68,10 @@ impl Launch {
                 "--players" => launch.players = value().parse().ok().or(default_players),
                 "--tls-root" => {
                     let path = value();
-                    match std::fs::read(&path).map_err(|e| e.to_string()).and_then(|pem| {
-                        TlsRoots::from_pem(&pem).map_err(|e| e.to_string())
-                    }) {
+                    match std::fs::read(&path)
+                        .map_err(|e| e.to_string())
+                        .and_then(|pem| TlsRoots::from_pem(&pem).map_err(|e| e.to_string()))
+                    {
                         Ok(roots) => launch.tls_roots = roots,
                         Err(e) => eprintln!("--tls-root {path}: {e}; trusting the public web PKI"),
                     }

@@ -84,7 +84,8 @@ pub struct ServeArgs {
     /// Lifetime of TURN credentials.
     #[arg(long, env = "VOLLEY_TURN_TTL", default_value = "1h", value_parser = humantime::parse_duration)]
     pub turn_ttl: Duration,
-    /// User part of TURN usernames.
+    /// User part of TURN usernames when no ticket names one (followed by
+    /// `.` and the client's address).
     #[arg(long, env = "VOLLEY_TURN_USER", default_value = "volley")]
     pub turn_user: String,
     /// Run the built-in STUN/TURN server on this UDP address (e.g.
@@ -102,6 +103,21 @@ pub struct ServeArgs {
     /// Relay allocations at once on the built-in TURN server; more are refused.
     #[arg(long, env = "VOLLEY_TURN_MAX_ALLOCATIONS", default_value_t = 1000)]
     pub turn_max_allocations: usize,
+    /// Allocations at once per user (a ticket's user, or a client address); 0: no limit.
+    #[arg(
+        long,
+        env = "VOLLEY_TURN_MAX_ALLOCATIONS_PER_USER",
+        default_value_t = 64
+    )]
+    pub turn_max_allocations_per_user: usize,
+    /// Bytes per second one user may relay over all its allocations (both
+    /// directions); 0: no limit.
+    #[arg(
+        long,
+        env = "VOLLEY_TURN_MAX_BYTES_PER_SECOND_PER_USER",
+        default_value_t = 2_000_000
+    )]
+    pub turn_max_bytes_per_second_per_user: u32,
     /// Bytes per second one relay allocation may carry (both directions;
     /// the excess is dropped). 0: no limit.
     #[arg(
@@ -255,6 +271,8 @@ impl ServeArgs {
                 public_ip: self.turn_public_ip,
                 relay_ports: self.turn_relay_ports,
                 max_allocations: self.turn_max_allocations,
+                max_allocations_per_user: self.turn_max_allocations_per_user,
+                max_bytes_per_second_per_user: self.turn_max_bytes_per_second_per_user,
                 max_bytes_per_second: self.turn_max_bytes_per_second,
                 stun_only: self.turn_stun_only,
             }),
@@ -314,6 +332,14 @@ mod tests {
         assert_eq!(turn.relay_ports, defaults.relay_ports);
         assert_eq!(turn.max_allocations, defaults.max_allocations);
         assert_eq!(turn.max_bytes_per_second, defaults.max_bytes_per_second);
+        assert_eq!(
+            turn.max_allocations_per_user,
+            defaults.max_allocations_per_user
+        );
+        assert_eq!(
+            turn.max_bytes_per_second_per_user,
+            defaults.max_bytes_per_second_per_user
+        );
         assert_eq!(port_range("1-1"), Ok((1, 1)));
         for bad in ["0-5", "5-1", "5", "a-b"] {
             assert!(port_range(bad).is_err(), "{bad}");

@@ -30,7 +30,9 @@ pub struct IceConfig {
     pub turn_secret: Option<Secret>,
     /// Lifetime of TURN credentials.
     pub turn_ttl: Duration,
-    /// The user part of TURN usernames (when no ticket names one).
+    /// The user part of TURN usernames when no ticket names one, followed
+    /// by `.` and the client's address (its /64 for IPv6): the built-in
+    /// TURN server's per-user quotas then hold per client.
     pub turn_user: String,
 }
 

@@ -44,6 +44,7 @@ pub mod tls;
 #[cfg(feature = "server")]
 pub mod turn;
 pub mod turn_auth;
+pub mod turn_quota;
 pub mod wire;
 
 pub use refusal::{Answer, Refusal};

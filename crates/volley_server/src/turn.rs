@@ -10,7 +10,15 @@
 //! - the relays: UDP sockets from a configured port range, at most
 //!   [`TurnConfig::max_allocations`] at once, each relaying at most
 //!   [`TurnConfig::max_bytes_per_second`] (both directions; the excess is
-//!   dropped, as a congested link would), every byte counted.
+//!   dropped, as a congested link would), every byte counted;
+//! - per-user quotas ([`crate::turn_quota`]): allocations at once and bytes
+//!   per second over all of a user's allocations.
+//!
+//! The relay hook of the `turn` crate is not told whose allocation it
+//! makes. The crate handles a listening socket's requests one at a time
+//! (authenticate, then allocate, within one request), so the user the
+//! credentials check saw last is the allocating one; [`Current`] carries
+//! it across.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -31,6 +39,7 @@ use crate::limits::TokenBucket;
 use crate::metrics::Metrics;
 use crate::secret::Secret;
 use crate::turn_auth::password_for;
+use crate::turn_quota::{UserQuotas, user_of};
 
 /// Ports tried, from a random start in the range, before an allocation
 /// fails for want of a free one.
@@ -49,6 +58,11 @@ pub struct TurnConfig {
     pub relay_ports: (u16, u16),
     /// Allocations at once, over all users; more are refused.
     pub max_allocations: usize,
+    /// Allocations at once per user (see [`crate::turn_quota`]); 0: no limit.
+    pub max_allocations_per_user: usize,
+    /// Bytes per second per user over all its allocations (both
+    /// directions); the excess is dropped. 0: no limit.
+    pub max_bytes_per_second_per_user: u32,
     /// Bytes per second one allocation may relay (both directions); the
     /// excess is dropped. 0 switches the limit off.
     pub max_bytes_per_second: u32,
@@ -64,6 +78,12 @@ impl Default for TurnConfig {
             public_ip: None,
             relay_ports: (49152, 65535),
             max_allocations: 1000,
+            // A 16-player mesh relayed for every peer needs 15 (twice, for
+            // a native peer on two interfaces); a few players behind one
+            // address share the rest.
+            max_allocations_per_user: 64,
+            // 16 Mbit/s.
+            max_bytes_per_second_per_user: 2_000_000,
             // 4 Mbit/s: far above what a game's data channels carry.
             max_bytes_per_second: 500_000,
             stun_only: false,
@@ -121,6 +141,7 @@ impl TurnServer {
                 source,
             })?;
         let addr = socket.local_addr().unwrap_or(config.listen);
+        let current = Current::default();
         let relays = Relays {
             bind_ip: config.listen.ip(),
             public_ip: config.public_addr(addr).ip(),
@@ -132,6 +153,11 @@ impl TurnServer {
             },
             max_bytes_per_second: config.max_bytes_per_second,
             live: Arc::new(AtomicUsize::new(0)),
+            quotas: Arc::new(Mutex::new(UserQuotas::new(
+                config.max_allocations_per_user,
+                config.max_bytes_per_second_per_user,
+            ))),
+            current: current.clone(),
             metrics: metrics.clone(),
         };
         let server = Server::new(ServerConfig {
@@ -140,7 +166,11 @@ impl TurnServer {
                 relay_addr_generator: Box::new(relays),
             }],
             realm: "volley".into(),
-            auth_handler: Arc::new(RestAuth { secret, metrics }),
+            auth_handler: Arc::new(RestAuth {
+                secret,
+                metrics,
+                current,
+            }),
             channel_bind_timeout: std::time::Duration::ZERO, // the default, 10 min
             alloc_close_notify: None,
         })
@@ -166,10 +196,33 @@ impl TurnServer {
     }
 }
 
+/// The user whose request the server is handling (see the module docs).
+#[derive(Clone, Default)]
+struct Current(Arc<Mutex<String>>);
+
+impl Current {
+    fn set(&self, user: &str) {
+        let mut current = lock(&self.0);
+        current.clear();
+        current.push_str(user);
+    }
+
+    fn get(&self) -> String {
+        lock(&self.0).clone()
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// Credentials in the TURN REST form (see [`crate::turn_auth`]).
 struct RestAuth {
     secret: Secret,
     metrics: Arc<Metrics>,
+    current: Current,
 }
 
 impl AuthHandler for RestAuth {
@@ -183,7 +236,10 @@ impl AuthHandler for RestAuth {
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
         match password_for(self.secret.expose(), username, now) {
-            Ok(password) => Ok(generate_auth_key(username, realm, &password)),
+            Ok(password) => {
+                self.current.set(user_of(username));
+                Ok(generate_auth_key(username, realm, &password))
+            }
             Err(refusal) => {
                 self.metrics.turn_refused(refusal.label());
                 Err(turn::Error::Other(refusal.to_string()))
@@ -200,6 +256,8 @@ struct Relays {
     max_allocations: usize,
     max_bytes_per_second: u32,
     live: Arc<AtomicUsize>,
+    quotas: Arc<Mutex<UserQuotas>>,
+    current: Current,
     metrics: Arc<Metrics>,
 }
 
@@ -249,10 +307,17 @@ impl RelayAddressGenerator for Relays {
             self.metrics.turn_refused("turn_allocations_full");
             return Err(turn::Error::Other("too many TURN allocations".into()));
         }
+        let user = self.current.get();
+        if let Err(refusal) = lock(&self.quotas).admit(&user, Instant::now()) {
+            self.live.fetch_sub(1, Ordering::AcqRel);
+            self.metrics.turn_refused(refusal.label());
+            return Err(turn::Error::Other(refusal.to_string()));
+        }
         let socket = match self.bind(requested_port).await {
             Ok(socket) => socket,
             Err(e) => {
                 self.live.fetch_sub(1, Ordering::AcqRel);
+                lock(&self.quotas).release(&user);
                 self.metrics.turn_refused("turn_no_relay_port");
                 return Err(e);
             }
@@ -268,6 +333,8 @@ impl RelayAddressGenerator for Relays {
         let relay = Metered {
             socket,
             bucket,
+            user,
+            quotas: self.quotas.clone(),
             released: AtomicBool::new(false),
             live: self.live.clone(),
             metrics: self.metrics.clone(),
@@ -276,37 +343,46 @@ impl RelayAddressGenerator for Relays {
     }
 }
 
-/// A relay socket that counts its bytes, enforces its allocation's
-/// bandwidth and frees its slot when closed or dropped.
+/// A relay socket that counts its bytes, enforces its allocation's and its
+/// user's bandwidth and frees its slots when closed or dropped.
 struct Metered {
     socket: UdpSocket,
     bucket: Option<Mutex<TokenBucket>>,
+    user: String,
+    quotas: Arc<Mutex<UserQuotas>>,
     released: AtomicBool,
     live: Arc<AtomicUsize>,
     metrics: Arc<Metrics>,
 }
 
 impl Metered {
-    /// Whether `len` more bytes are within the allocation's bandwidth.
+    /// Whether `len` more bytes are within the allocation's and the user's
+    /// bandwidth.
     fn allow(&self, len: usize) -> bool {
         let len = u32::try_from(len).unwrap_or(u32::MAX);
-        let allowed = self.bucket.as_ref().is_none_or(|bucket| {
-            bucket
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner())
-                .take_n(Instant::now(), len)
-        });
-        if allowed {
-            self.metrics.turn_relayed_bytes.increment(u64::from(len));
+        let now = Instant::now();
+        let refused = if !self
+            .bucket
+            .as_ref()
+            .is_none_or(|bucket| lock(bucket).take_n(now, len))
+        {
+            Some("turn_bandwidth")
+        } else if !lock(&self.quotas).allow(&self.user, len, now) {
+            Some("turn_user_bandwidth")
         } else {
-            self.metrics.turn_refused("turn_bandwidth");
+            None
+        };
+        match refused {
+            None => self.metrics.turn_relayed_bytes.increment(u64::from(len)),
+            Some(reason) => self.metrics.turn_refused(reason),
         }
-        allowed
+        refused.is_none()
     }
 
     fn release(&self) {
         if !self.released.swap(true, Ordering::AcqRel) {
             self.live.fetch_sub(1, Ordering::AcqRel);
+            lock(&self.quotas).release(&self.user);
             self.metrics.turn_allocations.decrement(1.0);
         }
     }

@@ -479,3 +479,29 @@ async fn tickets_are_capped_bounded_in_time_and_required_for_ice() {
     }
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn without_tickets_each_client_address_is_its_own_turn_user() {
+    let server = start(ServerConfig {
+        ice: volley_server::ice::IceConfig {
+            turn: vec!["turn:127.0.0.1:3478".into()],
+            turn_secret: Some("s3cret".into()),
+            ..volley_server::ice::IceConfig::default()
+        },
+        ..ServerConfig::default()
+    })
+    .await;
+    let mut users = Vec::new();
+    for last in [2, 3, 3] {
+        let (status, _, body) = http_from(&server, last, "GET", "/api/ice", "").await;
+        assert_eq!(status, 200, "{body}");
+        let ice: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let username = ice["iceServers"][0]["username"].as_str().unwrap();
+        users.push(username.split_once(':').unwrap().1.to_owned());
+    }
+    assert_eq!(
+        users,
+        ["volley.127.0.0.2", "volley.127.0.0.3", "volley.127.0.0.3"]
+    );
+    server.shutdown().await;
+}

@@ -166,7 +166,12 @@ pub(super) fn unix_now() -> u64 {
 async fn ice(State(shared): State<Arc<Shared>>, request: Request) -> Response {
     let client = client_of(&request);
     let user = match &shared.config.ticket_secret {
-        None => None,
+        // Per client, for the TURN server's per-user quotas.
+        None => Some(format!(
+            "{}.{}",
+            shared.config.ice.turn_user,
+            ip_key(client)
+        )),
         Some(secret) => {
             let query = match query::ice(request.uri().query()) {
                 Ok(query) => query,
