@@ -120,12 +120,30 @@ fn play_browser(home: &Home) -> Outcome {
     ));
     let mut seen = serde_json::Value::Null;
     let deadline = Instant::now() + Duration::from_secs(home.timeout_secs);
+    // The clock starts when the game is in its room (the bundle loaded and
+    // compiled, the game started, the signaling server joined: seconds on
+    // SwiftShader), as a bot's starts when it joins.
+    let mut running: Option<Instant> = None;
+    let mut unreachable = None;
     let checksum = loop {
         if let Some(status) = browser.game_status() {
+            if status["state"] != "Signaling" && status["state"] != "Disconnected" {
+                running.get_or_insert_with(Instant::now);
+            }
             seen = status;
         }
         if let Some(sum) = seen["checkpoints"][FRAMES.to_string()].as_str() {
             break Some(sum.to_string());
+        }
+        if let (Some(why), Some(running)) = (seen["unreachable"].as_str(), running) {
+            // What the player reads on the page.
+            let notice = browser.eval("return document.getElementById('notice').textContent;");
+            assert!(
+                notice.as_str().is_some_and(|n| n.contains(why)),
+                "the page does not show it: {notice}"
+            );
+            unreachable = Some((running.elapsed().as_secs_f64(), why.to_string()));
+            break None;
         }
         if Instant::now() > deadline {
             break None;
@@ -141,7 +159,7 @@ fn play_browser(home: &Home) -> Outcome {
                 p.get(1)?.as_str()?.to_string(),
             ))
         });
-    let failure = if checksum.is_none() {
+    let failure = if checksum.is_none() && unreachable.is_none() {
         Some(format!("no checkpoint; the page's last status: {seen}"))
     } else {
         (seen["desyncs"] != 0).then(|| format!("desyncs: {seen}"))
@@ -152,7 +170,7 @@ fn play_browser(home: &Home) -> Outcome {
         relayed: path.as_ref().map(|(a, b)| a == "Relay" || b == "Relay"),
         path,
         addresses: None,
-        unreachable: None,
+        unreachable,
     }
 }
 
@@ -252,19 +270,34 @@ fn play(
 ) -> Vec<Outcome> {
     let internet = Internet::build(&nats);
     let runtime = tokio::runtime::Runtime::new().unwrap();
+    // What a browser's /api/ice names (bots are told directly, the same).
+    let coturn_at = format!("{SERVER_IP}:{COTURN_PORT}");
+    let (turn, stun, turn_urls) = match servers {
+        Servers::Coturn => (
+            None,
+            vec![format!("stun:{coturn_at}")],
+            vec![format!("turn:{coturn_at}?transport=udp")],
+        ),
+        Servers::Stun | Servers::StunTurn => (
+            Some(TurnConfig {
+                listen: format!("{SERVER_IP}:0").parse().unwrap(),
+                relay_ports: (42_000, 42_999),
+                stun_only: matches!(servers, Servers::Stun),
+                ..TurnConfig::default()
+            }),
+            Vec::new(),
+            Vec::new(),
+        ),
+    };
     let config = ServerConfig {
         addr: format!("{SERVER_IP}:0").parse().unwrap(),
-        turn: Some(TurnConfig {
-            listen: format!("{SERVER_IP}:0").parse().unwrap(),
-            relay_ports: (42_000, 42_999),
-            // What a browser's /api/ice names (bots are told directly).
-            stun_only: matches!(servers, Servers::Stun),
-            ..TurnConfig::default()
-        }),
+        turn,
         web_dir: players
             .contains(&Player::Browser)
             .then(support::browser::web_bundle),
         ice: volley::server::ice::IceConfig {
+            stun,
+            turn: turn_urls,
             turn_secret: Some(SECRET.into()),
             ..Default::default()
         },
@@ -413,16 +446,38 @@ fn two_symmetric_nats_connect_through_a_coturn_relay() {
     let Some(outcomes) = bot_row(name, nats, Servers::Coturn, BOT_LIMIT) else {
         return;
     };
-    assert_relayed(&outcomes);
-    // A relay of coturn's (43000-43999), not of volley-server's.
+    assert_through_coturn(&outcomes);
+}
+
+/// Both played through a relay of coturn's (43000-43999), not of
+/// volley-server's (whose TURN server is off then): as a bot's `PeerStats`
+/// report it (a browser reports the path's kinds only).
+fn assert_through_coturn(outcomes: &[Outcome]) {
+    assert_relayed(outcomes);
     let coturn = |a: &str| {
         a.rsplit_once(':')
             .and_then(|(_, p)| p.parse::<u16>().ok())
             .is_some_and(|p| (43_000..=43_999).contains(&p))
     };
-    for o in &outcomes {
-        let (local, remote) = o.addresses.clone().expect("addresses");
+    let bots: Vec<_> = outcomes
+        .iter()
+        .filter_map(|o| o.addresses.clone())
+        .collect();
+    assert!(!bots.is_empty(), "{outcomes:?}");
+    for (local, remote) in bots {
         assert!(coturn(&local) || coturn(&remote), "{outcomes:?}");
+    }
+}
+
+/// Neither played, and each was told within 15 s of joining (`clocked`:
+/// of the players that did not wait for a late peer) that only a TURN
+/// relay could connect them.
+fn assert_unreachable(outcomes: &[Outcome], clocked: [bool; 2]) {
+    for (o, clocked) in outcomes.iter().zip(clocked) {
+        let (after, why) = o.unreachable.as_ref().expect("told it is unreachable");
+        assert!(!clocked || *after < 15.0, "{outcomes:?}");
+        assert!(why.contains("TURN relay"), "{why}");
+        assert!(o.checksum.is_none(), "{outcomes:?}");
     }
 }
 
@@ -430,14 +485,8 @@ fn two_symmetric_nats_connect_through_a_coturn_relay() {
 fn two_symmetric_nats_without_a_relay_fail_clearly_within_15_s() {
     let nats = [Nat::Symmetric, Nat::Symmetric];
     let name = "two_symmetric_nats_without_a_relay_fail_clearly_within_15_s";
-    let Some(outcomes) = bot_row(name, nats, Servers::Stun, Duration::from_secs(16)) else {
-        return;
-    };
-    for o in &outcomes {
-        let (after, why) = o.unreachable.as_ref().expect("told it is unreachable");
-        assert!(*after < 15.0, "{outcomes:?}");
-        assert!(why.contains("TURN relay"), "{why}");
-        assert!(o.checksum.is_none(), "{outcomes:?}");
+    if let Some(outcomes) = bot_row(name, nats, Servers::Stun, Duration::from_secs(16)) {
+        assert_unreachable(&outcomes, [true, true]);
     }
 }
 
@@ -485,5 +534,39 @@ fn a_browser_and_a_bot_behind_symmetric_nats_connect_through_the_relay() {
         && let Some(outcomes) = play_browser_row(name, nats, Servers::StunTurn)
     {
         assert_relayed(&outcomes);
+    }
+}
+
+#[test]
+fn a_browser_behind_a_symmetric_nat_and_a_bot_connect_through_the_relay() {
+    let nats = [Nat::Symmetric, Nat::EndpointIndependent];
+    let name = "a_browser_behind_a_symmetric_nat_and_a_bot_connect_through_the_relay";
+    if !play_at_home()
+        && let Some(outcomes) = play_browser_row(name, nats, Servers::StunTurn)
+    {
+        assert_relayed(&outcomes);
+    }
+}
+
+#[test]
+fn a_browser_and_a_bot_behind_symmetric_nats_connect_through_a_coturn_relay() {
+    let nats = [Nat::Symmetric, Nat::Symmetric];
+    let name = "a_browser_and_a_bot_behind_symmetric_nats_connect_through_a_coturn_relay";
+    if !play_at_home()
+        && let Some(outcomes) = play_browser_row(name, nats, Servers::Coturn)
+    {
+        assert_through_coturn(&outcomes);
+    }
+}
+
+#[test]
+fn a_browser_and_a_bot_behind_symmetric_nats_without_a_relay_are_told_clearly() {
+    let nats = [Nat::Symmetric, Nat::Symmetric];
+    let name = "a_browser_and_a_bot_behind_symmetric_nats_without_a_relay_are_told_clearly";
+    if !play_at_home()
+        && let Some(outcomes) = play_browser_row(name, nats, Servers::Stun)
+    {
+        // The bot joined first and waited for the page to load.
+        assert_unreachable(&outcomes, [true, false]);
     }
 }

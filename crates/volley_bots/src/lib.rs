@@ -360,7 +360,13 @@ pub fn run_rooms_with(run: &BotRun, customize: impl Fn(&mut App, usize, usize)) 
             bot.app.update();
             bot.observe(run.frames);
         }
-        if done_at.is_none() && bots.iter().all(|b| !b.judged || b.done(run.frames)) {
+        // A bot told its peer is unreachable (no path, not even relayed)
+        // will not play: waiting for the timeout would only hide that.
+        if done_at.is_none()
+            && bots
+                .iter()
+                .all(|b| !b.judged || b.done(run.frames) || b.report.unreachable.is_some())
+        {
             done_at = Some(Instant::now());
         }
         if done_at.is_some_and(|at| at.elapsed() >= run.linger) {

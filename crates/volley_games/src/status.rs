@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use bevy::prelude::*;
 use bevy_volley::replication::{NetEntity, ReplicationStatus};
 use bevy_volley::rollback::{ChecksumHistory, RollbackStatus};
-use bevy_volley::{ConnectionState, NetStats};
+use bevy_volley::{ConnectionState, NetPeerEvent, NetStats, SessionEvent};
 use serde::Serialize;
 
 /// Frames between checkpoints.
@@ -49,6 +49,9 @@ pub struct GameStatus {
     /// Smoothed wall-clock time between two app updates, in milliseconds
     /// (a browser handles packets between frames: this bounds how late).
     pub frame_ms: f64,
+    /// Why a peer cannot be reached at all (no path, not even relayed),
+    /// once the session said so: what the page shows the player.
+    pub unreachable: Option<String>,
 }
 
 /// What the page and tests see of the link to one peer.
@@ -109,8 +112,18 @@ fn update_status(
     }
 }
 
-/// The links to peers and the frame time.
-fn update_links(net: Option<Res<NetStats>>, time: Res<Time<Real>>, mut status: ResMut<GameStatus>) {
+/// The links to peers, the frame time, and an unreachable peer.
+fn update_links(
+    net: Option<Res<NetStats>>,
+    time: Res<Time<Real>>,
+    mut events: MessageReader<NetPeerEvent>,
+    mut status: ResMut<GameStatus>,
+) {
+    for event in events.read() {
+        if let SessionEvent::Unreachable(_, why) = &event.0 {
+            status.unreachable = Some(why.clone());
+        }
+    }
     let delta = time.delta_secs_f64() * 1000.0;
     status.frame_ms = if status.frame_ms == 0.0 {
         delta
