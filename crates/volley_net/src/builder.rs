@@ -107,6 +107,17 @@ pub struct IceConfig {
     pub timing: IceTiming,
 }
 
+impl IceConfig {
+    /// Whether a TURN server is configured (a relayed path is possible).
+    pub(crate) fn has_relay(&self) -> bool {
+        self.servers.iter().any(|s| {
+            s.urls
+                .iter()
+                .any(|u| u.starts_with("turn:") || u.starts_with("turns:"))
+        })
+    }
+}
+
 impl Default for IceConfig {
     fn default() -> Self {
         IceConfig {

@@ -123,12 +123,7 @@ pub(super) async fn drive<C: Connection>(
 
 /// What to tell a game whose connection found no path.
 fn hint(config: &crate::IceConfig) -> &'static str {
-    let relayed = config.servers.iter().any(|s| {
-        s.urls
-            .iter()
-            .any(|u| u.starts_with("turn:") || u.starts_with("turns:"))
-    });
-    if relayed {
+    if config.has_relay() {
         "not even through the TURN relay (is it reachable, are its credentials valid?)"
     } else {
         "both ends may be behind NATs that need a TURN relay, and none is configured"

@@ -10,6 +10,7 @@
 //! answered there.
 
 mod peer;
+mod relay_poke;
 mod signaling;
 
 use std::sync::Arc;
@@ -27,8 +28,12 @@ use crate::signal::{PeerSignal, Request};
 use crate::tls::TlsRoots;
 use crate::{Channel, PeerId};
 
-/// A connected peer's data channels, by channel index.
-pub(in crate::transport) struct NativeChannels(Vec<Arc<dyn DataChannel>>);
+/// A connected peer's data channels, by channel index, and the extra
+/// driver wakes of a relayed connection.
+pub(in crate::transport) struct NativeChannels(
+    Vec<Arc<dyn DataChannel>>,
+    Option<Arc<relay_poke::RelayPoke>>,
+);
 
 impl PeerChannels for NativeChannels {
     /// Sends on the session's thread: queueing a packet in webrtc-rs takes
@@ -38,6 +43,9 @@ impl PeerChannels for NativeChannels {
         if let Some(dc) = self.0.get(channel.index()) {
             // Vec → Bytes → BytesMut moves the buffer (no copy).
             let _ = now_or_block(dc.send(BytesMut::from(bytes::Bytes::from(packet))));
+            if let Some(poke) = &self.1 {
+                poke.traffic();
+            }
         }
     }
 
@@ -52,7 +60,7 @@ impl PeerChannels for NativeChannels {
 /// Runs `future` on this thread: most calls into a connection complete at
 /// the first poll (its lock is free), and `smol::block_on` costs a wake-up
 /// of smol's I/O thread every time; it is kept for when the lock is taken.
-fn now_or_block<F: std::future::Future>(future: F) -> F::Output {
+pub(super) fn now_or_block<F: std::future::Future>(future: F) -> F::Output {
     let mut future = std::pin::pin!(future);
     let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
     match future.as_mut().poll(&mut cx) {

@@ -24,6 +24,7 @@ use webrtc::peer_connection::{
 use webrtc::runtime::{Runtime, SmolRuntime};
 
 use super::NativeChannels;
+use super::relay_poke::RelayPoke;
 use crate::builder::{IceConfig, IcePolicy};
 use crate::signal::PeerSignal;
 use crate::stats::{Candidate, CandidateKind, Link};
@@ -40,7 +41,7 @@ fn runtime() -> Arc<dyn Runtime> {
 
 /// Wakes a connection's driver (see the module docs).
 #[derive(Default)]
-struct Waker {
+pub(super) struct Waker {
     pc: OnceLock<Weak<dyn PeerConnection>>,
     channel: OnceLock<Weak<dyn DataChannel>>,
     /// Ports of the never-pairing candidates (each must be new).
@@ -51,7 +52,7 @@ impl Waker {
     /// The next driver loop runs (flushes what handlers queued). Setting a
     /// data channel's low threshold to its default is the one public call
     /// that wakes the driver and changes nothing.
-    async fn wake(&self) {
+    pub(super) async fn wake(&self) {
         if let Some(channel) = self.channel.get().and_then(Weak::upgrade) {
             let _ = channel.set_buffered_amount_low_threshold(0).await;
         }
@@ -205,6 +206,7 @@ async fn read_channel(
     channel: Channel,
     dc: Arc<dyn DataChannel>,
     waker: Arc<Waker>,
+    poke: Option<Arc<RelayPoke>>,
     incoming: UnboundedSender<Incoming<NativeChannels>>,
     health: UnboundedSender<Health>,
 ) {
@@ -219,6 +221,10 @@ async fn read_channel(
             }
             DataChannelEvent::OnMessage(message) => {
                 let now = Instant::now();
+                // What we received may be acknowledged through our relay.
+                if let Some(poke) = &poke {
+                    poke.traffic();
+                }
                 if channel == Channel::Unreliable
                     && let Some(pong) = pongs.pong(&message.data, now)
                 {
@@ -297,6 +303,7 @@ struct NativeConnection {
     handler: Arc<Handler>,
     waker: Arc<Waker>,
     channels: Vec<Arc<dyn DataChannel>>,
+    poke: Option<Arc<RelayPoke>>,
 }
 
 impl Connection for NativeConnection {
@@ -341,11 +348,15 @@ impl Connection for NativeConnection {
     }
 
     fn channels(&self) -> NativeChannels {
-        NativeChannels(self.channels.clone())
+        NativeChannels(self.channels.clone(), self.poke.clone())
     }
 
     async fn link(&self) -> Option<Link> {
-        selected_link(&self.pc).await
+        let link = selected_link(&self.pc).await;
+        if let (Some(poke), Some(link)) = (&self.poke, &link) {
+            poke.selected(link.local.kind == CandidateKind::Relay);
+        }
+        link
     }
 }
 
@@ -375,6 +386,13 @@ pub(super) async fn run(
     };
     let mut closer = CloseOnDrop(Some(pc.clone()));
     let _ = waker.pc.set(Arc::downgrade(&pc));
+    // Only a connection that may use our relay needs the extra wakes.
+    let (poke, _poking) = if cx.config.has_relay() {
+        let (poke, task) = RelayPoke::start(waker.clone());
+        (Some(poke), Some(task))
+    } else {
+        (None, None)
+    };
     let mut channels = Vec::with_capacity(Channel::COUNT);
     let mut readers = Vec::with_capacity(Channel::COUNT);
     for channel in Channel::ALL {
@@ -389,6 +407,7 @@ pub(super) async fn run(
                     channel,
                     dc.clone(),
                     waker.clone(),
+                    poke.clone(),
                     cx.incoming.clone(),
                     health_tx.clone(),
                 )));
@@ -409,6 +428,7 @@ pub(super) async fn run(
         handler,
         waker,
         channels,
+        poke,
     };
     drive(&connection, peer, role, &mut remote, &mut health, &cx).await;
     drop(readers); // cancels the readers
