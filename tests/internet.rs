@@ -1,9 +1,11 @@
 //! Players behind home NAT routers, over real WebRTC: the simulated
 //! internet of `tests/support/internet.rs`, volley-server (signaling and
-//! its built-in STUN/TURN) on it, and one native box_game bot per home,
-//! each a process of this test binary run inside its home's namespace. The
-//! bots play to frame [`FRAMES`]; their checksums must agree, and the path
-//! each one's `PeerStats` reports must be the one the NATs allow.
+//! its built-in STUN/TURN, or coturn beside it) on it, and one box_game
+//! player per home, a native bot or headless Chromium, each a process of
+//! this test binary run inside its home's namespace. They play to frame
+//! [`FRAMES`]; their checksums must agree, and the path each one reports
+//! (`PeerStats`, the page's `getStats()`) must be the one the NATs allow,
+//! or, where no path exists, each must be told why within 15 s.
 
 mod support;
 
