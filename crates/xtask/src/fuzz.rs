@@ -14,7 +14,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
-use crate::{cargo, cargo_install, root, step, succeeds, target_dir};
+use crate::tools::cargo_install;
+use crate::{cargo, root, step, succeeds, target_dir};
 
 /// Every fuzz target (`fuzz/fuzz_targets/<name>.rs`).
 pub const TARGETS: [&str; 8] = [

@@ -1,0 +1,34 @@
+//! `cargo xtask ci`: everything CI runs, in order (`.ci/run` calls exactly
+//! this).
+
+use std::time::Instant;
+
+use crate::{cargo, fuzz, step, tools, web};
+
+pub(crate) fn ci() -> Result<(), String> {
+    let started = Instant::now();
+    tools::setup()?;
+    let mut fmt = cargo();
+    fmt.args(["fmt", "--all", "--", "--check"]);
+    step("cargo fmt --check", fmt)?;
+    let mut clippy = cargo();
+    clippy.args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]);
+    step("cargo clippy", clippy)?;
+    // Every example for wasm32, and the browser bundles the browser tests load
+    // (`setup` added the wasm target already).
+    let web = web::build_web(false)?;
+    let mut test = cargo();
+    test.args(["test", "--workspace"])
+        .env("VOLLEY_WEB_DIR", &web);
+    step("cargo test --workspace", test)?;
+    fuzz::ci()?;
+    println!("ci passed in {:.0}s", started.elapsed().as_secs_f64());
+    Ok(())
+}
