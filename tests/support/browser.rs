@@ -230,13 +230,13 @@ pub fn target_dir() -> PathBuf {
 }
 
 /// The web bundle (`cargo xtask web`): `$VOLLEY_WEB_DIR`, else
-/// `target/web`, built by running `cargo xtask web` when it is missing.
+/// `target/web/debug`, built by running `cargo xtask web` when it is missing.
 /// Call it before entering the network namespace (the build may need the
 /// network to install wasm-bindgen-cli).
 pub fn web_bundle() -> PathBuf {
     let dir = std::env::var_os("VOLLEY_WEB_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| target_dir().join("web"));
+        .unwrap_or_else(|| target_dir().join("web").join("debug"));
     if dir.join("box_game").join("manifest.json").exists() {
         return dir;
     }
@@ -253,7 +253,7 @@ pub fn web_bundle() -> PathBuf {
             .expect("cargo xtask web runs");
         assert!(status.success(), "cargo xtask web failed");
     }
-    target_dir().join("web")
+    target_dir().join("web").join("debug")
 }
 
 /// One browser test at a time: each starts Chromium (software WebGL) and

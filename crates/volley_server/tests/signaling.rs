@@ -319,6 +319,11 @@ async fn web_dir_is_served_to_browsers_while_upgrades_still_signal() {
     std::fs::write(dir.join("game/index.html"), "<h1>the game</h1>").unwrap();
     std::fs::write(dir.join("game/game_bg.wasm"), b"\0asm raw").unwrap();
     std::fs::write(dir.join("game/game_bg.wasm.gz"), b"packed").unwrap();
+    // A content-hashed bundle file, precompressed both ways.
+    let hashed = "game/game-0123456789abcdef_bg.wasm";
+    std::fs::write(dir.join(hashed), b"\0asm raw").unwrap();
+    std::fs::write(dir.join(format!("{hashed}.gz")), b"gzipped").unwrap();
+    std::fs::write(dir.join(format!("{hashed}.br")), b"brotli").unwrap();
     let server = start(ServerConfig {
         web_dir: Some(dir.clone()),
         ..ServerConfig::default()
@@ -346,6 +351,23 @@ async fn web_dir_is_served_to_browsers_while_upgrades_still_signal() {
     let (_, head, body) = http_with(&server, "GET", "/play/game/game_bg.wasm", "").await;
     assert_eq!(body, "\0asm raw");
     assert!(!head.contains("content-encoding"), "{head}");
+    assert!(head.contains("cache-control: no-cache"), "{head}");
+    // Brotli when the browser takes it; a hashed file is cached for good.
+    let (status, head, body) = http_with(
+        &server,
+        "GET",
+        "/play/game/game-0123456789abcdef_bg.wasm",
+        "Accept-Encoding: gzip, deflate, br\r\n",
+    )
+    .await;
+    assert_eq!((status, body.as_str()), (200, "brotli"));
+    assert!(head.contains("content-encoding: br"), "{head}");
+    assert!(
+        head.contains("cache-control: public, max-age=31536000, immutable"),
+        "{head}"
+    );
+    let (_, head, _) = http_with(&server, "GET", "/play/game?room=x", "").await;
+    assert!(head.contains("cache-control: no-cache"), "{head}");
     assert_eq!(http(&server, "GET", "/play/nothing").await.0, 404);
     let (_ws, _) = join(&server, "").await;
     server.shutdown().await;

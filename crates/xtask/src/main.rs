@@ -9,9 +9,11 @@
 //!   references (installs `matchbox_server` into `target/tools` when
 //!   missing); writes `target/bench/report.md`, `report.json`, SVG plots.
 //! - `web [--release]`: the browser bundles of the examples under
-//!   `target/web/<example>/`, and the lobby page at `target/web/index.html`.
-//! - `play`: the web bundle (built when missing) served by `volley-server`
-//!   on 127.0.0.1:3536, with the URLs and the desktop command printed.
+//!   `target/web/<profile>/<example>/` (content-hashed, precompressed), and
+//!   the lobby page at `target/web/<profile>/index.html`.
+//! - `play`: the release web bundles (remade when their example changed)
+//!   served by `volley-server` on 127.0.0.1:3536, with the URLs and the
+//!   desktop command printed.
 //! - `fuzz [--seconds S] [--target NAME]`: the libFuzzer targets in `fuzz/`
 //!   (installs cargo-fuzz into `target/tools` and the nightly toolchain when
 //!   missing), S seconds each (default 60); prints executions, corpus sizes

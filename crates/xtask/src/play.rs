@@ -2,19 +2,14 @@
 
 use std::process::Command;
 
-use crate::web::{WEB_GAMES, web};
+use crate::web::web;
 use crate::{cargo, step, target_dir};
 
-/// The main job: a server with the games, for browsers and desktops.
+/// The main job: a server with the games, for browsers and desktops. The
+/// release bundles are (re)made when their example changed, never the
+/// tests' debug ones.
 pub(crate) fn play() -> Result<(), String> {
-    let web_dir = target_dir().join("web");
-    let complete = WEB_GAMES
-        .iter()
-        .all(|(game, _, _)| web_dir.join(game).join("manifest.json").exists())
-        && web_dir.join("index.html").exists();
-    if !complete {
-        web(true)?;
-    }
+    let web_dir = web(true)?;
     let mut build = cargo();
     build.args(["build", "--release", "-p", "volley_server"]);
     step("cargo build --release -p volley_server", build)?;
@@ -27,7 +22,6 @@ pub(crate) fn play() -> Result<(), String> {
     println!(
         "  box_game on the desktop:            cargo run --release --example box_game -- --server ws://{addr} --players 2"
     );
-    println!("  (rebuild the browser bundle after changes: cargo xtask web --release)");
     println!();
     let mut server = Command::new(target_dir().join("release").join("volley-server"));
     server.args(["--addr", addr, "--web-dir"]).arg(&web_dir);

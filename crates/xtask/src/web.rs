@@ -25,24 +25,76 @@ pub(crate) const WEB_GAMES: &[(&str, usize, &str)] = &[
         "Peers greet each other; RTT and traffic per peer.",
     ),
 ];
-pub(crate) fn gzip(path: &Path, level: flate2::Compression) -> Result<u64, String> {
+/// Compresses `path` next to itself as `<path>.gz` (and `<path>.br` with
+/// `brotli`), for volley-server to serve precompressed; returns their sizes.
+pub(crate) fn compress(path: &Path, release: bool) -> Result<(u64, Option<u64>), String> {
     use std::io::Write;
     let raw = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let written = |extension: &str, bytes: &[u8]| {
+        let mut out = path.as_os_str().to_owned();
+        out.push(extension);
+        std::fs::write(&out, bytes).map_err(|e| format!("{}: {e}", Path::new(&out).display()))
+    };
+    // Release bundles are what players download: squeeze them.
+    let level = if release {
+        flate2::Compression::best()
+    } else {
+        flate2::Compression::fast()
+    };
     let mut encoder = flate2::write::GzEncoder::new(Vec::new(), level);
     encoder.write_all(&raw).map_err(|e| e.to_string())?;
-    let packed = encoder.finish().map_err(|e| e.to_string())?;
-    let mut out = path.as_os_str().to_owned();
-    out.push(".gz");
-    std::fs::write(&out, &packed).map_err(|e| format!("{}: {e}", Path::new(&out).display()))?;
-    Ok(packed.len() as u64)
+    let gzip = encoder.finish().map_err(|e| e.to_string())?;
+    written(".gz", &gzip)?;
+    if !release {
+        return Ok((gzip.len() as u64, None));
+    }
+    let mut brotli = Vec::new();
+    let params = brotli::enc::BrotliEncoderParams {
+        quality: 11,
+        lgwin: 24,
+        ..Default::default()
+    };
+    brotli::BrotliCompress(&mut &raw[..], &mut brotli, &params).map_err(|e| e.to_string())?;
+    written(".br", &brotli)?;
+    Ok((gzip.len() as u64, Some(brotli.len() as u64)))
 }
+
+/// 64-bit FNV-1a of `bytes`, as 16 hex digits: the content part of a
+/// bundle's file names.
+fn content_hash(parts: &[&[u8]]) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for part in parts {
+        for byte in *part {
+            hash ^= u64::from(*byte);
+            hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    format!("{hash:016x}")
+}
+
+/// What a bundle was made from: the size and modification time of the
+/// example's `.wasm` (a bundle is remade only when they change).
+fn source_stamp(input: &Path) -> Result<String, String> {
+    let meta = std::fs::metadata(input).map_err(|e| format!("{}: {e}", input.display()))?;
+    let modified = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos());
+    Ok(format!("{}-{modified}", meta.len()))
+}
+
 /// Builds every web game for wasm32, runs wasm-bindgen, and writes one
-/// self-contained bundle per game plus the lobby. Returns the web directory.
+/// self-contained bundle per game plus the lobby under
+/// `<target dir>/web/<profile>` (the two profiles' bundles apart). Returns
+/// that directory.
 pub(crate) fn web(release: bool) -> Result<PathBuf, String> {
     setup_wasm()?;
     build_web(release)
 }
-/// [`web`] without the set-up.
+
+/// [`web`] without the set-up. A game whose `.wasm` did not change since
+/// its bundle was made keeps its bundle.
 pub(crate) fn build_web(release: bool) -> Result<PathBuf, String> {
     let bindgen = wasm_bindgen()?;
     // All examples (so every one keeps building for the browser); the
@@ -52,56 +104,39 @@ pub(crate) fn build_web(release: bool) -> Result<PathBuf, String> {
     if release {
         build.arg("--release");
     }
-    step("cargo build (wasm32 examples)", build)?;
     let profile = if release { "release" } else { "debug" };
-    let web = target_dir().join("web");
+    step(&format!("cargo build (wasm32 examples, {profile})"), build)?;
+    let web = target_dir().join("web").join(profile);
     let shell = std::fs::read_to_string(root().join("assets/web/game.html"))
         .map_err(|e| format!("assets/web/game.html: {e}"))?;
     let mut games_json = Vec::new();
     for (game, max_players, description) in WEB_GAMES {
         let out = web.join(game);
-        if out.exists() {
-            std::fs::remove_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
-        }
         let input = target_dir()
             .join(WASM)
             .join(profile)
             .join("examples")
             .join(format!("{game}.wasm"));
-        let mut run = Command::new(&bindgen);
-        run.args(["--target", "web", "--no-typescript", "--out-name", game]);
-        if release {
-            // Function names only serve stack traces; players download every byte.
-            run.args(["--remove-name-section", "--remove-producers-section"]);
-        }
-        run.arg("--out-dir").arg(&out).arg(&input);
-        step(&format!("wasm-bindgen {game}"), run)?;
-        let wasm = out.join(format!("{game}_bg.wasm"));
-        let raw = std::fs::metadata(&wasm)
-            .map_err(|e| format!("{}: {e}", wasm.display()))?
-            .len();
-        // Release bundles are what players download: squeeze them.
-        let level = if release {
-            flate2::Compression::best()
-        } else {
-            flate2::Compression::fast()
+        let stamp = source_stamp(&input)?;
+        let manifest = out.join("manifest.json");
+        let current = std::fs::read_to_string(&manifest)
+            .ok()
+            .and_then(|m| serde_json::from_str::<serde_json::Value>(&m).ok())
+            .filter(|m| m["source"] == stamp.as_str())
+            .filter(|m| {
+                ["js", "wasm"]
+                    .iter()
+                    .all(|file| m[file].as_str().is_some_and(|name| out.join(name).exists()))
+            });
+        let manifest_json = match current {
+            Some(manifest) => {
+                println!("    {game}: up to date ({profile})");
+                manifest.to_string()
+            }
+            None => bundle(&bindgen, game, &input, &out, release, &stamp)?,
         };
-        let packed = gzip(&wasm, level)?;
-        println!(
-            "    {game}: {:.1} MB wasm, {:.1} MB gzip ({profile})",
-            raw as f64 / 1e6,
-            packed as f64 / 1e6
-        );
+        write(&manifest, &format!("{manifest_json}\n"))?;
         write(&out.join("index.html"), &shell.replace("{{GAME}}", game))?;
-        write(
-            &out.join("manifest.json"),
-            &format!(
-                "{{\"js\":{},\"wasm\":{},\"wasm_bytes\":{raw},\"wasm_gzip_bytes\":{packed},\"profile\":{}}}\n",
-                json_string(&format!("{game}.js")),
-                json_string(&format!("{game}_bg.wasm")),
-                json_string(profile)
-            ),
-        )?;
         games_json.push(format!(
             "{{\"name\":{},\"max_players\":{max_players},\"description\":{}}}",
             json_string(game),
@@ -116,4 +151,63 @@ pub(crate) fn build_web(release: bool) -> Result<PathBuf, String> {
         .map_err(|e| format!("lobby: {e}"))?;
     println!("web bundle: {}", web.display());
     Ok(web)
+}
+
+/// One game's bundle in `out` (replaced): wasm-bindgen's output with
+/// content-hashed names (served as immutable), compressed; returns its
+/// manifest.
+fn bundle(
+    bindgen: &Path,
+    game: &str,
+    input: &Path,
+    out: &Path,
+    release: bool,
+    stamp: &str,
+) -> Result<String, String> {
+    if out.exists() {
+        std::fs::remove_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
+    }
+    let mut run = Command::new(bindgen);
+    run.args(["--target", "web", "--no-typescript", "--out-name", game]);
+    if release {
+        // Function names only serve stack traces; players download every byte.
+        run.args(["--remove-name-section", "--remove-producers-section"]);
+    }
+    run.arg("--out-dir").arg(out).arg(input);
+    step(&format!("wasm-bindgen {game}"), run)?;
+    let read = |name: &str| {
+        std::fs::read(out.join(name)).map_err(|e| format!("{}: {e}", out.join(name).display()))
+    };
+    let (js, wasm) = (format!("{game}.js"), format!("{game}_bg.wasm"));
+    let hash = content_hash(&[&read(&js)?, &read(&wasm)?]);
+    let hashed_js = format!("{game}-{hash}.js");
+    let hashed_wasm = format!("{game}-{hash}_bg.wasm");
+    for (from, to) in [(&js, &hashed_js), (&wasm, &hashed_wasm)] {
+        std::fs::rename(out.join(from), out.join(to)).map_err(|e| format!("{to}: {e}"))?;
+    }
+    let raw = std::fs::metadata(out.join(&hashed_wasm))
+        .map_err(|e| format!("{hashed_wasm}: {e}"))?
+        .len();
+    let (gzip, brotli) = compress(&out.join(&hashed_wasm), release)?;
+    compress(&out.join(&hashed_js), release)?;
+    let profile = if release { "release" } else { "debug" };
+    println!(
+        "    {game}: {:.1} MB wasm, {:.1} MB gzip{} ({profile})",
+        raw as f64 / 1e6,
+        gzip as f64 / 1e6,
+        brotli.map_or(String::new(), |b| format!(
+            ", {:.1} MB brotli",
+            b as f64 / 1e6
+        )),
+    );
+    Ok(serde_json::json!({
+        "js": hashed_js,
+        "wasm": hashed_wasm,
+        "wasm_bytes": raw,
+        "wasm_gzip_bytes": gzip,
+        "wasm_brotli_bytes": brotli,
+        "profile": profile,
+        "source": stamp,
+    })
+    .to_string())
 }

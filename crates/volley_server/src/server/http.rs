@@ -216,13 +216,21 @@ async fn signaling_or_web(State(shared): State<Arc<Shared>>, request: Request) -
             {
                 *request.uri_mut() = uri;
             }
+            let cache = cache_control(request.uri().path());
             let serve = tower_http::services::ServeDir::new(dir)
                 .append_index_html_on_directories(true)
+                .precompressed_br()
                 .precompressed_gzip();
-            match serve.oneshot(request).await {
+            let mut response = match serve.oneshot(request).await {
                 Ok(response) => response.map(Body::new),
                 Err(never) => match never {},
+            };
+            if response.status().is_success() || response.status() == StatusCode::NOT_MODIFIED {
+                response
+                    .headers_mut()
+                    .insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
             }
+            response
         }
         None if request.uri().path() == "/" => Html(
             "<!doctype html><title>volley-server</title><h1>volley-server</h1>\
@@ -236,6 +244,27 @@ async fn signaling_or_web(State(shared): State<Arc<Shared>>, request: Request) -
     }
 }
 
+/// How long a browser may keep a file of the web directory: forever for
+/// the bundles' content-hashed files (`<game>-<16 hex>.js`,
+/// `<game>-<16 hex>_bg.wasm`: a new build has new names), otherwise only
+/// after asking again (pages and manifests name the current files).
+fn cache_control(path: &str) -> &'static str {
+    let file = path.rsplit('/').next().unwrap_or_default();
+    let stem = file
+        .strip_suffix("_bg.wasm")
+        .or_else(|| file.strip_suffix(".js"));
+    let hashed = stem
+        .and_then(|stem| stem.rsplit_once('-'))
+        .is_some_and(|(name, hash)| {
+            !name.is_empty() && hash.len() == 16 && hash.bytes().all(|b| b.is_ascii_hexdigit())
+        });
+    if hashed {
+        "public, max-age=31536000, immutable"
+    } else {
+        "no-cache"
+    }
+}
+
 /// Maps the game URLs onto the web directory's layout (`cargo xtask web`):
 /// `/play/<game>` (any query) is `<game>/index.html`, `/play/<game>/<file>`
 /// is `<game>/<file>`; other paths are served as they are.
@@ -245,5 +274,35 @@ fn web_path(path: &str) -> Option<String> {
         None if !rest.is_empty() => Some(format!("/{rest}/index.html")),
         None => None,
         Some((game, file)) => Some(format!("/{game}/{file}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cache_control;
+
+    #[test]
+    fn only_content_hashed_bundle_files_are_immutable() {
+        let forever = "public, max-age=31536000, immutable";
+        assert_eq!(
+            cache_control("/box_game/box_game-0123456789abcdef.js"),
+            forever
+        );
+        assert_eq!(
+            cache_control("/box_game/box_game-0123456789abcdef_bg.wasm"),
+            forever
+        );
+        for path in [
+            "/box_game/index.html",
+            "/box_game/manifest.json",
+            "/box_game/box_game.js",
+            "/box_game/box_game-0123.js",
+            "/box_game/-0123456789abcdef.js",
+            "/box_game/box_game-0123456789abcdeg.js",
+            "/",
+            "/games.json",
+        ] {
+            assert_eq!(cache_control(path), "no-cache", "{path}");
+        }
     }
 }
