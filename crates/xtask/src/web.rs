@@ -50,7 +50,7 @@ pub(crate) fn compress(path: &Path, release: bool) -> Result<(u64, Option<u64>),
     }
     let mut brotli = Vec::new();
     let params = brotli::enc::BrotliEncoderParams {
-        quality: 11,
+        quality: 9,
         lgwin: 24,
         ..Default::default()
     };
