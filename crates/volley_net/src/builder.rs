@@ -109,6 +109,7 @@ pub struct IceConfig {
 
 impl IceConfig {
     /// Whether a TURN server is configured (a relayed path is possible).
+    #[cfg(feature = "transport")]
     pub(crate) fn has_relay(&self) -> bool {
         self.servers.iter().any(|s| {
             s.urls
