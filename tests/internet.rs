@@ -90,6 +90,13 @@ enum Servers {
 /// coturn's port on the internet.
 const COTURN_PORT: u16 = 3479;
 
+/// coturn's address on the internet.
+fn coturn_addr() -> std::net::SocketAddr {
+    format!("{SERVER_IP}:{COTURN_PORT}")
+        .parse()
+        .expect("an address")
+}
+
 /// In a bot's process: plays what [`ROLE`] says, prints the [`Outcome`].
 /// `false` in the test itself.
 fn play_at_home() -> bool {
@@ -232,7 +239,7 @@ fn play_bot(home: &Home) -> Outcome {
 /// credentials as `/api/ice` mints them.
 fn ice_for(server: &ServerHandle, servers: Servers) -> Vec<Ice> {
     let turn = match servers {
-        Servers::Coturn => format!("{SERVER_IP}:{COTURN_PORT}").parse().unwrap(),
+        Servers::Coturn => coturn_addr(),
         _ => server.turn_addr().expect("the TURN server runs"),
     };
     let mut ice = vec![Ice {
@@ -273,7 +280,7 @@ fn play(
     let internet = Internet::build(&nats);
     let runtime = tokio::runtime::Runtime::new().unwrap();
     // What a browser's /api/ice names (bots are told directly, the same).
-    let coturn_at = format!("{SERVER_IP}:{COTURN_PORT}");
+    let coturn_at = coturn_addr();
     let (turn, stun, turn_urls) = match servers {
         Servers::Coturn => (
             None,
@@ -312,7 +319,7 @@ fn play(
             .spawn()
     });
     let coturn = matches!(servers, Servers::Coturn).then(|| {
-        let listen = format!("{SERVER_IP}:{COTURN_PORT}").parse().unwrap();
+        let listen = coturn_addr();
         support::coturn::Coturn::start(listen, (43_000, 43_999), SECRET)
             .expect("coturn runs (`cargo xtask ci` installs it: apt-get install coturn)")
     });

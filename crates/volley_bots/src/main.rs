@@ -89,13 +89,10 @@ fn main() -> ExitCode {
     }
     let mut run = BotRun::new(&cli.server, cli.rooms, cli.players, cli.frames);
     if let Some(path) = &cli.tls_root {
-        match std::fs::read(path)
-            .map_err(|e| e.to_string())
-            .and_then(|pem| bevy_volley::TlsRoots::from_pem(&pem).map_err(|e| e.to_string()))
-        {
+        match bevy_volley::TlsRoots::from_pem_file(path) {
             Ok(roots) => run.tls_roots = roots,
             Err(e) => {
-                eprintln!("volley-bots: --tls-root {}: {e}", path.display());
+                eprintln!("volley-bots: --tls-root: {e}");
                 return ExitCode::from(2);
             }
         }

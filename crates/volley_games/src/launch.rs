@@ -66,16 +66,10 @@ impl Launch {
                 "--server" => launch.server = value(),
                 "--room" => launch.room = value(),
                 "--players" => launch.players = value().parse().ok().or(default_players),
-                "--tls-root" => {
-                    let path = value();
-                    match std::fs::read(&path)
-                        .map_err(|e| e.to_string())
-                        .and_then(|pem| TlsRoots::from_pem(&pem).map_err(|e| e.to_string()))
-                    {
-                        Ok(roots) => launch.tls_roots = roots,
-                        Err(e) => eprintln!("--tls-root {path}: {e}; trusting the public web PKI"),
-                    }
-                }
+                "--tls-root" => match TlsRoots::from_pem_file(std::path::Path::new(&value())) {
+                    Ok(roots) => launch.tls_roots = roots,
+                    Err(e) => eprintln!("--tls-root: {e}; trusting the public web PKI"),
+                },
                 other => eprintln!("ignoring unknown argument {other}"),
             }
         }

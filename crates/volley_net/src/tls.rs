@@ -29,23 +29,43 @@ pub enum TlsRoots {
     Only(Vec<Vec<u8>>),
 }
 
-/// PEM text that holds no usable certificate.
+/// Why roots could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("no certificate in the PEM text: {0}")]
-pub struct PemError(String);
+pub enum TlsRootsError {
+    /// The PEM text holds no usable certificate.
+    #[error("no certificate in the PEM text: {0}")]
+    Pem(String),
+    /// The PEM file could not be read.
+    #[error("cannot read {path}: {reason}")]
+    Read {
+        /// The file.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+}
 
 impl TlsRoots {
     /// [`TlsRoots::Only`] the `CERTIFICATE` blocks of PEM text (a CA's
     /// `ca.pem`, or a self-signed server's `cert.pem`).
-    pub fn from_pem(pem: &[u8]) -> Result<Self, PemError> {
+    pub fn from_pem(pem: &[u8]) -> Result<Self, TlsRootsError> {
         let certificates = CertificateDer::pem_slice_iter(pem)
             .map(|c| c.map(|c| c.as_ref().to_vec()))
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| PemError(e.to_string()))?;
+            .map_err(|e| TlsRootsError::Pem(e.to_string()))?;
         if certificates.is_empty() {
-            return Err(PemError("no CERTIFICATE block".into()));
+            return Err(TlsRootsError::Pem("no CERTIFICATE block".into()));
         }
         Ok(TlsRoots::Only(certificates))
+    }
+
+    /// [`TlsRoots::from_pem`] of a file (as `--tls-root ca.pem` names it).
+    pub fn from_pem_file(path: &std::path::Path) -> Result<Self, TlsRootsError> {
+        let pem = std::fs::read(path).map_err(|e| TlsRootsError::Read {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        Self::from_pem(&pem)
     }
 }
 
@@ -114,5 +134,10 @@ mod tests {
         );
         assert!(TlsRoots::from_pem(b"").is_err());
         assert!(TlsRoots::from_pem(b"-----BEGIN CERTIFICATE-----\n!!\n").is_err());
+        let missing = TlsRoots::from_pem_file(std::path::Path::new("/nonexistent/ca.pem"));
+        assert!(
+            matches!(missing, Err(TlsRootsError::Read { .. })),
+            "{missing:?}"
+        );
     }
 }

@@ -12,7 +12,7 @@
 use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use tokio_rustls::TlsAcceptor;
@@ -21,6 +21,8 @@ use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_rustls::rustls::server::{ClientHello, ResolvesServerCert};
 use tokio_rustls::rustls::sign::CertifiedKey;
+
+use crate::server::lock;
 
 /// Largest certificate or key file read (a chain of a few certificates is
 /// a few KiB).
@@ -60,7 +62,6 @@ pub enum TlsError {
 }
 
 /// Where the certificate came from, for reloading.
-#[derive(Clone)]
 struct Files {
     cert: PathBuf,
     key: PathBuf,
@@ -70,11 +71,11 @@ struct Files {
 
 /// The server's certificate, swapped whole on reload.
 #[derive(Debug)]
-struct Current(RwLock<Arc<CertifiedKey>>);
+struct Current(Mutex<Arc<CertifiedKey>>);
 
 impl ResolvesServerCert for Current {
     fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        Some(self.resolve_current())
+        Some(lock(&self.0).clone())
     }
 }
 
@@ -94,7 +95,7 @@ impl ResolvesServerCert for Current {
 pub struct TlsConfig {
     current: Arc<Current>,
     acceptor: TlsAcceptor,
-    files: Option<Arc<std::sync::Mutex<Files>>>,
+    files: Option<Arc<Mutex<Files>>>,
 }
 
 impl fmt::Debug for TlsConfig {
@@ -105,12 +106,6 @@ impl fmt::Debug for TlsConfig {
         });
         f.debug_struct("TlsConfig").field("files", &files).finish()
     }
-}
-
-fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn provider() -> Arc<CryptoProvider> {
@@ -165,14 +160,11 @@ impl TlsConfig {
             key: key.to_owned(),
             loaded,
         };
-        Self::new(pair, Some(Arc::new(std::sync::Mutex::new(files))))
+        Self::new(pair, Some(Arc::new(Mutex::new(files))))
     }
 
-    fn new(
-        pair: CertifiedKey,
-        files: Option<Arc<std::sync::Mutex<Files>>>,
-    ) -> Result<Self, TlsError> {
-        let current = Arc::new(Current(RwLock::new(Arc::new(pair))));
+    fn new(pair: CertifiedKey, files: Option<Arc<Mutex<Files>>>) -> Result<Self, TlsError> {
+        let current = Arc::new(Current(Mutex::new(Arc::new(pair))));
         let mut config = tokio_rustls::rustls::ServerConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()?
             .with_no_client_auth()
@@ -203,18 +195,13 @@ impl TlsConfig {
         // not every minute, and a fixed one is picked up when written again.
         files.loaded = now;
         let pair = certified_key(&read(&files.cert)?, &read(&files.key)?)?;
-        *self
-            .current
-            .0
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(pair);
+        *lock(&self.current.0) = Arc::new(pair);
         Ok(true)
     }
 
     /// The certificate chain in use (leaf first), as DER.
     pub fn chain(&self) -> Vec<Vec<u8>> {
-        self.current
-            .resolve_current()
+        lock(&self.current.0)
             .cert
             .iter()
             .map(|c| c.as_ref().to_vec())
@@ -223,15 +210,6 @@ impl TlsConfig {
 
     pub(crate) fn acceptor(&self) -> &TlsAcceptor {
         &self.acceptor
-    }
-}
-
-impl Current {
-    fn resolve_current(&self) -> Arc<CertifiedKey> {
-        self.0
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
     }
 }
 

@@ -38,6 +38,7 @@ use webrtc_util::Conn;
 use crate::limits::TokenBucket;
 use crate::metrics::Metrics;
 use crate::secret::Secret;
+use crate::server::lock;
 use crate::turn_auth::password_for;
 use crate::turn_quota::{UserQuotas, user_of};
 
@@ -210,12 +211,6 @@ impl Current {
     fn get(&self) -> String {
         lock(&self.0).clone()
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Credentials in the TURN REST form (see [`crate::turn_auth`]).

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::tools::{setup_wasm, wasm_bindgen};
-use crate::{WASM, cargo, json_string, root, step, target_dir, write};
+use crate::{WASM, cargo, root, step, target_dir, write};
 
 /// The examples with a web bundle: (name, most players, description).
 pub(crate) const WEB_GAMES: &[(&str, usize, &str)] = &[
@@ -137,15 +137,15 @@ pub(crate) fn build_web(release: bool) -> Result<PathBuf, String> {
         };
         write(&manifest, &format!("{manifest_json}\n"))?;
         write(&out.join("index.html"), &shell.replace("{{GAME}}", game))?;
-        games_json.push(format!(
-            "{{\"name\":{},\"max_players\":{max_players},\"description\":{}}}",
-            json_string(game),
-            json_string(description)
-        ));
+        games_json.push(serde_json::json!({
+            "name": game,
+            "max_players": max_players,
+            "description": description,
+        }));
     }
     write(
         &web.join("games.json"),
-        &format!("[{}]\n", games_json.join(",")),
+        &format!("{}\n", serde_json::Value::Array(games_json)),
     )?;
     std::fs::copy(root().join("assets/web/lobby.html"), web.join("index.html"))
         .map_err(|e| format!("lobby: {e}"))?;

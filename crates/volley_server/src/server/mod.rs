@@ -162,8 +162,8 @@ struct Shared {
 }
 
 /// Locks a mutex whose data stays consistent even if a holder panicked
-/// (every critical section is a single map update).
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+/// (every critical section in the server is a single update).
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
