@@ -1,6 +1,6 @@
 //! box_game: 2-4 players shove each other for coins, with rollback netcode.
 //!
-//! Desktop: `cargo run --example box_game -- --server ws://127.0.0.1:3536 --players 2`
+//! Desktop: `cargo run -p volley_examples --bin box_game -- --server ws://127.0.0.1:3536 --players 2`
 //! (start `volley-server` first; `--room NAME` picks a room, default `box_game`).
 //! In the browser the server is the page's origin and room and players come
 //! from `?room=…&players=N`. Players are matched in groups of N within a room.

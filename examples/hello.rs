@@ -1,6 +1,6 @@
 //! Peers in one room greet each other; a panel shows each peer's RTT and traffic.
 //!
-//! Desktop: `cargo run --example hello -- --server ws://127.0.0.1:3536 --room hello`
+//! Desktop: `cargo run -p volley_examples --bin hello -- --server ws://127.0.0.1:3536 --room hello`
 //! (start `volley-server` first). In the browser the server is the page's own
 //! origin and the room comes from `?room=` (default `hello`).
 

@@ -1,7 +1,7 @@
 //! whiteboard: a shared canvas; everyone's cursor and strokes appear for
 //! everyone, strokes stay when their author leaves, latecomers see it all.
 //!
-//! Desktop: `cargo run --example whiteboard -- --server ws://127.0.0.1:3536 --room board`
+//! Desktop: `cargo run -p volley_examples --bin whiteboard -- --server ws://127.0.0.1:3536 --room board`
 //! (start `volley-server` first). In the browser the server is the page's
 //! origin and the room comes from `?room=` (default `whiteboard`).
 

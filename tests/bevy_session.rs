@@ -1,17 +1,15 @@
 //! Two headless Bevy apps (MinimalPlugins + VolleyPlugin) talking through an
 //! in-process volley-server over real WebRTC, inside a private network
-//! namespace (see `support::netns`).
-
-mod support;
+//! namespace (see `volley_testkit::netns`).
 
 use std::time::{Duration, Instant};
 
 use bevy::prelude::*;
 use serde::{Deserialize, Serialize};
-use support::server::with_server;
 use volley::bevy::prelude::*;
 use volley::bevy::{LeftReason, NetError};
 use volley::server::ServerHandle;
+use volley_testkit::server::with_server;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Chat(String);
@@ -94,7 +92,9 @@ fn connected_peer(app: &mut App) -> Option<PeerId> {
 
 #[test]
 fn headless_apps_exchange_typed_messages_and_see_each_other_leave() {
-    if !support::netns::isolate("headless_apps_exchange_typed_messages_and_see_each_other_leave") {
+    if !volley_testkit::netns::isolate(
+        "headless_apps_exchange_typed_messages_and_see_each_other_leave",
+    ) {
         return;
     }
     with_server(|server| {
@@ -186,7 +186,7 @@ fn headless_apps_exchange_typed_messages_and_see_each_other_leave() {
 
 #[test]
 fn apps_with_different_versions_refuse_each_other() {
-    if !support::netns::isolate("apps_with_different_versions_refuse_each_other") {
+    if !volley_testkit::netns::isolate("apps_with_different_versions_refuse_each_other") {
         return;
     }
     with_server(|server| {

@@ -2,15 +2,14 @@
 //! loads the web bundle from an in-process volley-server and plays box_game
 //! against a native headless bot and against another browser; and the
 //! lobby's "new private room" link opens the game in that room. Inside a
-//! private network namespace (see `support::netns`), like every WebRTC test.
-
-mod support;
+//! private network namespace (see `volley_testkit::netns`), like every WebRTC test.
 
 use std::time::Duration;
 
 use serde_json::Value;
-use support::browser::{Browser, browser_test, target_dir, wait_for};
 use volley_bots::BotRun;
+use volley_testkit::browser::{Browser, browser_test, target_dir};
+use volley_testkit::wait_for;
 
 /// The frame whose checksums are compared.
 const CHECKPOINT: i32 = 300;

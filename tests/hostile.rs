@@ -2,25 +2,24 @@
 //! then sends random bytes on every channel, ggrs messages with extreme
 //! fields and a flood. Both honest players must drop it within 2 s, keep
 //! their frame rate and stay in sync (inside a private network namespace,
-//! see `support::netns`).
-
-mod support;
+//! see `volley_testkit::netns`).
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bevy::prelude::*;
-use support::server::with_server;
 use volley::bevy::{LeftReason, NetPeerEvent, PeerId, SessionEvent, VolleySet};
 use volley_bots::hostile::HostilePlugin;
 use volley_bots::{BotRun, run_rooms_with};
+use volley_testkit::server::with_server;
 
 /// (bot, peer that left, why, when) as the honest bots saw it.
 type Departures = Arc<Mutex<Vec<(usize, PeerId, LeftReason, Instant)>>>;
 
 #[test]
 fn a_hostile_player_is_dropped_by_both_and_the_match_goes_on() {
-    if !support::netns::isolate("a_hostile_player_is_dropped_by_both_and_the_match_goes_on") {
+    if !volley_testkit::netns::isolate("a_hostile_player_is_dropped_by_both_and_the_match_goes_on")
+    {
         return;
     }
     with_server(|server| {

@@ -4,9 +4,7 @@
 //! confirms, worlds over the entity and byte limits and deltas to slots
 //! nobody registered. Both honest peers must drop it within 2 s, keep
 //! their authority and tick rate, and end with the same world (inside a
-//! private network namespace, see `support::netns`).
-
-mod support;
+//! private network namespace, see `volley_testkit::netns`).
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,14 +13,14 @@ use std::time::{Duration, Instant};
 
 use bevy::prelude::*;
 use serde::{Deserialize, Serialize};
-use support::apps::{pump, status};
-use support::server::with_server;
 use volley::bevy::prelude::*;
 use volley::bevy::replication::{
     NetEntity, Replicated, ReplicationAppExt, ReplicationPlugin, is_authority,
 };
 use volley::bevy::{NetPeerEvent, SessionEvent, VolleySession, VolleySet};
 use volley_bots::forger::ForgerPlugin;
+use volley_testkit::apps::{pump, status};
+use volley_testkit::server::with_server;
 
 #[derive(Component, Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 struct Pos(i32, i32);
@@ -102,7 +100,7 @@ fn my_id(app: &mut App) -> Option<PeerId> {
 
 #[test]
 fn a_forging_peer_is_dropped_and_the_replicated_world_stays() {
-    if !support::netns::isolate("a_forging_peer_is_dropped_and_the_replicated_world_stays") {
+    if !volley_testkit::netns::isolate("a_forging_peer_is_dropped_and_the_replicated_world_stays") {
         return;
     }
     with_server(|server| {

@@ -1,10 +1,8 @@
 //! The native transport's ICE options and per-peer control, over real
-//! WebRTC inside the test's own network namespace (see `support::netns`):
+//! WebRTC inside the test's own network namespace (see `volley_testkit::netns`):
 //! several TURN servers each with its own credentials, relay-only policy,
 //! closing one peer while the others stay, and a session's connections
 //! closed when its message loop is dropped.
-
-mod support;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -22,11 +20,11 @@ use volley::server::ServerHandle;
 struct Chat(String);
 
 fn run(test: impl std::future::Future<Output = ()>) {
-    support::server::run_async(Duration::from_secs(90), test);
+    volley_testkit::server::run_async(Duration::from_secs(90), test);
 }
 
 async fn server() -> ServerHandle {
-    support::server::spawn().await
+    volley_testkit::server::spawn().await
 }
 
 /// Accepts one user with one password, and counts who asked.
@@ -172,7 +170,7 @@ fn chats_from(seen: &[Vec<(PeerId, Chat)>], to: usize, from: PeerId) -> Vec<Stri
 
 #[test]
 fn several_turn_servers_each_with_its_own_credentials_carry_a_relay_only_connection() {
-    if !support::netns::isolate(
+    if !volley_testkit::netns::isolate(
         "several_turn_servers_each_with_its_own_credentials_carry_a_relay_only_connection",
     ) {
         return;
@@ -273,7 +271,7 @@ async fn offered_candidate_types(server: &ServerHandle, room: &str, want: &str) 
 
 #[test]
 fn relay_only_policy_offers_no_host_candidates() {
-    if !support::netns::isolate("relay_only_policy_offers_no_host_candidates") {
+    if !volley_testkit::netns::isolate("relay_only_policy_offers_no_host_candidates") {
         return;
     }
     run(async {
@@ -312,8 +310,9 @@ fn relay_only_policy_offers_no_host_candidates() {
 
 #[test]
 fn disconnecting_one_peer_closes_it_on_both_ends_and_the_others_stay() {
-    if !support::netns::isolate("disconnecting_one_peer_closes_it_on_both_ends_and_the_others_stay")
-    {
+    if !volley_testkit::netns::isolate(
+        "disconnecting_one_peer_closes_it_on_both_ends_and_the_others_stay",
+    ) {
         return;
     }
     run(async {
@@ -378,7 +377,7 @@ fn disconnecting_one_peer_closes_it_on_both_ends_and_the_others_stay() {
 
 #[test]
 fn dropping_a_message_loop_closes_its_connections_at_once() {
-    if !support::netns::isolate("dropping_a_message_loop_closes_its_connections_at_once") {
+    if !volley_testkit::netns::isolate("dropping_a_message_loop_closes_its_connections_at_once") {
         return;
     }
     run(async {

@@ -1,5 +1,5 @@
 //! Players behind home NAT routers, over real WebRTC: the simulated
-//! internet of `tests/support/internet.rs`, volley-server (signaling and
+//! internet of `volley_testkit::internet`, volley-server (signaling and
 //! its built-in STUN/TURN, or coturn beside it) on it, and one box_game
 //! player per home, a native bot or headless Chromium, each a process of
 //! this test binary run inside its home's namespace. They play to frame
@@ -7,16 +7,14 @@
 //! (`PeerStats`, the page's `getStats()`) must be the one the NATs allow,
 //! or, where no path exists, each must be told why within 15 s.
 
-mod support;
-
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
-use support::internet::{Internet, Nat, SERVER_IP};
 use volley::net::{CandidateKind, IceConfig, IceServer};
 use volley::server::turn::TurnConfig;
 use volley::server::{ServerConfig, ServerHandle};
+use volley_testkit::internet::{Internet, Nat, SERVER_IP};
 
 /// The frame whose checksums are compared.
 const FRAMES: i32 = 300;
@@ -119,7 +117,7 @@ fn play_at_home() -> bool {
 
 /// Headless Chromium plays the server's box_game page to [`FRAMES`].
 fn play_browser(home: &Home) -> Outcome {
-    use support::browser::Driver;
+    use volley_testkit::browser::Driver;
     let driver = Driver::start();
     let browser = driver.browser();
     let http = home.server.replace("ws://", "http://");
@@ -303,7 +301,7 @@ fn play(
         turn,
         web_dir: players
             .contains(&Player::Browser)
-            .then(support::browser::web_bundle),
+            .then(volley_testkit::browser::web_bundle),
         ice: volley::server::ice::IceConfig {
             stun,
             turn: turn_urls,
@@ -320,7 +318,7 @@ fn play(
     });
     let coturn = matches!(servers, Servers::Coturn).then(|| {
         let listen = coturn_addr();
-        support::coturn::Coturn::start(listen, (43_000, 43_999), SECRET)
+        volley_testkit::coturn::Coturn::start(listen, (43_000, 43_999), SECRET)
             .expect("coturn runs (`cargo xtask ci` installs it: apt-get install coturn)")
     });
     let ice = ice_for(&server, servers);
@@ -396,7 +394,7 @@ fn bot_row(test: &str, nats: [Nat; 2], servers: Servers, limit: Duration) -> Opt
         return None;
     }
     let _one = ONE_ROW.lock().unwrap_or_else(|p| p.into_inner());
-    if !support::netns::isolate_with_namespaces(test) {
+    if !volley_testkit::netns::isolate_with_namespaces(test) {
         return None;
     }
     Some(play(test, nats, [Player::Bot, Player::Bot], servers, limit))
@@ -508,8 +506,8 @@ static ONE_ROW: std::sync::Mutex<()> = std::sync::Mutex::new(());
 /// network).
 fn play_browser_row(test: &str, nats: [Nat; 2], servers: Servers) -> Option<Vec<Outcome>> {
     let _one = ONE_ROW.lock().unwrap_or_else(|p| p.into_inner());
-    support::browser::web_bundle();
-    if !support::netns::isolate_with_namespaces(test) {
+    volley_testkit::browser::web_bundle();
+    if !volley_testkit::netns::isolate_with_namespaces(test) {
         return None;
     }
     Some(play(

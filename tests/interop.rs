@@ -1,10 +1,8 @@
 //! volley's own native transport and unmodified matchbox_socket in one
 //! room, over real WebRTC inside the test's own network namespace (see
-//! `support::netns`): matchbox negotiates its side of each connection
+//! `volley_testkit::netns`): matchbox negotiates its side of each connection
 //! itself (`volley::net::MatchboxTransport`, the browser build's transport),
 //! volley's side is webrtc-rs driven by volley.
-
-mod support;
 
 use std::time::Duration;
 
@@ -20,7 +18,7 @@ struct Position(f32, f32);
 
 #[test]
 fn volley_and_matchbox_peers_share_a_room_and_exchange_typed_messages() {
-    if !support::netns::isolate(
+    if !volley_testkit::netns::isolate(
         "volley_and_matchbox_peers_share_a_room_and_exchange_typed_messages",
     ) {
         return;

@@ -2,8 +2,6 @@
 //! two peers meet in a room, reach `PeerState::Connected` over real WebRTC on
 //! loopback, and exchange a message.
 
-mod support;
-
 use std::time::Duration;
 
 use matchbox_socket::{MessageLoopFuture, PeerState, RtcIceServerConfig, WebRtcSocket};
@@ -62,7 +60,9 @@ impl Peer {
 
 #[test]
 fn two_matchbox_peers_connect_over_webrtc_and_exchange_a_message() {
-    if !support::netns::isolate("two_matchbox_peers_connect_over_webrtc_and_exchange_a_message") {
+    if !volley_testkit::netns::isolate(
+        "two_matchbox_peers_connect_over_webrtc_and_exchange_a_message",
+    ) {
         return;
     }
     tokio::runtime::Builder::new_multi_thread()

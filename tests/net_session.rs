@@ -1,7 +1,5 @@
 //! volley_net sessions over real WebRTC through an in-process volley-server,
-//! each test inside its own network namespace (see `support::netns`).
-
-mod support;
+//! each test inside its own network namespace (see `volley_testkit::netns`).
 
 use std::time::Duration;
 
@@ -32,11 +30,11 @@ struct Blob(Vec<u8>);
 struct Snapshot(Vec<u8>);
 
 fn run(test: impl std::future::Future<Output = ()>) {
-    support::server::run_async(Duration::from_secs(60), test);
+    volley_testkit::server::run_async(Duration::from_secs(60), test);
 }
 
 async fn server() -> ServerHandle {
-    support::server::spawn().await
+    volley_testkit::server::spawn().await
 }
 
 fn session(
@@ -132,7 +130,9 @@ async fn connect(a: &mut Session, b: &mut Session) -> (PeerId, PeerId) {
 
 #[test]
 fn typed_messages_both_ways_on_both_channels_and_a_mebibyte_intact() {
-    if !support::netns::isolate("typed_messages_both_ways_on_both_channels_and_a_mebibyte_intact") {
+    if !volley_testkit::netns::isolate(
+        "typed_messages_both_ways_on_both_channels_and_a_mebibyte_intact",
+    ) {
         return;
     }
     run(async {
@@ -242,7 +242,7 @@ fn typed_messages_both_ways_on_both_channels_and_a_mebibyte_intact() {
 
 #[test]
 fn a_protocol_mismatch_is_refused_with_both_hashes() {
-    if !support::netns::isolate("a_protocol_mismatch_is_refused_with_both_hashes") {
+    if !volley_testkit::netns::isolate("a_protocol_mismatch_is_refused_with_both_hashes") {
         return;
     }
     run(async {
@@ -282,7 +282,7 @@ fn a_protocol_mismatch_is_refused_with_both_hashes() {
 
 #[test]
 fn reliable_channel_delivers_exactly_once_in_order_through_a_bad_link() {
-    if !support::netns::isolate(
+    if !volley_testkit::netns::isolate(
         "reliable_channel_delivers_exactly_once_in_order_through_a_bad_link",
     ) {
         return;
@@ -333,7 +333,7 @@ fn reliable_channel_delivers_exactly_once_in_order_through_a_bad_link() {
 
 #[test]
 fn garbage_from_a_peer_is_reported_and_dropped() {
-    if !support::netns::isolate("garbage_from_a_peer_is_reported_and_dropped") {
+    if !volley_testkit::netns::isolate("garbage_from_a_peer_is_reported_and_dropped") {
         return;
     }
     run(async {
@@ -383,7 +383,9 @@ fn garbage_from_a_peer_is_reported_and_dropped() {
 
 #[test]
 fn a_peer_that_keeps_sending_garbage_is_dropped_as_misbehaving() {
-    if !support::netns::isolate("a_peer_that_keeps_sending_garbage_is_dropped_as_misbehaving") {
+    if !volley_testkit::netns::isolate(
+        "a_peer_that_keeps_sending_garbage_is_dropped_as_misbehaving",
+    ) {
         return;
     }
     run(async {
@@ -447,7 +449,7 @@ fn a_peer_that_keeps_sending_garbage_is_dropped_as_misbehaving() {
 
 #[test]
 fn a_flooding_peer_is_dropped_and_an_honest_one_stays() {
-    if !support::netns::isolate("a_flooding_peer_is_dropped_and_an_honest_one_stays") {
+    if !volley_testkit::netns::isolate("a_flooding_peer_is_dropped_and_an_honest_one_stays") {
         return;
     }
     run(async {

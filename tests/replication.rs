@@ -1,22 +1,20 @@
 //! State sync end to end: headless Bevy apps replicate 200 moving entities
 //! over real WebRTC through an in-process server, with 10 % loss on the
 //! unreliable channel; a peer joins late; the authority leaves and another
-//! takes over. Inside a private network namespace (see `support::netns`).
-
-mod support;
+//! takes over. Inside a private network namespace (see `volley_testkit::netns`).
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use bevy::prelude::*;
 use serde::{Deserialize, Serialize};
-use support::apps::{pump, status};
-use support::server::with_server;
 use volley::bevy::prelude::*;
 use volley::bevy::replication::{
     HandOver, Interpolate, NetEntity, Owner, PlayerInput, PredictionAppExt, Replicated,
     ReplicationAppExt, ReplicationPlugin, is_authority,
 };
+use volley_testkit::apps::{pump, status};
+use volley_testkit::server::with_server;
 
 #[derive(Component, Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 struct Pos(i32, i32);
@@ -167,7 +165,7 @@ fn settle_and_compare(apps: &mut [App], label: &str) {
 
 #[test]
 fn peers_converge_on_the_authoritys_world_through_loss_late_join_and_handover() {
-    if !support::netns::isolate(
+    if !volley_testkit::netns::isolate(
         "peers_converge_on_the_authoritys_world_through_loss_late_join_and_handover",
     ) {
         return;
@@ -286,7 +284,7 @@ fn avatars(app: &mut App) -> BTreeMap<String, Avatar> {
 
 #[test]
 fn a_peer_sees_its_own_inputs_at_once_and_ends_where_the_authority_says() {
-    if !support::netns::isolate(
+    if !volley_testkit::netns::isolate(
         "a_peer_sees_its_own_inputs_at_once_and_ends_where_the_authority_says",
     ) {
         return;
@@ -326,7 +324,7 @@ fn a_peer_sees_its_own_inputs_at_once_and_ends_where_the_authority_says() {
 
 #[test]
 fn the_authority_hands_over_on_request() {
-    if !support::netns::isolate("the_authority_hands_over_on_request") {
+    if !volley_testkit::netns::isolate("the_authority_hands_over_on_request") {
         return;
     }
     with_server(|server| {

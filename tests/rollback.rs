@@ -1,20 +1,18 @@
 //! Rollback: box_game's simulation under a sync test (and a proof that the
 //! sync test catches non-determinism), and headless bots playing box_game
 //! over real WebRTC through an in-process server, inside a private network
-//! namespace (see `support::netns`).
-
-mod support;
+//! namespace (see `volley_testkit::netns`).
 
 use std::time::Duration;
 
 use bevy::prelude::*;
 use bevy::time::TimeUpdateStrategy;
-use support::server::with_server;
 use volley::bevy::rollback::bevy_ggrs::{self, GgrsSchedule, RollbackFrameCount};
 use volley::bevy::rollback::{RollbackPlugin, RollbackStatus, VolleyGgrs};
 use volley::bevy::{ConditionerConfig, VolleySession};
 use volley_bots::{BotRun, RoomReport, run_rooms, run_rooms_with};
 use volley_games::box_game::{self, Body, BoxGameStep, BoxInput, Player, Round, Score};
+use volley_testkit::server::with_server;
 
 /// A sync-test app of box_game with bots' inputs, one simulation frame per update.
 fn sync_test_app(players: usize, check_distance: usize) -> App {
@@ -120,7 +118,7 @@ fn play_rooms(conditioner: Option<ConditionerConfig>, label: &str) {
 
 #[test]
 fn bots_play_600_frames_in_sync_over_webrtc() {
-    if !support::netns::isolate("bots_play_600_frames_in_sync_over_webrtc") {
+    if !volley_testkit::netns::isolate("bots_play_600_frames_in_sync_over_webrtc") {
         return;
     }
     play_rooms(None, "clean");
@@ -128,7 +126,7 @@ fn bots_play_600_frames_in_sync_over_webrtc() {
 
 #[test]
 fn bots_stay_in_sync_with_loss_and_delay() {
-    if !support::netns::isolate("bots_stay_in_sync_with_loss_and_delay") {
+    if !volley_testkit::netns::isolate("bots_stay_in_sync_with_loss_and_delay") {
         return;
     }
     play_rooms(
@@ -157,7 +155,7 @@ fn cheat(round: Res<Round>, mut players: Query<(&Player, &mut Score)>) {
 
 #[test]
 fn a_desync_between_peers_is_detected_and_named() {
-    if !support::netns::isolate("a_desync_between_peers_is_detected_and_named") {
+    if !volley_testkit::netns::isolate("a_desync_between_peers_is_detected_and_named") {
         return;
     }
     with_server(|server| {
@@ -218,8 +216,9 @@ fn leave_at(
 /// play on in sync.
 #[test]
 fn players_who_leave_are_dropped_at_the_same_frame_by_everyone_left() {
-    if !support::netns::isolate("players_who_leave_are_dropped_at_the_same_frame_by_everyone_left")
-    {
+    if !volley_testkit::netns::isolate(
+        "players_who_leave_are_dropped_at_the_same_frame_by_everyone_left",
+    ) {
         return;
     }
     with_server(|server| {

@@ -5,16 +5,15 @@
 //! `https://`, derives `wss://` from the page's origin and plays a native
 //! bot. Inside a private network namespace, like every WebRTC test.
 
-mod support;
-
 use std::time::Duration;
 
 use serde_json::Value;
-use support::browser::{browser_test_with, wait_for};
-use support::pki::Pki;
 use volley::net::{Session, TlsRoots};
 use volley::server::ServerConfig;
 use volley_bots::BotRun;
+use volley_testkit::browser::browser_test_with;
+use volley_testkit::pki::Pki;
+use volley_testkit::wait_for;
 
 /// The frame whose checksums are compared.
 const CHECKPOINT: i32 = 300;
@@ -28,13 +27,13 @@ fn tls_server(pki: &Pki) -> ServerConfig {
 
 #[test]
 fn native_peers_trusting_the_servers_ca_play_over_wss_and_others_are_refused() {
-    if !support::netns::isolate(
+    if !volley_testkit::netns::isolate(
         "native_peers_trusting_the_servers_ca_play_over_wss_and_others_are_refused",
     ) {
         return;
     }
     let pki = Pki::new();
-    support::server::with_server_config(tls_server(&pki), |server| {
+    volley_testkit::server::with_server_config(tls_server(&pki), |server| {
         let base = format!("wss://localhost:{}", server.addr().port());
         // /api/ice over https, with and without the CA.
         let room = format!("{base}/tls-ice");

@@ -5,8 +5,6 @@
 //! over an allocation's bandwidth, a user over its quotas) is refused and
 //! counted in `/metrics`.
 
-mod support;
-
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -33,12 +31,12 @@ fn run(test: impl std::future::Future<Output = ()>) {
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_test_writer()
         .try_init();
-    support::server::run_async(Duration::from_secs(90), test);
+    volley_testkit::server::run_async(Duration::from_secs(90), test);
 }
 
 /// A server whose built-in TURN server listens on 127.0.0.1.
 async fn server(turn: TurnConfig) -> ServerHandle {
-    support::server::spawn_with(ServerConfig {
+    volley_testkit::server::spawn_with(ServerConfig {
         turn: Some(TurnConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             ..turn
@@ -110,7 +108,7 @@ async fn metric(server: &ServerHandle, name: &str) -> f64 {
 
 #[test]
 fn the_built_in_turn_server_relays_with_the_credentials_api_ice_mints() {
-    if !support::netns::isolate(
+    if !volley_testkit::netns::isolate(
         "the_built_in_turn_server_relays_with_the_credentials_api_ice_mints",
     ) {
         return;
@@ -160,7 +158,7 @@ fn the_built_in_turn_server_relays_with_the_credentials_api_ice_mints() {
 
 #[test]
 fn the_turn_server_refuses_expired_credentials_extra_allocations_and_excess_bandwidth() {
-    if !support::netns::isolate(
+    if !volley_testkit::netns::isolate(
         "the_turn_server_refuses_expired_credentials_extra_allocations_and_excess_bandwidth",
     ) {
         return;
@@ -266,14 +264,14 @@ fn the_turn_server_refuses_expired_credentials_extra_allocations_and_excess_band
 
 #[test]
 fn the_turn_server_holds_each_user_to_its_allocation_and_bandwidth_quotas() {
-    if !support::netns::isolate(
+    if !volley_testkit::netns::isolate(
         "the_turn_server_holds_each_user_to_its_allocation_and_bandwidth_quotas",
     ) {
         return;
     }
     run(async {
         const SECRET: &str = "quota-s3cret";
-        let server = support::server::spawn_with(ServerConfig {
+        let server = volley_testkit::server::spawn_with(ServerConfig {
             turn: Some(TurnConfig {
                 listen: SocketAddr::from(([127, 0, 0, 1], 0)),
                 relay_ports: (41_200, 41_299),

@@ -3,15 +3,13 @@
 //! stays when its author leaves, is there for a latecomer, and survives the
 //! authority leaving too.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
 use bevy::prelude::*;
-use support::server::with_server;
 use volley::bevy::VolleyPlugin;
 use volley::bevy::replication::ReplicationStatus;
 use volley_games::whiteboard::{self, Cursor, LocalPen, Pen, Stroke, WhiteboardPlugin};
+use volley_testkit::server::with_server;
 
 fn app(url: &str) -> App {
     let mut app = App::new();
@@ -66,8 +64,9 @@ fn agreed(apps: &[App]) -> bool {
 
 #[test]
 fn strokes_reach_everyone_and_outlive_their_author_and_the_authority() {
-    if !support::netns::isolate("strokes_reach_everyone_and_outlive_their_author_and_the_authority")
-    {
+    if !volley_testkit::netns::isolate(
+        "strokes_reach_everyone_and_outlive_their_author_and_the_authority",
+    ) {
         return;
     }
     with_server(|server| {

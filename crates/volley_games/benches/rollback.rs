@@ -11,9 +11,8 @@
 //!
 //! `cargo bench -p volley_games --bench rollback [-- --frames N]`
 
-#[path = "../../../benches/report.rs"]
-mod report;
 use std::time::{Duration, Instant};
+use volley_testkit::report;
 
 use bevy::prelude::*;
 use bevy::time::TimeUpdateStrategy;

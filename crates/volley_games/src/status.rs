@@ -152,13 +152,15 @@ fn update_links(
 #[cfg(not(target_arch = "wasm32"))]
 fn publish() {}
 
-/// Writes the status into the page about four times a second.
+/// Writes the status into the page about four times a second, and at once
+/// when the connection state changes (the page times the start-up by it).
 #[cfg(target_arch = "wasm32")]
-fn publish(status: Res<GameStatus>, mut frames: Local<u32>) {
-    *frames += 1;
-    if *frames % 15 != 1 {
+fn publish(status: Res<GameStatus>, mut frames: Local<u32>, mut state: Local<String>) {
+    *frames = frames.wrapping_add(1);
+    if *frames % 15 != 1 && *state == status.state {
         return;
     }
+    state.clone_from(&status.state);
     let element = web_sys::window()
         .and_then(|w| w.document())
         .and_then(|d| d.get_element_by_id("volley-status"));

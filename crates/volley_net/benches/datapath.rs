@@ -25,15 +25,11 @@
 //! not installed), beside the direct host path: connect time of a pair and
 //! RTT through the relay.
 
-#[path = "../../../tests/support/coturn.rs"]
-mod coturn;
-#[path = "../../../tests/support/netns.rs"]
-mod netns;
-#[path = "../../../benches/report.rs"]
-mod report;
-
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
+use volley_testkit::coturn;
+use volley_testkit::netns;
+use volley_testkit::report;
 
 use matchbox_socket::{PeerId, PeerState, RtcIceServerConfig, WebRtcSocket};
 use serde::{Deserialize, Serialize};

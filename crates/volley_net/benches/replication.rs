@@ -8,11 +8,9 @@
 //!
 //! `cargo bench -p volley_net --bench replication [-- --rounds N]`
 
-#[path = "../../../benches/report.rs"]
-mod report;
-
 use std::hint::black_box;
 use std::time::{Duration, Instant};
+use volley_testkit::report;
 
 use serde::{Deserialize, Serialize};
 use volley_net::codec::{Bincode, Codec};

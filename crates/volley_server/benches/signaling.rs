@@ -17,12 +17,11 @@
 //!
 //! Options: `--rounds N --seconds S --workers W --idle P --volley-threads T`.
 
-#[path = "../../../benches/report.rs"]
-mod report;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+use volley_testkit::report;
 
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::{TcpSocket, TcpStream};

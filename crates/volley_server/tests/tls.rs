@@ -16,33 +16,15 @@ use tokio_rustls::rustls::{ClientConfig, RootCertStore};
 use tokio_tungstenite::MaybeTlsStream;
 use volley_server::tls::TlsConfig;
 use volley_server::{ServerConfig, ServerHandle};
+use volley_testkit::pki::Pki;
 
 use support::{WAIT, event, refusals, start};
 
-/// A CA, and a server certificate it signed for `localhost` and 127.0.0.1:
-/// what a client must trust as a root, and what the server serves.
-struct Pki {
-    root: CertificateDer<'static>,
-    tls: TlsConfig,
-}
-
-fn pki() -> Pki {
-    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
-    let ca_key = KeyPair::generate().unwrap();
-    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca = params.self_signed(&ca_key).unwrap();
-    let issuer = rcgen::Issuer::new(params, ca_key);
-    let key = KeyPair::generate().unwrap();
-    let leaf = CertificateParams::new(vec!["localhost".into(), "127.0.0.1".into()])
-        .unwrap()
-        .signed_by(&key, &issuer)
-        .unwrap();
-    let chain = format!("{}{}", leaf.pem(), ca.pem());
-    Pki {
-        root: ca.der().clone(),
-        tls: TlsConfig::from_pem(chain.as_bytes(), key.serialize_pem().as_bytes()).unwrap(),
-    }
+/// What a client must trust as a root, and what the server serves: a CA
+/// and a `localhost` certificate it signed.
+fn pki() -> (CertificateDer<'static>, TlsConfig) {
+    let pki = Pki::new();
+    (CertificateDer::from(pki.root_der.clone()), pki.server())
 }
 
 fn connector(root: Option<&CertificateDer<'static>>) -> TlsConnector {
@@ -103,7 +85,7 @@ async fn refusals_reach(
 
 #[tokio::test]
 async fn wss_and_https_share_the_port_and_two_peers_meet_over_it() {
-    let Pki { root, tls } = pki();
+    let (root, tls) = pki();
     let server = start(ServerConfig {
         tls: Some(tls),
         ..ServerConfig::default()
@@ -141,7 +123,7 @@ async fn wss_and_https_share_the_port_and_two_peers_meet_over_it() {
 
 #[tokio::test]
 async fn plain_http_to_the_tls_port_is_told_to_use_tls() {
-    let Pki { root, tls } = pki();
+    let (root, tls) = pki();
     let server = start(ServerConfig {
         tls: Some(tls),
         ..ServerConfig::default()
@@ -161,7 +143,7 @@ async fn plain_http_to_the_tls_port_is_told_to_use_tls() {
 
 #[tokio::test]
 async fn broken_slow_and_distrustful_handshakes_are_cut_and_counted() {
-    let Pki { root, tls } = pki();
+    let (root, tls) = pki();
     let handshake_timeout = Duration::from_millis(300);
     let server = start(ServerConfig {
         tls: Some(tls),

@@ -73,6 +73,7 @@ pub(crate) fn bench(args: &[String]) -> Result<(), String> {
             .env("VOLLEY_BENCH_OUT", &raw);
         step(name, run)?;
     }
+    web_start(&raw, quick)?;
     bots_ramp(&raw, quick)?;
     let report = report::compose_report(&raw, &out)?;
     println!("{report}");
@@ -104,15 +105,37 @@ pub(crate) fn git_commit() -> String {
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
         .unwrap_or_default()
 }
-pub(crate) const SECTIONS: [&str; 7] = [
+pub(crate) const SECTIONS: [&str; 8] = [
     "signaling",
     "datapath",
     "relay",
     "rollback",
     "state_sync",
     "codec",
+    "web",
     "bots",
 ];
+/// The web bundles' sizes and start-up in headless Chromium: the release
+/// bundle (built here when out of date), beside the tests' debug one when
+/// it exists.
+fn web_start(raw: &Path, quick: bool) -> Result<(), String> {
+    let release = crate::web::web(true)?;
+    let mut bundles = format!("release={}", release.display());
+    let debug = target_dir().join("web").join("debug");
+    if debug.join("games.json").exists() {
+        bundles += &format!(",debug={}", debug.display());
+    }
+    let mut run = cargo();
+    run.args(["bench", "-p", "volley", "--bench", "web_start", "--"])
+        .args([
+            "--bundles",
+            &bundles,
+            "--runs",
+            if quick { "1" } else { "5" },
+        ])
+        .env("VOLLEY_BENCH_OUT", raw);
+    step("web start-up benchmark", run)
+}
 /// Frames per second a bot must keep to count as keeping up (of 60).
 pub(crate) const KEEPS_UP_FPS: f64 = 55.0;
 /// Bots at scale: concurrent 2-player box_game rooms of headless bots (one

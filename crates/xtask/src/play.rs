@@ -20,7 +20,7 @@ pub(crate) fn play() -> Result<(), String> {
         "  box_game, 2 players in the browser: http://{addr}/play/box_game?room=box_game&players=2"
     );
     println!(
-        "  box_game on the desktop:            cargo run --release --example box_game -- --server ws://{addr} --players 2"
+        "  box_game on the desktop:            cargo run --release -p volley_examples --bin box_game -- --server ws://{addr} --players 2"
     );
     println!();
     let mut server = Command::new(target_dir().join("release").join("volley-server"));

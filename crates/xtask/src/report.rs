@@ -56,15 +56,12 @@ pub(crate) fn compose_report(raw: &Path, out: &Path) -> Result<String, String> {
         md += "\n";
         for row in table["rows"].as_array().into_iter().flatten() {
             let name = row["name"].as_str().unwrap_or_default();
-            let values: Vec<f64> = row["values"]
-                .as_array()
-                .map(|v| v.iter().filter_map(|x| x.as_f64()).collect())
-                .unwrap_or_default();
+            let values = crate::svg::values(row);
             md += &format!("| {name} |");
             for i in 0..columns.len() {
                 md += &format!(" {} |", values.get(i).map_or("–".into(), |v| figure(*v)));
             }
-            if ratio && values.len() >= 2 {
+            if ratio && values.len() >= 2 && values[0].is_finite() && values[1].is_finite() {
                 md += &format!(" {:.2}× |", values[0] / values[1]);
             }
             md += &format!(" {} |\n", before(section, name).map_or("–".into(), figure));
@@ -92,7 +89,9 @@ pub(crate) fn compose_report(raw: &Path, out: &Path) -> Result<String, String> {
     Ok(md)
 }
 pub(crate) fn figure(v: f64) -> String {
-    if v.abs() >= 100.0 {
+    if !v.is_finite() {
+        "–".into()
+    } else if v.abs() >= 100.0 {
         format!("{v:.0}")
     } else if v.abs() >= 1.0 {
         format!("{v:.2}")

@@ -23,11 +23,12 @@ pub(crate) fn plot(table: &serde_json::Value) -> String {
     );
     for (r, row) in rows.iter().enumerate() {
         let y0 = 32.0 + group * r as f64;
-        let values: Vec<f64> = row["values"]
-            .as_array()
-            .map(|v| v.iter().filter_map(|x| x.as_f64()).collect())
-            .unwrap_or_default();
-        let max = values.iter().copied().fold(f64::MIN_POSITIVE, f64::max);
+        let values = values(row);
+        let max = values
+            .iter()
+            .copied()
+            .filter(|v| v.is_finite())
+            .fold(f64::MIN_POSITIVE, f64::max);
         svg += &format!(
             "<text x=\"{}\" y=\"{}\" text-anchor=\"end\">{}</text>\n",
             left - 8.0,
@@ -35,6 +36,10 @@ pub(crate) fn plot(table: &serde_json::Value) -> String {
             escape(row["name"].as_str().unwrap_or_default())
         );
         for (c, v) in values.iter().enumerate() {
+            // A figure a column does not have (null in the JSON).
+            if !v.is_finite() {
+                continue;
+            }
             let y = y0 + bar * c as f64;
             let w = (v / max).max(0.0) * width;
             svg += &format!(
@@ -128,4 +133,13 @@ pub(crate) fn escape(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
+}
+
+/// A table row's values, one per column: a missing figure (JSON null) is
+/// NaN, so that the columns stay in place.
+pub(crate) fn values(row: &serde_json::Value) -> Vec<f64> {
+    row["values"]
+        .as_array()
+        .map(|v| v.iter().map(|x| x.as_f64().unwrap_or(f64::NAN)).collect())
+        .unwrap_or_default()
 }

@@ -47,15 +47,7 @@ pub(crate) fn setup() -> Result<(), String> {
         missing.extend(["chromium", "chromium-driver"]);
     }
     if !missing.is_empty() {
-        let mut update = Command::new("apt-get");
-        update.arg("update");
-        step("apt-get update", update)?;
-        let mut install = Command::new("apt-get");
-        install
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .args(["install", "-y", "--no-install-recommends"])
-            .args(&missing);
-        step(&format!("apt-get install {}", missing.join(" ")), install)?;
+        apt_install(&missing)?;
     }
     setup_wasm()?;
     let has_fmt = succeeds(cargo().args(["fmt", "--version"]));
@@ -68,6 +60,18 @@ pub(crate) fn setup() -> Result<(), String> {
         step("rustup component add rustfmt clippy", rustup)?;
     }
     Ok(())
+}
+/// Debian packages, without their recommendations.
+fn apt_install(packages: &[&str]) -> Result<(), String> {
+    let mut update = Command::new("apt-get");
+    update.arg("update");
+    step("apt-get update", update)?;
+    let mut install = Command::new("apt-get");
+    install
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .args(["install", "-y", "--no-install-recommends"])
+        .args(packages);
+    step(&format!("apt-get install {}", packages.join(" ")), install)
 }
 /// `binary` of crate `krate` at `version`, built from crates.io into
 /// `target/tools` when missing there.

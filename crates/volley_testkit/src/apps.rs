@@ -3,7 +3,7 @@
 use std::time::{Duration, Instant};
 
 use bevy::app::App;
-use volley::bevy::replication::ReplicationStatus;
+use bevy_volley::replication::ReplicationStatus;
 
 /// Updates the apps every 2 ms while `keep_going` (at most `limit`).
 pub fn pump(apps: &mut [App], limit: Duration, mut keep_going: impl FnMut(&mut [App]) -> bool) {

@@ -1,11 +1,7 @@
-//! Shared by the benchmarks (included with `#[path]`): their `--name value`
-//! options, and a result table, printed
+//! The benchmarks' `--name value` options, and a result table, printed
 //! by the benchmark as it likes and written as JSON into `$VOLLEY_BENCH_OUT`
 //! (set by `cargo xtask bench`, which turns the tables into
 //! `target/bench/report.md`, `report.json` and SVG plots).
-
-// Each benchmark uses part of it.
-#![allow(dead_code)]
 
 /// Which way a figure is better.
 #[derive(Clone, Copy)]

@@ -2,9 +2,6 @@
 //! tests and the relay benchmark, with TURN REST credentials
 //! (`use-auth-secret`, the form volley-server's `/api/ice` mints).
 
-// Shared by the tests and the benchmarks.
-#![allow(dead_code)]
-
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};

@@ -1,6 +1,6 @@
 //! An in-process volley-server on 127.0.0.1 for the duration of a test.
 
-use volley::server::{Server, ServerConfig, ServerHandle};
+use volley_server::{Server, ServerConfig, ServerHandle};
 
 /// Runs `test` with a server on an ephemeral port, then shuts it down.
 pub fn with_server(test: impl FnOnce(&ServerHandle)) {

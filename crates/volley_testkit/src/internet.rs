@@ -1,6 +1,6 @@
 //! A simulated internet with home networks behind NAT routers, built inside
 //! the test's own namespaces (the test runs under
-//! [`super::netns::isolate_with_namespaces`]; nothing touches the host).
+//! [`crate::netns::isolate_with_namespaces`]; nothing touches the host).
 //!
 //! The test's namespace is the internet: a bridge `br0` with
 //! [`SERVER_IP`] (203.0.113.0/24, the documentation range) and a default

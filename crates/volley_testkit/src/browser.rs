@@ -4,11 +4,13 @@
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use base64::Engine;
 use serde_json::{Value, json};
-use volley::server::{ServerConfig, ServerHandle};
+use volley_server::{ServerConfig, ServerHandle};
+
+use crate::wait_for;
 
 /// The flags that make headless Chromium render WebGL2 in software and
 /// offer host candidates on the test's own interfaces.
@@ -206,26 +208,12 @@ impl Drop for Browser<'_> {
     }
 }
 
-/// Polls `probe` every 250 ms until it yields, for at most `limit`.
-pub fn wait_for<T>(what: &str, limit: Duration, mut probe: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(value) = probe() {
-            return value;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {limit:?} waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(250));
-    }
-}
-
-/// The cargo target directory of this test build.
+/// The cargo target directory of the running test or benchmark
+/// (`<target>/<profile>/deps/<binary>`).
 pub fn target_dir() -> PathBuf {
-    Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .parent()
-        .map(Path::to_path_buf)
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| Some(exe.parent()?.parent()?.parent()?.to_path_buf()))
         .unwrap_or_else(|| PathBuf::from("target"))
 }
 
@@ -278,12 +266,12 @@ pub fn browser_test_with(
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
     let web = web_bundle();
-    if !super::netns::isolate(name) {
+    if !crate::netns::isolate(name) {
         return;
     }
     let config = ServerConfig {
         web_dir: Some(web),
         ..config
     };
-    super::server::with_server_config(config, |server| test(server, &Driver::start()));
+    crate::server::with_server_config(config, |server| test(server, &Driver::start()));
 }

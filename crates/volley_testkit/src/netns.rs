@@ -15,9 +15,6 @@
 //! (at most 180 s) and returns `false` once it passed (panicking with its
 //! output otherwise); inside, it returns `true` and the test body runs.
 
-// Shared by the tests and the benchmarks; each uses only part of it.
-#![allow(dead_code)]
-
 use std::process::{Command, Stdio};
 
 const INSIDE: &str = "VOLLEY_TEST_NETNS";
@@ -36,7 +33,7 @@ pub fn isolate(test: &str) -> bool {
 
 /// [`isolate`], in a private mount namespace too with a tmpfs on `/run`,
 /// so that the test may add network namespaces of its own (`ip netns add`,
-/// as [`super::internet`] does) without touching the host's.
+/// as [`crate::internet`] does) without touching the host's.
 pub fn isolate_with_namespaces(test: &str) -> bool {
     isolate_in(test, true)
 }

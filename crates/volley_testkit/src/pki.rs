@@ -6,21 +6,31 @@
 use base64::Engine;
 use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair, PublicKeyData};
 use sha2::{Digest, Sha256};
-use volley::net::TlsRoots;
-use volley::server::tls::TlsConfig;
+use volley_net::TlsRoots;
+use volley_server::tls::TlsConfig;
 
 /// A CA and the server certificate it signed.
 pub struct Pki {
     /// The CA's certificate, PEM: what a native client trusts.
     pub root_pem: String,
+    /// The CA's certificate, DER.
+    pub root_der: Vec<u8>,
     /// The server's chain (leaf, CA) and key, PEM.
     pub chain_pem: String,
+    /// The server's private key, PEM.
     pub key_pem: String,
     /// base64(SHA-256(the leaf's SubjectPublicKeyInfo)).
     pub spki_sha256: String,
 }
 
+impl Default for Pki {
+    fn default() -> Self {
+        Pki::new()
+    }
+}
+
 impl Pki {
+    /// A fresh CA and a `localhost`/127.0.0.1 certificate it signed.
     pub fn new() -> Pki {
         let ca_key = KeyPair::generate().expect("a CA key");
         let mut params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
@@ -35,6 +45,7 @@ impl Pki {
         let spki = Sha256::digest(key.subject_public_key_info());
         Pki {
             root_pem: ca.pem(),
+            root_der: ca.der().to_vec(),
             chain_pem: format!("{}{}", leaf.pem(), ca.pem()),
             key_pem: key.serialize_pem(),
             spki_sha256: base64::engine::general_purpose::STANDARD.encode(spki),
