@@ -13,14 +13,16 @@
 //! SwiftShader here, on the CPU.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use volley::server::ServerConfig;
 use volley_testkit::browser::Driver;
 use volley_testkit::report::{Better, Options, Table};
 use volley_testkit::server::with_server_config;
-use volley_testkit::wait_for;
+
+/// How long a page may take to wait for peers.
+const LIMIT: Duration = Duration::from_secs(60);
 
 /// One game's figures in one bundle.
 struct Figures {
@@ -71,7 +73,10 @@ fn main() {
                         "http://{}/play/{game}/?room=bench-{label}-{run}&players=2",
                         server.addr()
                     );
-                    let (f, w, ms) = start_up(&driver, &url);
+                    let Some((f, w, ms)) = start_up(&driver, &url) else {
+                        println!("  {game} run {run}: no status within {LIMIT:?} (no figures)");
+                        break;
+                    };
                     println!(
                         "  {game} run {run}: first frame {f:.0} ms, waiting for peers {w:.0} ms, \
                          then {ms:.1} ms a frame"
@@ -160,38 +165,44 @@ fn read_json(path: &Path) -> Value {
 }
 
 /// Loads `url` in a fresh browser; the page's first frame and waiting for
-/// peers in ms since navigation, and the game's smoothed frame time 2 s
-/// later (what the size-first code costs in frames; 16.7 ms is the
-/// display's pace).
-fn start_up(driver: &Driver, url: &str) -> (f64, f64, f64) {
+/// peers in ms since navigation, and the game's smoothed frame time 5 s
+/// later (what the size-first code costs in frames, SwiftShader's drawing
+/// included; 16.7 ms is the display's pace).
+/// `None` when the game reports no status within [`LIMIT`] (a bundle made
+/// before its game had one).
+fn start_up(driver: &Driver, url: &str) -> Option<(f64, f64, f64)> {
     let browser = driver.browser();
     browser.goto(url);
-    let (first, waiting) = wait_for(
-        "the game to wait for peers",
-        Duration::from_secs(120),
-        || {
-            let v = browser.eval(
-                "return { t: window.volleyTimings || null, \
+    let deadline = Instant::now() + LIMIT;
+    let (first, waiting) = loop {
+        let v = browser.eval(
+            "return { t: window.volleyTimings || null, \
              error: document.body && document.body.dataset.error || null };",
-            );
-            if let Some(error) = v["error"].as_str() {
-                panic!("{url}: the page reported: {error}");
-            }
-            Some((
-                v["t"]["first_frame"].as_f64()?,
-                v["t"]["waiting_for_peers"].as_f64()?,
-            ))
-        },
-    );
-    std::thread::sleep(Duration::from_secs(2));
+        );
+        if let Some(error) = v["error"].as_str() {
+            panic!("{url}: the page reported: {error}");
+        }
+        if let (Some(first), Some(waiting)) = (
+            v["t"]["first_frame"].as_f64(),
+            v["t"]["waiting_for_peers"].as_f64(),
+        ) {
+            break (first, waiting);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    std::thread::sleep(Duration::from_secs(5));
     let frame_ms = browser
         .game_status()
         .and_then(|s| s["frame_ms"].as_f64())
         .unwrap_or(f64::NAN);
-    (first, waiting, frame_ms)
+    Some((first, waiting, frame_ms))
 }
 
+/// The median; NaN (a missing figure) for none.
 fn median(values: &mut [f64]) -> f64 {
     values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
+    values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
 }

@@ -8,6 +8,7 @@ use bevy::prelude::*;
 use serde::{Deserialize, Serialize};
 use volley::bevy::prelude::*;
 use volley_games::launch::{self, Launch};
+use volley_games::status::StatusPlugin;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Greeting(String);
@@ -23,7 +24,7 @@ fn main() {
     let launch = Launch::from_env("hello", None);
     App::new()
         .add_plugins(DefaultPlugins.set(launch::window("volley hello")))
-        .add_plugins(launch.plugin().app_version("hello-1"))
+        .add_plugins((launch.plugin().app_version("hello-1"), StatusPlugin))
         .add_net_message::<Greeting>(Channel::Reliable)
         .init_resource::<Inbox>()
         .add_systems(Startup, setup)
