@@ -2,14 +2,14 @@
 //!
 //! - `ci`: everything CI runs, in order; `.ci/run` calls exactly this:
 //!   set-up (apt packages, wasm32 target, wasm-bindgen-cli), fmt, clippy,
-//!   the wasm32 build and web bundles of the examples, every test
+//!   the wasm32 build and release web bundles of the games, every test
 //!   (including the browser ones, which load those bundles), then the fuzz
 //!   targets' regression inputs and a few seconds of fuzzing each.
 //! - `bench [--quick]`: every benchmark, release builds, against the
 //!   references (installs `matchbox_server` into `target/tools` when
 //!   missing); writes `target/bench/report.md`, `report.json`, SVG plots.
-//! - `web [--release]`: the browser bundles of the examples under
-//!   `target/web/<profile>/<example>/` (content-hashed, precompressed), and
+//! - `web [--release]`: the browser bundles of the games under
+//!   `target/web/<debug|release>/<game>/` (content-hashed, precompressed), and
 //!   the lobby page at `target/web/<profile>/index.html`.
 //! - `play`: the release web bundles (remade when their example changed)
 //!   served by `volley-server` on 127.0.0.1:3536, with the URLs and the

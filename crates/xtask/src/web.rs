@@ -107,10 +107,11 @@ pub(crate) fn build_web(release: bool) -> Result<PathBuf, String> {
     // Every sample game (so each keeps building for the browser); the
     // bundles are made for WEB_GAMES. Release bundles use the size-tuned
     // `web` profile (the workspace's Cargo.toml).
-    let (profile, cargo_profile) = if release {
-        ("release", "web")
+    // (bundle directory, cargo profile, cargo's directory for it)
+    let (profile, cargo_profile, cargo_dir) = if release {
+        ("release", "web", "web")
     } else {
-        ("debug", "dev")
+        ("debug", "dev", "debug")
     };
     let mut build = cargo();
     build.args(["build", "--target", WASM, "-p", "volley_examples", "--bins"]);
@@ -120,10 +121,7 @@ pub(crate) fn build_web(release: bool) -> Result<PathBuf, String> {
         build,
     )?;
     let web = target_dir().join("web").join(profile);
-    // Cargo's directory for the `dev` profile is `debug`.
-    let wasm_dir = target_dir()
-        .join(WASM)
-        .join(if release { "web" } else { "debug" });
+    let wasm_dir = target_dir().join(WASM).join(cargo_dir);
     let shell = std::fs::read_to_string(root().join("assets/web/game.html"))
         .map_err(|e| format!("assets/web/game.html: {e}"))?;
     // Bundles out of date are made side by side: compressing at brotli's
@@ -141,7 +139,7 @@ pub(crate) fn build_web(release: bool) -> Result<PathBuf, String> {
                             println!("    {game}: up to date ({profile})");
                             Ok(manifest.to_string())
                         }
-                        None => bundle(bindgen, game, &input, &out, release, &stamp),
+                        None => bundle(bindgen, game, &input, &out, profile, &stamp),
                     }
                 })
             })
@@ -196,7 +194,7 @@ fn bundle(
     game: &str,
     input: &Path,
     out: &Path,
-    release: bool,
+    profile: &str,
     stamp: &str,
 ) -> Result<String, String> {
     if out.exists() {
@@ -204,6 +202,7 @@ fn bundle(
     }
     let mut run = Command::new(bindgen);
     run.args(["--target", "web", "--no-typescript", "--out-name", game]);
+    let release = profile == "release";
     if release {
         // Function names only serve stack traces; players download every byte.
         run.args(["--remove-name-section", "--remove-producers-section"]);
@@ -225,7 +224,6 @@ fn bundle(
         .len();
     let (gzip, brotli) = compress(&out.join(&hashed_wasm), release)?;
     compress(&out.join(&hashed_js), release)?;
-    let profile = if release { "release" } else { "debug" };
     println!(
         "    {game}: {:.1} MB wasm, {:.1} MB gzip{} ({profile})",
         raw as f64 / 1e6,
