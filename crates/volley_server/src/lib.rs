@@ -27,6 +27,7 @@
 
 #[cfg(feature = "server")]
 pub mod cli;
+pub mod cluster;
 pub mod forwarded;
 pub mod ice;
 pub mod limits;

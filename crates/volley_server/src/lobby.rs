@@ -192,7 +192,7 @@ pub enum Command {
 }
 
 /// A public room as listed by `GET /api/rooms`.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RoomInfo {
     /// What to put in the URL: `name`, or `name?next=N` for a filling group.
     pub id: String,
@@ -266,6 +266,8 @@ pub struct Lobby {
     private: HashMap<String, PrivateCode>,
     /// Private codes held per owner.
     owners: HashMap<IpAddr, usize>,
+    /// Rooms (named, filling or sealed) per name, for [`Lobby::holds`].
+    names: HashMap<String, usize>,
     next_key: RoomKey,
 }
 
@@ -280,6 +282,7 @@ impl Lobby {
             peers: HashMap::new(),
             private: HashMap::new(),
             owners: HashMap::new(),
+            names: HashMap::new(),
             next_key: 0,
         }
     }
@@ -297,6 +300,13 @@ impl Lobby {
     /// Rooms and matches currently holding at least one peer.
     pub fn room_count(&self) -> usize {
         self.rooms.len()
+    }
+
+    /// Whether anything goes by `name`: a room, a `?next=N` group (open or
+    /// sealed) or a reserved private code. A cluster node keeps its claim on
+    /// a name while this holds (see `crate::cluster`).
+    pub fn holds(&self, name: &str) -> bool {
+        self.names.contains_key(name) || self.private.contains_key(name)
     }
 
     /// The members of `peer`'s room or match, in join order (for tests and tools).
@@ -552,6 +562,7 @@ impl Lobby {
     ) -> RoomKey {
         let key = self.next_key;
         self.next_key += 1;
+        *self.names.entry(name.clone()).or_insert(0) += 1;
         self.rooms.insert(
             key,
             Room {
@@ -571,6 +582,12 @@ impl Lobby {
         let Some(room) = self.rooms.remove(&key) else {
             return;
         };
+        if let Some(count) = self.names.get_mut(&room.name) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                self.names.remove(&room.name);
+            }
+        }
         match room.next {
             None => {
                 self.named.remove(&room.name);
@@ -751,6 +768,10 @@ mod tests {
                 }
                 prop_assert_eq!(lobby.peer_count(), seen.len());
                 prop_assert_eq!(lobby.room_count(), model.groups.len());
+                for room in 0..3 {
+                    let name = format!("r{room}");
+                    prop_assert_eq!(lobby.holds(&name), model.groups.iter().any(|g| g.name == name));
+                }
             }
         }
     }

@@ -7,6 +7,7 @@ use metrics_exporter_prometheus::{
 };
 
 const TIME_TO_MATCH: &str = "volley_time_to_match_seconds";
+const REDIS_RTT: &str = "volley_cluster_redis_rtt_seconds";
 
 /// Handles to every metric the server records.
 pub struct Metrics {
@@ -38,6 +39,18 @@ pub struct Metrics {
     pub tls_handshakes: Counter,
     /// Renewed certificates picked up from their files.
     pub tls_reloads: Counter,
+    /// Live cluster nodes, this one included (0 without a cluster).
+    pub cluster_nodes: Gauge,
+    /// Whether Redis answered the last heartbeat (1) or not (0).
+    pub cluster_redis_up: Gauge,
+    /// Seconds per heartbeat: Redis round trips (two, three when a node died).
+    pub cluster_redis_rtt: Histogram,
+    /// Messages received from other nodes.
+    pub cluster_received: Counter,
+    /// Directory look-ups (joins and codes for names this node is not home to).
+    pub cluster_claims: Counter,
+    /// Peers in this node's rooms whose socket is on another node.
+    pub cluster_remote_peers: Gauge,
 }
 
 impl Metrics {
@@ -47,9 +60,13 @@ impl Metrics {
             0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
             60.0,
         ];
+        let rtt = [
+            0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+        ];
         let recorder = PrometheusBuilder::new()
             .set_buckets_for_metric(Matcher::Full(TIME_TO_MATCH.into()), &buckets)
-            .unwrap_or_else(|_| unreachable!("bucket list is not empty"))
+            .and_then(|b| b.set_buckets_for_metric(Matcher::Full(REDIS_RTT.into()), &rtt))
+            .unwrap_or_else(|_| unreachable!("bucket lists are not empty"))
             .build_recorder();
         let handle = recorder.handle();
         let (
@@ -66,6 +83,7 @@ impl Metrics {
             turn_relayed_bytes,
             tls_handshakes,
             tls_reloads,
+            cluster,
         ) = metrics::with_local_recorder(&recorder, || {
             (
                 metrics::gauge!("volley_peers_connected"),
@@ -81,8 +99,24 @@ impl Metrics {
                 metrics::counter!("volley_turn_relayed_bytes_total"),
                 metrics::counter!("volley_tls_handshakes_total"),
                 metrics::counter!("volley_tls_reloads_total"),
+                (
+                    metrics::gauge!("volley_cluster_nodes"),
+                    metrics::gauge!("volley_cluster_redis_up"),
+                    metrics::histogram!(REDIS_RTT),
+                    metrics::counter!("volley_cluster_messages_received_total"),
+                    metrics::counter!("volley_cluster_claims_total"),
+                    metrics::gauge!("volley_cluster_remote_peers"),
+                ),
             )
         });
+        let (
+            cluster_nodes,
+            cluster_redis_up,
+            cluster_redis_rtt,
+            cluster_received,
+            cluster_claims,
+            cluster_remote_peers,
+        ) = cluster;
         Metrics {
             recorder,
             handle,
@@ -99,7 +133,31 @@ impl Metrics {
             turn_relayed_bytes,
             tls_handshakes,
             tls_reloads,
+            cluster_nodes,
+            cluster_redis_up,
+            cluster_redis_rtt,
+            cluster_received,
+            cluster_claims,
+            cluster_remote_peers,
         }
+    }
+
+    /// Counts a message sent to another node, by kind (`join`, `signal`,
+    /// `left`, `deliver`, `close`).
+    pub fn cluster_sent(&self, kind: &'static str) {
+        metrics::with_local_recorder(&self.recorder, || {
+            metrics::counter!("volley_cluster_messages_sent_total", "kind" => kind).increment(1)
+        });
+    }
+
+    /// Counts cluster messages lost: `queue_full` (the publish queue),
+    /// `redis_error` (a publish that failed), `malformed` (one that arrived
+    /// unreadable).
+    pub fn cluster_dropped(&self, reason: &'static str, count: u64) {
+        metrics::with_local_recorder(&self.recorder, || {
+            metrics::counter!("volley_cluster_messages_dropped_total", "reason" => reason)
+                .increment(count)
+        });
     }
 
     /// Counts something the built-in TURN server refused (credentials,

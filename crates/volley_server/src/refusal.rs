@@ -27,8 +27,10 @@ pub enum Answer {
     Cut,
 }
 
-/// The reason the server refuses a request or closes a connection.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+/// The reason the server refuses a request or closes a connection. It
+/// travels between cluster nodes as JSON (a home node closing a peer whose
+/// socket is on another node).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 pub enum Refusal {
     // --- Before the upgrade: HTTP. ---
     /// Every connection slot of the server is taken (`--max-connections`).
@@ -143,6 +145,14 @@ pub enum Refusal {
     /// so the state machine never has to trust its caller).
     #[error("duplicate peer id")]
     DuplicatePeer,
+    /// A cluster node cannot reach Redis, and the room is not one it holds:
+    /// it cannot learn where the room lives (`--redis`). Try again shortly.
+    #[error("the cluster's directory is unreachable: try again shortly")]
+    ClusterUnavailable,
+    /// The cluster node holding the peer's room stopped answering (or this
+    /// node lost its place in the cluster): join the room again.
+    #[error("the server node holding this room was lost: join again")]
+    NodeLost,
 
     // --- Cut without an answer. ---
     /// No complete request head within `--handshake-timeout`.
@@ -193,6 +203,8 @@ impl Refusal {
             InvalidRoomName { .. } => Answer::Close(4003),
             SlowConsumer => Answer::Close(4004),
             DuplicatePeer => Answer::Close(4005),
+            NodeLost => Answer::Close(4006),
+            ClusterUnavailable => Answer::Close(1013),
             HandshakeTimeout | SlowHttpReader | HttpTimeout | TlsHandshakeTimeout
             | TlsHandshakeFailed => Answer::Cut,
         }
@@ -242,6 +254,8 @@ impl Refusal {
             SlowConsumer => "slow_consumer",
             ServerShutdown => "server_shutdown",
             DuplicatePeer => "duplicate_peer",
+            ClusterUnavailable => "cluster_unavailable",
+            NodeLost => "node_lost",
             HandshakeTimeout => "handshake_timeout",
             SlowHttpReader => "slow_http_reader",
             HttpTimeout => "http_timeout",

@@ -42,7 +42,7 @@ pub struct Claims {
 }
 
 /// Why a ticket was refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 pub enum TicketError {
     /// The server requires a ticket and none was given.
     #[error("a ticket is required (?ticket=...)")]

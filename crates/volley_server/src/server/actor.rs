@@ -1,10 +1,13 @@
-//! The one task that owns the [`Lobby`]: feeds it events, carries out its
-//! commands, and publishes the public room list for `GET /api/rooms`.
+//! The one task that owns the node's [`Router`] (and through it the
+//! [`Lobby`](crate::lobby::Lobby)): feeds it events, carries out its actions,
+//! and publishes the public room list for `GET /api/rooms`. In a cluster it
+//! also hands the router's messages, claims and releases to the Redis
+//! driver ([`Link`]) and feeds back what the cluster says.
 //!
-//! It never waits on a peer: messages go into each peer's bounded queue with
-//! `try_send`, and a peer whose queue is full is dropped (closed as
-//! `slow_consumer`) rather than block the actor or lose anyone else's
-//! messages.
+//! It never waits on a peer, nor on Redis: messages go into each peer's
+//! bounded queue with `try_send`, and a peer whose queue is full is dropped
+//! (closed as `slow_consumer`) rather than block the actor or lose anyone
+//! else's messages; cluster messages go into the driver's bounded queue.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -17,7 +20,9 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::MissedTickBehavior;
 use tracing::{debug, warn};
 
-use crate::lobby::{Command, Event, Lobby, PeerId, PrivateRoomError, RoomRequest, ServerMessage};
+use crate::cluster::redis::{ClusterEvent, Link};
+use crate::cluster::{Action, Input, ReserveError, Router};
+use crate::lobby::{Lobby, PeerId, RoomRequest, ServerMessage};
 use crate::metrics::Metrics;
 use crate::refusal::Refusal;
 use crate::wire;
@@ -48,7 +53,7 @@ pub(super) enum ToActor {
     ReservePrivate {
         code: String,
         owner: Option<IpAddr>,
-        reply: oneshot::Sender<Result<(), PrivateRoomError>>,
+        reply: oneshot::Sender<Result<(), ReserveError>>,
     },
     Shutdown,
 }
@@ -56,15 +61,43 @@ pub(super) enum ToActor {
 /// The list's ages are whole seconds: refresh at least this often.
 const ROOMS_MAX_AGE: Duration = Duration::from_secs(1);
 
+/// The cluster as the actor sees it: the driver's handle and its events.
+pub(super) struct ClusterLink {
+    pub link: Link,
+    pub events: mpsc::Receiver<ClusterEvent>,
+}
+
+struct Actor {
+    router: Router,
+    peers: HashMap<PeerId, mpsc::Sender<Outbound>>,
+    metrics: Arc<Metrics>,
+    link: Option<Link>,
+    reservations: HashMap<u64, oneshot::Sender<Result<(), ReserveError>>>,
+    next_request: u64,
+    out: Vec<Action>,
+}
+
 pub(super) async fn run(
-    mut lobby: Lobby,
+    router: Router,
     mut rx: mpsc::Receiver<ToActor>,
+    cluster: Option<ClusterLink>,
     metrics: Arc<Metrics>,
     rooms: watch::Sender<Bytes>,
     rooms_refresh: Duration,
 ) {
-    let mut peers: HashMap<PeerId, mpsc::Sender<Outbound>> = HashMap::new();
-    let mut out = Vec::new();
+    let (link, mut events) = match cluster {
+        Some(c) => (Some(c.link), Some(c.events)),
+        None => (None, None),
+    };
+    let mut actor = Actor {
+        router,
+        peers: HashMap::new(),
+        metrics,
+        link,
+        reservations: HashMap::new(),
+        next_request: 0,
+        out: Vec::new(),
+    };
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut refresh = tokio::time::interval(rooms_refresh.max(Duration::from_millis(10)));
     refresh.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -77,15 +110,20 @@ pub(super) async fn run(
                 Some(message) => message,
                 None => return,
             },
+            Some(event) = async { match &mut events { Some(events) => events.recv().await, None => None } } => {
+                actor.cluster_event(event);
+                rooms_changed = true;
+                continue;
+            }
             _ = tick.tick() => {
-                lobby.handle(Event::Tick { now: Instant::now() }, &mut out);
-                metrics.upkeep();
+                actor.input(Input::Tick { now: Instant::now() });
+                actor.metrics.upkeep();
                 continue;
             }
             _ = refresh.tick() => {
                 let now = Instant::now();
                 if rooms_changed || now.duration_since(published) >= ROOMS_MAX_AGE {
-                    publish(&lobby, &rooms, now);
+                    publish(actor.router.lobby(), &rooms, now);
                     rooms_changed = false;
                     published = now;
                 }
@@ -97,34 +135,141 @@ pub(super) async fn run(
                 let _ = tx.try_send(Outbound::Close(Refusal::ServerShutdown));
             }
             ToActor::Join { peer, room, tx, at } => {
-                peers.insert(peer, tx);
-                lobby.handle(Event::Joined { peer, room, at }, &mut out);
+                actor.peers.insert(peer, tx);
+                actor.input(Input::Joined { peer, room, at });
                 rooms_changed = true;
             }
             ToActor::Signal { from, to, data } => {
-                lobby.handle(Event::Signal { from, to, data }, &mut out);
+                actor.input(Input::Signal { from, to, data });
             }
             ToActor::Left { peer } => {
-                peers.remove(&peer);
-                let at = Instant::now();
-                lobby.handle(Event::Left { peer, at }, &mut out);
+                actor.peers.remove(&peer);
+                actor.input(Input::Left {
+                    peer,
+                    at: Instant::now(),
+                });
                 rooms_changed = true;
             }
             ToActor::ReservePrivate { code, owner, reply } => {
-                let _ = reply.send(lobby.reserve_private_for(&code, owner, Instant::now()));
+                let request = actor.next_request;
+                actor.next_request = actor.next_request.wrapping_add(1);
+                actor.reservations.insert(request, reply);
+                let now = Instant::now();
+                actor.input(Input::ReservePrivate {
+                    request,
+                    code,
+                    owner,
+                    now,
+                });
             }
             ToActor::Shutdown => {
                 shutting_down = true;
-                for (_, tx) in peers.drain() {
+                for (_, tx) in actor.peers.drain() {
                     let _ = tx.try_send(Outbound::Close(Refusal::ServerShutdown));
+                }
+                // The others see this node gone at their next heartbeat.
+                if let Some(link) = actor.link.take() {
+                    link.leave().await;
                 }
             }
         }
-        for command in out.drain(..) {
-            carry_out(command, &mut peers, &metrics);
+    }
+}
+
+impl Actor {
+    fn input(&mut self, input: Input) {
+        self.router.handle(input, &mut self.out);
+        let mut out = std::mem::take(&mut self.out);
+        for action in out.drain(..) {
+            self.carry_out(action);
         }
-        metrics.peers_connected.set(lobby.peer_count() as f64);
-        metrics.rooms.set(lobby.room_count() as f64);
+        self.out = out;
+        self.metrics
+            .peers_connected
+            .set(self.router.local_peers() as f64);
+        self.metrics
+            .rooms
+            .set(self.router.lobby().room_count() as f64);
+        self.metrics
+            .cluster_remote_peers
+            .set(self.router.remote_peers() as f64);
+    }
+
+    fn cluster_event(&mut self, event: ClusterEvent) {
+        let now = Instant::now();
+        let input = match event {
+            ClusterEvent::Claimed { claim, home } => Input::Claimed { claim, home, now },
+            ClusterEvent::FromNode { node, message } => Input::FromNode {
+                node,
+                message,
+                at: now,
+            },
+            ClusterEvent::NodeDown(node) => Input::NodeDown { node, at: now },
+            ClusterEvent::Directory { up } => Input::Directory { up },
+            ClusterEvent::Evicted => Input::Evicted { at: now },
+        };
+        self.input(input);
+    }
+
+    fn carry_out(&mut self, action: Action) {
+        match action {
+            Action::Send { to, message } => {
+                if matches!(message, ServerMessage::Signal { .. }) {
+                    self.metrics.signals_relayed.increment(1);
+                }
+                let text = Utf8Bytes::from(wire::encode(&message));
+                for peer in to {
+                    let Some(tx) = self.peers.get(&peer) else {
+                        continue;
+                    };
+                    if tx.try_send(Outbound::Text(text.clone())).is_err() {
+                        // Full (or already gone): dropping the sender closes the
+                        // peer as too slow; its task then reports `Left`.
+                        warn!("peer {peer} is not reading its socket: closing it");
+                        self.peers.remove(&peer);
+                    }
+                }
+            }
+            Action::Close { peer, reason } => {
+                if let Some(tx) = self.peers.remove(&peer) {
+                    let _ = tx.try_send(Outbound::Close(reason));
+                }
+            }
+            Action::Publish { node, message } => {
+                if let Some(link) = &self.link {
+                    link.publish(node, &message);
+                }
+            }
+            Action::Claim { claim, name } => match &self.link {
+                Some(link) => link.claim(claim, name),
+                // Shutting down: no directory any more.
+                None => self.input(Input::Claimed {
+                    claim,
+                    home: None,
+                    now: Instant::now(),
+                }),
+            },
+            Action::Release { name } => {
+                if let Some(link) = &self.link {
+                    link.release(&name);
+                }
+            }
+            Action::Reserved { request, result } => {
+                if let Some(reply) = self.reservations.remove(&request) {
+                    let _ = reply.send(result);
+                }
+            }
+            Action::MatchFormed { waited, .. } => {
+                self.metrics.matches_formed.increment(1);
+                for wait in waited {
+                    self.metrics.time_to_match.record(wait.as_secs_f64());
+                }
+            }
+            Action::SignalDropped { from, to } => {
+                self.metrics.signals_dropped.increment(1);
+                debug!("dropped a signal from {from} to {to}: not in the same room");
+            }
+        }
     }
 }
 
@@ -135,44 +280,5 @@ fn publish(lobby: &Lobby, rooms: &watch::Sender<Bytes>, now: Instant) {
             rooms.send_replace(Bytes::from(json));
         }
         Err(e) => warn!("cannot serialise the room list: {e}"),
-    }
-}
-
-fn carry_out(
-    command: Command,
-    peers: &mut HashMap<PeerId, mpsc::Sender<Outbound>>,
-    metrics: &Metrics,
-) {
-    match command {
-        Command::Send { to, message } => {
-            if matches!(message, ServerMessage::Signal { .. }) {
-                metrics.signals_relayed.increment(1);
-            }
-            let text = Utf8Bytes::from(wire::encode(&message));
-            for peer in to {
-                let Some(tx) = peers.get(&peer) else { continue };
-                if tx.try_send(Outbound::Text(text.clone())).is_err() {
-                    // Full (or already gone): dropping the sender closes the
-                    // peer as too slow; its task then reports `Left`.
-                    warn!("peer {peer} is not reading its socket: closing it");
-                    peers.remove(&peer);
-                }
-            }
-        }
-        Command::Close { peer, reason } => {
-            if let Some(tx) = peers.remove(&peer) {
-                let _ = tx.try_send(Outbound::Close(reason));
-            }
-        }
-        Command::MatchFormed { waited, .. } => {
-            metrics.matches_formed.increment(1);
-            for wait in waited {
-                metrics.time_to_match.record(wait.as_secs_f64());
-            }
-        }
-        Command::SignalDropped { from, to } => {
-            metrics.signals_dropped.increment(1);
-            debug!("dropped a signal from {from} to {to}: not in the same room");
-        }
     }
 }

@@ -23,6 +23,7 @@ use super::Shared;
 use super::accept::Conn;
 use super::actor::ToActor;
 use super::peer;
+use crate::cluster::ReserveError;
 use crate::forwarded::client_ip;
 use crate::ice::ice_servers;
 use crate::limits::{IpAction, ip_key};
@@ -43,6 +44,7 @@ pub(super) fn router(shared: Arc<Shared>) -> Router {
         )
         .route("/metrics", get(metrics))
         .route("/api/rooms", get(list_rooms).post(create_room))
+        .route("/api/nodes", get(list_nodes))
         .route("/api/ice", get(ice))
         .fallback(signaling_or_web)
         .layer(DefaultBodyLimit::max(4096))
@@ -105,6 +107,13 @@ async fn list_rooms(State(shared): State<Arc<Shared>>) -> Response {
     ([(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
+/// The cluster's live nodes and their advertised URLs (`[]` without a
+/// cluster): where a client goes when its node is lost.
+async fn list_nodes(State(shared): State<Arc<Shared>>) -> Response {
+    let body = shared.nodes.borrow().clone();
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
 /// Room codes: 12 characters without look-alikes (about 59 bits).
 fn room_code() -> String {
     const ALPHABET: &[u8] = b"abcdefghjkmnpqrstuvwxyz23456789";
@@ -138,9 +147,14 @@ async fn create_room(State(shared): State<Arc<Shared>>, request: Request) -> Res
                 )
                     .into_response();
             }
-            Ok(Err(PrivateRoomError::CodeTaken)) => continue,
-            Ok(Err(PrivateRoomError::TooMany(n))) => Refusal::TooManyPrivateRooms(n),
-            Ok(Err(PrivateRoomError::TooManyForOwner(n))) => Refusal::TooManyPrivateRoomsFromIp(n),
+            Ok(Err(ReserveError::Lobby(PrivateRoomError::CodeTaken))) => continue,
+            Ok(Err(ReserveError::Lobby(PrivateRoomError::TooMany(n)))) => {
+                Refusal::TooManyPrivateRooms(n)
+            }
+            Ok(Err(ReserveError::Lobby(PrivateRoomError::TooManyForOwner(n)))) => {
+                Refusal::TooManyPrivateRoomsFromIp(n)
+            }
+            Ok(Err(ReserveError::ClusterUnavailable)) => Refusal::ClusterUnavailable,
             Err(_) => return unavailable(),
         };
         return refuse(&shared, refusal, client);

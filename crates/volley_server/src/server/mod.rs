@@ -33,10 +33,12 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{info, warn};
 
+use crate::cluster::redis::{Cluster, ClusterConfig, ClusterError, EVENT_QUEUE};
+use crate::cluster::{NodeId, Router, RouterConfig};
 use crate::forwarded::TrustedProxy;
 use crate::ice::IceConfig;
 use crate::limits::{IpAction, IpLimits, IpLimitsConfig, SWEEP_EVERY};
-use crate::lobby::{Lobby, LobbyConfig};
+use crate::lobby::LobbyConfig;
 use crate::metrics::Metrics;
 use crate::refusal::Refusal;
 use crate::secret::Secret;
@@ -95,6 +97,9 @@ pub struct ServerConfig {
     pub turn: Option<TurnConfig>,
     /// When set, the port speaks TLS only: `https://` and `wss://`.
     pub tls: Option<TlsConfig>,
+    /// When set, the node shares rooms, matchmaking and the lobby with the
+    /// other nodes of a cluster through Redis (see [`crate::cluster`]).
+    pub cluster: Option<ClusterConfig>,
 }
 
 impl Default for ServerConfig {
@@ -121,6 +126,7 @@ impl Default for ServerConfig {
             max_connections_per_ticket: 2,
             turn: None,
             tls: None,
+            cluster: None,
         }
     }
 }
@@ -142,6 +148,9 @@ pub enum ServerError {
     /// The built-in TURN server could not start.
     #[error(transparent)]
     Turn(#[from] TurnError),
+    /// The node could not join its cluster.
+    #[error(transparent)]
+    Cluster(#[from] ClusterError),
 }
 
 /// What every task shares.
@@ -157,8 +166,11 @@ struct Shared {
     ip_limits: Mutex<IpLimits>,
     /// Open signaling connections per ticket (entries only while open).
     tickets: Mutex<HashMap<Box<str>, usize>>,
-    /// `GET /api/rooms`'s body, published by the actor.
+    /// `GET /api/rooms`'s body, published by the actor (in a cluster, by
+    /// the Redis driver: every node's rooms).
     rooms: watch::Receiver<Bytes>,
+    /// `GET /api/nodes`'s body: the cluster's live nodes (`[]` alone).
+    nodes: watch::Receiver<Bytes>,
 }
 
 /// Locks a mutex whose data stays consistent even if a holder panicked
@@ -285,8 +297,14 @@ pub struct Server {
     shared: Arc<Shared>,
     actor_rx: mpsc::Receiver<ToActor>,
     rooms_tx: watch::Sender<Bytes>,
+    nodes_tx: watch::Sender<Bytes>,
     turn: Option<TurnServer>,
+    cluster: Option<Cluster>,
 }
+
+/// How long a cluster node keeps claiming a room name nothing uses any more
+/// (joins already on their way from other nodes still find it).
+pub const NAME_LINGER: Duration = Duration::from_secs(10);
 
 impl Server {
     /// Binds the listening socket (and starts the TURN server if configured).
@@ -300,7 +318,12 @@ impl Server {
                 })?;
         let (actor, actor_rx) = mpsc::channel(4096);
         let (rooms_tx, rooms) = watch::channel(Bytes::from_static(b"[]"));
+        let (nodes_tx, nodes) = watch::channel(Bytes::from_static(b"[]"));
         let metrics = Arc::new(Metrics::new());
+        let cluster = match config.cluster.clone() {
+            Some(cluster) => Some(Cluster::connect(cluster).await?),
+            None => None,
+        };
         let turn = match config.turn.clone() {
             Some(turn) => Some(start_turn(&turn, &mut config, metrics.clone()).await?),
             None => None,
@@ -308,6 +331,8 @@ impl Server {
         Ok(Server {
             listener,
             turn,
+            cluster,
+            nodes_tx,
             shared: Arc::new(Shared {
                 ip_limits: Mutex::new(IpLimits::new(config.per_ip.clone())),
                 config,
@@ -317,6 +342,7 @@ impl Server {
                 peers: AtomicUsize::new(0),
                 tickets: Mutex::new(HashMap::new()),
                 rooms,
+                nodes,
             }),
             actor_rx,
             rooms_tx,
@@ -343,12 +369,40 @@ impl Server {
             shared,
             actor_rx,
             rooms_tx,
+            nodes_tx,
             turn,
+            cluster,
         } = self;
-        let lobby = Lobby::new(shared.config.lobby.clone());
+        let me = match &cluster {
+            Some(cluster) => cluster.node().clone(),
+            None => NodeId::new("local").unwrap_or_else(|_| unreachable!("a valid id")),
+        };
+        let router = Router::new(RouterConfig {
+            me,
+            clustered: cluster.is_some(),
+            linger: NAME_LINGER,
+            lobby: shared.config.lobby.clone(),
+        });
+        // In a cluster the actor's list is this node's share, merged by the driver.
+        let (rooms_tx, cluster) = match cluster {
+            None => (rooms_tx, None),
+            Some(cluster) => {
+                let (local_tx, local_rx) = watch::channel(Bytes::from_static(b"[]"));
+                let (events_tx, events) = mpsc::channel(EVENT_QUEUE);
+                let link = cluster.start(
+                    events_tx,
+                    shared.metrics.clone(),
+                    local_rx,
+                    rooms_tx,
+                    nodes_tx,
+                );
+                (local_tx, Some(actor::ClusterLink { link, events }))
+            }
+        };
         tokio::spawn(actor::run(
-            lobby,
+            router,
             actor_rx,
+            cluster,
             shared.metrics.clone(),
             rooms_tx,
             shared.config.rooms_refresh,
