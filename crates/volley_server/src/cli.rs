@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::cluster::NodeId;
+use crate::cluster::redis::ClusterConfig;
 use crate::forwarded::TrustedProxy;
 use crate::ice::IceConfig;
 use crate::limits::IpLimitsConfig;
@@ -213,6 +215,26 @@ pub struct ServeArgs {
     /// reopened: the others hear PeerLeft and a newcomer takes the seat. 0s: never.
     #[arg(long, env = "VOLLEY_MATCH_GRACE", default_value = "10s", value_parser = humantime::parse_duration)]
     pub match_grace: Duration,
+    /// Join a cluster: share rooms, `?next=N` matchmaking, private codes and
+    /// the room list with the other nodes on this Redis (`redis://host:port`).
+    #[arg(long, env = "VOLLEY_REDIS", hide_env_values = true)]
+    pub redis: Option<Secret>,
+    /// This node's id in the cluster (A-Za-z0-9_-., at most 64), unique
+    /// among live nodes. Default: `node-` and random letters.
+    #[arg(long, env = "VOLLEY_NODE_ID", requires = "redis")]
+    pub node_id: Option<NodeId>,
+    /// The URL clients reach this node at, listed by `GET /api/nodes`
+    /// (default: `ws://` or `wss://` and --addr).
+    #[arg(long, env = "VOLLEY_ADVERTISE", requires = "redis")]
+    pub advertise: Option<String>,
+    /// A node that does not renew its Redis entry for this long is dead to
+    /// the others: its peers leave their rooms, and peers whose rooms it held
+    /// are told to join again (node_lost). Renewed every third of it.
+    #[arg(long, env = "VOLLEY_NODE_TTL", default_value = "3s", value_parser = humantime::parse_duration)]
+    pub node_ttl: Duration,
+    /// Prefix of the cluster's Redis keys and channels.
+    #[arg(long, env = "VOLLEY_REDIS_PREFIX", default_value = "volley")]
+    pub redis_prefix: String,
     /// Worker threads. One thread serves over 20,000 matches/s on a 2-core
     /// machine at about half the CPU per match of a multi-threaded runtime
     /// (see the signaling benchmark); 0 means one per core, for more capacity.
@@ -228,8 +250,20 @@ impl ServeArgs {
             (Some(cert), Some(key)) => Some(TlsConfig::from_pem_files(cert, key)?),
             _ => None,
         };
+        let scheme = if tls.is_some() { "wss" } else { "ws" };
+        let cluster = self.redis.as_ref().map(|redis| ClusterConfig {
+            redis_url: redis.clone(),
+            node: self.node_id.clone().unwrap_or_else(random_node_id),
+            advertise: self
+                .advertise
+                .clone()
+                .unwrap_or_else(|| format!("{scheme}://{}", self.addr)),
+            node_ttl: self.node_ttl.max(Duration::from_millis(300)),
+            prefix: self.redis_prefix.clone(),
+        });
         Ok(ServerConfig {
             tls,
+            cluster,
             addr: self.addr,
             lobby: LobbyConfig {
                 max_room_size: usize::from(self.max_room_size),
@@ -279,6 +313,17 @@ impl ServeArgs {
             ..ServerConfig::default()
         })
     }
+}
+
+/// `node-` and eight random letters and digits.
+fn random_node_id() -> NodeId {
+    use rand::Rng;
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    let mut rng = rand::rng();
+    let suffix: String = (0..8)
+        .map(|_| char::from(ALPHABET[rng.random_range(0..ALPHABET.len())]))
+        .collect();
+    NodeId::new(format!("node-{suffix}")).unwrap_or_else(|_| unreachable!("a valid id"))
 }
 
 /// `MIN-MAX`, both non-zero ports, `MIN <= MAX`.

@@ -2,7 +2,7 @@
 //! network namespace per WebRTC test ([`netns`]), NAT routers inside it
 //! ([`internet`]), coturn ([`coturn`]), an in-process volley-server
 //! ([`server`]), headless Chromium through chromedriver ([`browser`]),
-//! certificates made at test time ([`pki`]), and the benchmarks' options
+//! certificates made at test time ([`pki`]), a real Redis ([`redis`]), and the benchmarks' options
 //! and result tables ([`report`]).
 //!
 //! Everything here panics with a message on failure: it is test code, and a
@@ -17,6 +17,7 @@ pub mod coturn;
 pub mod internet;
 pub mod netns;
 pub mod pki;
+pub mod redis;
 pub mod report;
 pub mod server;
 

@@ -40,6 +40,10 @@ pub(crate) fn setup() -> Result<(), String> {
     if !succeeds(Command::new("turnserver").arg("--version")) {
         missing.push("coturn");
     }
+    // The cluster tests run a real Redis.
+    if !succeeds(Command::new("redis-server").arg("--version")) {
+        missing.push("redis-server");
+    }
     // The browser end-to-end tests drive Debian's Chromium through chromedriver.
     if !(succeeds(Command::new("chromium").arg("--version"))
         && succeeds(Command::new("chromedriver").arg("--version")))

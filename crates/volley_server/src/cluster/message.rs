@@ -52,6 +52,13 @@ impl NodeId {
     }
 }
 
+impl std::str::FromStr for NodeId {
+    type Err = InvalidNodeId;
+    fn from_str(id: &str) -> Result<Self, Self::Err> {
+        NodeId::new(id)
+    }
+}
+
 impl TryFrom<String> for NodeId {
     type Error = InvalidNodeId;
     fn try_from(id: String) -> Result<Self, Self::Error> {

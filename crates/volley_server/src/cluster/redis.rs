@@ -31,6 +31,7 @@ use tracing::{info, warn};
 use super::message::{NodeId, NodeMessage};
 use crate::lobby::RoomInfo;
 use crate::metrics::Metrics;
+use crate::secret::Secret;
 
 /// Messages waiting to be published; beyond this they are dropped and
 /// counted (`volley_cluster_messages_dropped_total{reason="queue_full"}`).
@@ -70,8 +71,8 @@ return 0
 /// How a node joins a cluster.
 #[derive(Debug, Clone)]
 pub struct ClusterConfig {
-    /// `redis://[user:password@]host:port[/db]`.
-    pub redis_url: String,
+    /// `redis://[user:password@]host:port[/db]` (a secret: it may hold a password).
+    pub redis_url: Secret,
     /// This node's id, unique in the cluster.
     pub node: NodeId,
     /// The URL clients reach this node at (listed by `GET /api/nodes`).
@@ -84,7 +85,7 @@ pub struct ClusterConfig {
 
 impl ClusterConfig {
     /// A cluster on `redis_url` with the defaults (3 s TTL, prefix `volley`).
-    pub fn new(redis_url: impl Into<String>, node: NodeId, advertise: impl Into<String>) -> Self {
+    pub fn new(redis_url: impl Into<Secret>, node: NodeId, advertise: impl Into<String>) -> Self {
         ClusterConfig {
             redis_url: redis_url.into(),
             node,
@@ -165,7 +166,8 @@ impl Cluster {
     /// Connects and registers the node: a clear error when Redis cannot be
     /// reached or the id is taken.
     pub async fn connect(config: ClusterConfig) -> Result<Cluster, ClusterError> {
-        let client = redis::Client::open(config.redis_url.as_str()).map_err(ClusterError::Url)?;
+        let client =
+            redis::Client::open(config.redis_url.expose_str()).map_err(ClusterError::Url)?;
         let at = redis_at(&client);
         let manager = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(REDIS_TIMEOUT))

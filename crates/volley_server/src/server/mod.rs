@@ -539,6 +539,11 @@ mod tests {
                 turn_secret: Some("turn-s3cret".into()),
                 ..IceConfig::default()
             },
+            cluster: Some(ClusterConfig::new(
+                "redis://user:s3cret@127.0.0.1:6379",
+                NodeId::new("n1").unwrap(),
+                "ws://127.0.0.1:3536",
+            )),
             ..ServerConfig::default()
         };
         let shown = format!("{config:?} {config:#?}");
