@@ -44,6 +44,10 @@ pub enum Game {
 pub struct BotRun {
     /// Signaling server base URL (`ws://host:port`).
     pub server: String,
+    /// A cluster's nodes (`ws://host:port` each): when not empty, bot `i`
+    /// of a room joins through node `i % len` instead of `server`, so every
+    /// room spans the nodes.
+    pub servers: Vec<String>,
     /// The game.
     pub game: Game,
     /// Rooms played at once.
@@ -81,6 +85,7 @@ impl BotRun {
     pub fn new(server: &str, rooms: usize, players: usize, frames: i32) -> Self {
         BotRun {
             server: server.trim_end_matches('/').to_string(),
+            servers: Vec::new(),
             game: Game::BoxGame,
             rooms,
             players,
@@ -107,6 +112,16 @@ impl BotRun {
             format!("{}-{room}", self.room_prefix)
         };
         format!("{}/{name}?next={}", self.server, self.players)
+    }
+
+    /// The URL bot `bot` of room `room` joins: [`BotRun::room_url`], through
+    /// its node of [`BotRun::servers`] when there are several.
+    pub fn bot_url(&self, room: usize, bot: usize) -> String {
+        let url = self.room_url(room);
+        match self.servers.get(bot % self.servers.len().max(1)) {
+            Some(node) => url.replacen(&self.server, node.trim_end_matches('/'), 1),
+            None => url,
+        }
     }
 }
 
@@ -332,8 +347,8 @@ pub fn run_rooms(run: &BotRun) -> Vec<RoomReport> {
 pub fn run_rooms_with(run: &BotRun, customize: impl Fn(&mut App, usize, usize)) -> Vec<RoomReport> {
     let mut bots = Vec::new();
     for room in 0..run.rooms {
-        let url = run.room_url(room);
         for i in 0..run.bots_per_room {
+            let url = run.bot_url(room, i);
             let seed = run.seed.wrapping_mul(1_000_003) ^ ((room as u64) << 16 | i as u64);
             let mut app = bot_app(run, &url, seed);
             customize(&mut app, room, i);
@@ -399,4 +414,27 @@ pub fn run_rooms_with(run: &BotRun, customize: impl Fn(&mut App, usize, usize)) 
         report.judge(timed_out);
     }
     reports
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bots_of_a_room_join_through_the_nodes_in_turn() {
+        let mut run = BotRun::new("ws://a:1/", 2, 4, 60);
+        run.room_prefix = "r".into();
+        assert_eq!(run.bot_url(1, 3), "ws://a:1/r-1?next=4");
+        run.servers = vec!["ws://a:1".into(), "ws://b:2/".into(), "ws://c:3".into()];
+        let urls: Vec<String> = (0..4).map(|bot| run.bot_url(0, bot)).collect();
+        assert_eq!(
+            urls,
+            [
+                "ws://a:1/r-0?next=4",
+                "ws://b:2/r-0?next=4",
+                "ws://c:3/r-0?next=4",
+                "ws://a:1/r-0?next=4"
+            ]
+        );
+    }
 }

@@ -13,8 +13,10 @@ use volley_bots::{BotRun, Game, run_rooms};
 #[command(version)]
 struct Cli {
     /// Signaling server, e.g. ws://127.0.0.1:3536 or wss://play.example.
-    #[arg(long, default_value = "ws://127.0.0.1:3536")]
-    server: String,
+    /// Several, comma-separated (a cluster's nodes): each room's bots join
+    /// through them in turn.
+    #[arg(long, default_value = "ws://127.0.0.1:3536", value_delimiter = ',')]
+    server: Vec<String>,
     /// Trust only this PEM certificate (a private CA, or a self-signed
     /// server's own) for a wss:// server, instead of the public web PKI.
     #[arg(long)]
@@ -87,7 +89,14 @@ fn main() -> ExitCode {
         eprintln!("volley-bots: --players must be 2 to 4");
         return ExitCode::from(2);
     }
-    let mut run = BotRun::new(&cli.server, cli.rooms, cli.players, cli.frames);
+    let Some(first) = cli.server.first() else {
+        eprintln!("volley-bots: --server names no server");
+        return ExitCode::from(2);
+    };
+    let mut run = BotRun::new(first, cli.rooms, cli.players, cli.frames);
+    if cli.server.len() > 1 {
+        run.servers = cli.server.clone();
+    }
     if let Some(path) = &cli.tls_root {
         match bevy_volley::TlsRoots::from_pem_file(path) {
             Ok(roots) => run.tls_roots = roots,
