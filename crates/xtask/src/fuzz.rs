@@ -18,7 +18,7 @@ use crate::tools::cargo_install;
 use crate::{cargo, root, step, succeeds, target_dir};
 
 /// Every fuzz target (`fuzz/fuzz_targets/<name>.rs`).
-pub const TARGETS: [&str; 8] = [
+pub const TARGETS: [&str; 9] = [
     "rollback_guard",
     "rollback_match",
     "net_frame",
@@ -27,6 +27,7 @@ pub const TARGETS: [&str; 8] = [
     "drop_notice",
     "signaling",
     "ticket",
+    "cluster",
 ];
 
 /// The cargo-fuzz release `cargo xtask fuzz` installs.
