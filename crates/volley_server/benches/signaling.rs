@@ -15,12 +15,20 @@
 //! 2. *idle*: `--idle` peers join rooms of 8 and stay; reported: the server's
 //!    RSS growth per idle peer.
 //!
-//! Options: `--rounds N --seconds S --workers W --idle P --volley-threads T`.
+//! With `redis-server` on the PATH the same load also runs against volley
+//! clusters of 1, 2 and 3 nodes on one Redis (`--nodes 1,2,3`; `--nodes 0`
+//! skips them): each match's two players join through different nodes in
+//! turn, the CPU per match is the nodes' and Redis' together, and the
+//! time-to-match is the cross-node one. The idle phase runs on single
+//! servers only.
+//!
+//! Options: `--rounds N --seconds S --workers W --idle P --volley-threads T --nodes L`.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+use volley_testkit::redis::Redis;
 use volley_testkit::report;
 
 use futures_util::{SinkExt, StreamExt};
@@ -38,16 +46,31 @@ struct Options {
     idle: usize,
     /// `--threads` for volley-server (1 is its default; 0: one per core).
     volley_threads: usize,
+    /// Cluster sizes measured (empty: none).
+    nodes: Vec<usize>,
 }
 
 fn options() -> Options {
-    let args = report::Options::parse(&["rounds", "seconds", "workers", "idle", "volley-threads"]);
+    let args = report::Options::parse(&[
+        "rounds",
+        "seconds",
+        "workers",
+        "idle",
+        "volley-threads",
+        "nodes",
+    ]);
+    let nodes: String = args.get("nodes", "1,2,3".to_string());
     Options {
         rounds: args.get("rounds", 3),
         seconds: args.get("seconds", 3.0),
         workers: args.get("workers", 32),
         idle: args.get("idle", 10_000),
         volley_threads: args.get("volley-threads", 1),
+        nodes: nodes
+            .split(',')
+            .filter_map(|n| n.trim().parse().ok())
+            .filter(|&n| (1..=3).contains(&n))
+            .collect(),
     }
 }
 
@@ -55,6 +78,8 @@ fn options() -> Options {
 enum Kind {
     Volley,
     Matchbox,
+    /// volley-server nodes on one Redis.
+    Cluster(usize),
 }
 
 impl Kind {
@@ -62,17 +87,54 @@ impl Kind {
         match self {
             Kind::Volley => "volley-server",
             Kind::Matchbox => "matchbox_server",
+            Kind::Cluster(1) => "cluster of 1",
+            Kind::Cluster(2) => "cluster of 2",
+            Kind::Cluster(_) => "cluster of 3",
         }
     }
 }
 
+/// A server: one process, or a cluster's nodes and its Redis.
 struct ServerProcess {
-    child: Child,
-    addr: SocketAddr,
+    children: Vec<Child>,
+    addrs: Vec<SocketAddr>,
+    redis: Option<Redis>,
 }
 
 impl ServerProcess {
     fn start(kind: Kind, matchbox: &Option<PathBuf>, o: &Options) -> ServerProcess {
+        let Kind::Cluster(nodes) = kind else {
+            let (child, addr) = Self::process(kind, matchbox, o, None);
+            return ServerProcess {
+                children: vec![child],
+                addrs: vec![addr],
+                redis: None,
+            };
+        };
+        let redis = Redis::start();
+        let mut children = Vec::new();
+        let mut addrs = Vec::new();
+        for node in 0..nodes {
+            let (child, addr) =
+                Self::process(Kind::Volley, matchbox, o, Some((&redis.url(), node)));
+            children.push(child);
+            addrs.push(addr);
+        }
+        // Every node sees the others (one heartbeat) before the load starts.
+        std::thread::sleep(Duration::from_millis(1200));
+        ServerProcess {
+            children,
+            addrs,
+            redis: Some(redis),
+        }
+    }
+
+    fn process(
+        kind: Kind,
+        matchbox: &Option<PathBuf>,
+        o: &Options,
+        cluster: Option<(&str, usize)>,
+    ) -> (Child, SocketAddr) {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("a free port")
@@ -93,8 +155,12 @@ impl ServerProcess {
                     "0",
                 ]);
                 c.args(["--threads", &o.volley_threads.to_string()]);
+                if let Some((redis, node)) = cluster {
+                    c.args(["--redis", redis, "--node-id", &format!("n{node}")]);
+                }
                 c
             }
+            Kind::Cluster(_) => unreachable!("started node by node"),
             Kind::Matchbox => {
                 let mut c = Command::new(matchbox.as_ref().expect("matchbox binary"));
                 c.arg(addr.to_string());
@@ -117,40 +183,57 @@ impl ServerProcess {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
-        ServerProcess { child, addr }
+        (child, addr)
     }
 
-    fn pid(&self) -> u32 {
-        self.child.id()
+    /// Every process of the server: its nodes and Redis.
+    fn pids(&self) -> Vec<u32> {
+        let mut pids: Vec<u32> = self.children.iter().map(Child::id).collect();
+        pids.extend(self.redis.as_ref().and_then(Redis::pid));
+        pids
     }
 
-    /// (utime, stime) of the whole process.
+    /// (utime, stime) of all its processes together.
     fn cpu_split(&self) -> (Duration, Duration) {
-        let stat =
-            std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).expect("/proc stat");
-        let after = &stat[stat.rfind(')').expect("comm") + 2..];
-        let fields: Vec<&str> = after.split(' ').collect();
-        // Fields 14 and 15 of stat(5), counted after the comm field.
-        let ticks =
-            |i: usize| Duration::from_secs_f64(fields[i].parse::<f64>().unwrap() / clock_ticks());
-        (ticks(11), ticks(12))
+        self.pids()
+            .into_iter()
+            .map(cpu_of)
+            .fold((Duration::ZERO, Duration::ZERO), |(u, s), (pu, ps)| {
+                (u + pu, s + ps)
+            })
     }
 
     fn rss_kib(&self) -> u64 {
-        let status =
-            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).expect("/proc status");
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .expect("VmRSS")
+        self.pids().into_iter().map(rss_of).sum()
     }
+}
+
+/// (utime, stime) of one process.
+fn cpu_of(pid: u32) -> (Duration, Duration) {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("/proc stat");
+    let after = &stat[stat.rfind(')').expect("comm") + 2..];
+    let fields: Vec<&str> = after.split(' ').collect();
+    // Fields 14 and 15 of stat(5), counted after the comm field.
+    let ticks =
+        |i: usize| Duration::from_secs_f64(fields[i].parse::<f64>().unwrap() / clock_ticks());
+    (ticks(11), ticks(12))
+}
+
+fn rss_of(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS")
 }
 
 impl Drop for ServerProcess {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        for child in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 
@@ -211,10 +294,16 @@ fn signal(to: &str, data: &str) -> Message {
 /// One match: two peers meet in a fresh room and complete an offer/answer.
 /// One `?next=2` match with an offer/answer relay: the time to match, and
 /// the two relays' latencies (send → the other peer has it).
-async fn one_match(addr: SocketAddr, worker: usize, n: usize) -> (Duration, [Duration; 2]) {
+/// One 2-player match; in a cluster its players join through two nodes
+/// (taken in turn).
+async fn one_match(addrs: &[SocketAddr], worker: usize, n: usize) -> (Duration, [Duration; 2]) {
     let started = Instant::now();
     let path = format!("w{worker}m{n}?next=2");
-    let (mut a, mut b) = tokio::join!(connect(addr, &path, 2 * n), connect(addr, &path, 2 * n + 1));
+    let node = |i: usize| addrs[(worker + i) % addrs.len()];
+    let (mut a, mut b) = tokio::join!(
+        connect(node(n), &path, 2 * n),
+        connect(node(n + 1), &path, 2 * n + 1)
+    );
     let (a_hello, b_hello) = tokio::join!(next_text(&mut a), next_text(&mut b));
     let a_id = id_of(&a_hello, "IdAssigned").expect("IdAssigned");
     let b_id = id_of(&b_hello, "IdAssigned").expect("IdAssigned");
@@ -258,19 +347,20 @@ struct MatchRun {
 }
 
 async fn match_phase(server: &ServerProcess, o: &Options) -> MatchRun {
-    let addr = server.addr;
+    let addrs = server.addrs.clone();
     let (user_before, system_before) = server.cpu_split();
     let started = Instant::now();
     let until = started + Duration::from_secs_f64(o.seconds);
     let mut tasks = Vec::new();
     for worker in 0..o.workers {
+        let addrs = addrs.clone();
         tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
             let mut relays = Vec::new();
             let mut n = 0;
             while Instant::now() < until {
                 let (waited, relayed) =
-                    tokio::time::timeout(Duration::from_secs(10), one_match(addr, worker, n))
+                    tokio::time::timeout(Duration::from_secs(10), one_match(&addrs, worker, n))
                         .await
                         .expect("a match within 10 s");
                 latencies.push(waited);
@@ -318,7 +408,7 @@ fn idle_steps(o: &Options) -> Vec<usize> {
 async fn idle_phase(server: &ServerProcess, steps: &[usize]) -> Vec<f64> {
     tokio::time::sleep(Duration::from_millis(200)).await;
     let baseline = server.rss_kib();
-    let addr = server.addr;
+    let addr = server.addrs[0];
     let peers = steps.iter().copied().max().unwrap_or(0);
     let mut held = Vec::with_capacity(peers);
     let mut batch = Vec::new();
@@ -380,6 +470,16 @@ fn main() {
             "MATCHBOX_SERVER not set: measuring volley-server alone (cargo xtask bench installs it)"
         );
     }
+    let has_redis = Command::new("redis-server")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if has_redis {
+        kinds.extend(o.nodes.iter().map(|&n| Kind::Cluster(n)));
+    } else if !o.nodes.is_empty() {
+        eprintln!("redis-server not found: no cluster runs (cargo xtask bench installs it)");
+    }
     // The load generator runs on one thread, leaving the other core to the server.
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -398,9 +498,15 @@ fn main() {
             let server = ServerProcess::start(kind, &matchbox, &o);
             let run = runtime.block_on(match_phase(&server, &o));
             drop(server);
-            let server = ServerProcess::start(kind, &matchbox, &o);
-            let idle = runtime.block_on(idle_phase(&server, &idle_steps(&o)));
-            drop(server);
+            // RSS per idle peer is a single server's figure.
+            let idle = if matches!(kind, Kind::Cluster(_)) {
+                Vec::new()
+            } else {
+                let server = ServerProcess::start(kind, &matchbox, &o);
+                let idle = runtime.block_on(idle_phase(&server, &idle_steps(&o)));
+                drop(server);
+                idle
+            };
             let per_match = |d: Duration| d.as_secs_f64() * 1e6 / run.matches.max(1) as f64;
             eprintln!(
                 "round {round} {:>16}: {:>6} matches in {:.1}s, CPU/match {:.0} µs user + {:.0} µs kernel, {:.1} KiB/idle peer",
@@ -461,7 +567,8 @@ fn report(o: &Options, kinds: &[Kind], totals: &mut [Totals]) {
     for kind in kinds {
         header += &format!("{:>16}", kind.name());
     }
-    if kinds.len() == 2 {
+    let versus = kinds.get(1) == Some(&Kind::Matchbox);
+    if versus {
         header += &format!("{:>18}", "volley/matchbox");
     }
     println!("{header}");
@@ -502,12 +609,23 @@ fn report(o: &Options, kinds: &[Kind], totals: &mut [Totals]) {
         for row in &rows {
             line += &format!("{:>16.2}", row[i]);
         }
-        if rows.len() == 2 {
+        if versus {
             line += &format!("{:>17.2}x", rows[0][i] / rows[1][i]);
         }
         println!("{line}");
     }
-    if totals.len() == 2 {
+    // What going through Redis costs: each cluster against the single server.
+    for (k, kind) in kinds.iter().enumerate() {
+        if let Kind::Cluster(n) = kind {
+            println!(
+                "cluster of {n}: {:.0} µs server CPU per match (nodes + Redis), {:+.0} µs ({:.2}x) against one server without Redis",
+                rows[k][1],
+                rows[k][1] - rows[0][1],
+                rows[k][1] / rows[0][1]
+            );
+        }
+    }
+    if versus {
         // The same round's two runs are closest in time: their ratio is the
         // least disturbed by the machine's drift.
         let mut ratios: Vec<f64> = totals[0]

@@ -31,6 +31,11 @@ impl Redis {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
+    /// Its process id while it runs (for CPU accounting).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// Kills it (its data is gone: nothing is saved).
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {

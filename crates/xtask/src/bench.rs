@@ -33,6 +33,8 @@ pub(crate) fn bench(args: &[String]) -> Result<(), String> {
         std::fs::copy(out.join("report.json"), out.join("previous.json"))
             .map_err(|e| format!("previous.json: {e}"))?;
     }
+    // Chromium for the web section, redis-server for the cluster rows.
+    crate::tools::setup()?;
     let matchbox = matchbox_server()?;
     let runs: [BenchRun; 4] = [
         (
