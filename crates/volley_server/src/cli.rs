@@ -315,15 +315,10 @@ impl ServeArgs {
     }
 }
 
-/// `node-` and eight random letters and digits.
+/// `node-` and eight random hex digits.
 fn random_node_id() -> NodeId {
-    use rand::Rng;
-    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
-    let mut rng = rand::rng();
-    let suffix: String = (0..8)
-        .map(|_| char::from(ALPHABET[rng.random_range(0..ALPHABET.len())]))
-        .collect();
-    NodeId::new(format!("node-{suffix}")).unwrap_or_else(|_| unreachable!("a valid id"))
+    let suffix = uuid::Uuid::new_v4().simple().to_string();
+    NodeId::new(format!("node-{}", &suffix[..8])).unwrap_or_else(|_| unreachable!("a valid id"))
 }
 
 /// `MIN-MAX`, both non-zero ports, `MIN <= MAX`.

@@ -69,9 +69,7 @@ fn node(redis: &Redis, id: &str) -> Node {
 async fn http_until(node: &ServerHandle, path: &str, done: impl Fn(&str) -> bool) -> String {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let (_, body) = http_from(node, 250, "GET", path, "")
-            .await
-            .into_status_body();
+        let (_, _, body) = http_from(node, 250, "GET", path, "").await;
         if done(&body) {
             return body;
         }
@@ -81,24 +79,6 @@ async fn http_until(node: &ServerHandle, path: &str, done: impl Fn(&str) -> bool
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-}
-
-trait StatusBody {
-    fn into_status_body(self) -> (u16, String);
-}
-
-impl<H> StatusBody for (u16, H, String) {
-    fn into_status_body(self) -> (u16, String) {
-        (self.0, self.2)
-    }
-}
-
-/// A metric's value in a `/metrics` text (0 when absent).
-fn metric(text: &str, name: &str) -> f64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(' ')))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0.0)
 }
 
 #[test]
@@ -334,9 +314,7 @@ fn without_redis_nodes_keep_their_rooms_and_refuse_the_rest_until_it_returns() {
         let (code, reason) = closed(&mut z).await;
         assert_eq!(code, 1013, "{reason}");
         assert!(reason.contains("unreachable"), "{reason}");
-        let (status, _) = http_from(n0, 250, "POST", "/api/rooms", "")
-            .await
-            .into_status_body();
+        let (status, _, _) = http_from(n0, 250, "POST", "/api/rooms", "").await;
         assert_eq!(status, 503);
         // Redis comes back (empty): the nodes register again and match across.
         redis.restart();
@@ -383,20 +361,4 @@ fn a_node_without_redis_is_a_clear_error() {
         text.starts_with("cannot reach Redis at 127.0.0.1:"),
         "{text}"
     );
-}
-
-/// Polls a node's `/metrics` until `name` reads `value` (bounded).
-async fn metrics_until(node: &ServerHandle, name: &str, value: f64) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let text = metrics(node).await;
-        if metric(&text, name) == value {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{name} never read {value}: {text}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }

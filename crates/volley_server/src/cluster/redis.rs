@@ -18,7 +18,7 @@
 //! from its next renewal, and does the same the other way round.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -50,23 +50,32 @@ pub const MAX_NODE_ENTRY: usize = 4 * 1024 * 1024;
 const REDIS_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Claims the home of a name: the current owner if it is this node or still
-/// alive, else this node.
-const CLAIM: &str = r"
+/// alive, else this node. (A `Script` hashes its code once; calls send the
+/// hash.)
+static CLAIM: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r"
 local owner = redis.call('GET', KEYS[1])
 if owner and (owner == ARGV[1] or redis.call('EXISTS', ARGV[2] .. owner) == 1) then
   return owner
 end
 redis.call('SET', KEYS[1], ARGV[1])
 return ARGV[1]
-";
+",
+    )
+});
 
 /// Releases a name only if this node still owns it.
-const RELEASE: &str = r"
+static RELEASE: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r"
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('DEL', KEYS[1])
 end
 return 0
-";
+",
+    )
+});
 
 /// How a node joins a cluster.
 #[derive(Debug, Clone)]
@@ -97,6 +106,11 @@ impl ClusterConfig {
 
     fn key(&self, kind: &str, id: &str) -> String {
         format!("{}:{kind}:{id}", self.prefix)
+    }
+
+    /// The set of registered nodes, `<p>:nodes`.
+    fn nodes_key(&self) -> String {
+        format!("{}:nodes", self.prefix)
     }
 }
 
@@ -308,8 +322,7 @@ impl Link {
         let events = self.events.clone();
         self.metrics.cluster_claims.increment(1);
         tokio::spawn(async move {
-            let script = redis::Script::new(CLAIM);
-            let mut call = script.key(key);
+            let mut call = CLAIM.key(key);
             call.arg(me).arg(nodes);
             let answer =
                 tokio::time::timeout(REDIS_TIMEOUT, call.invoke_async::<String>(&mut conn));
@@ -331,8 +344,7 @@ impl Link {
         let key = self.config.key("home", name);
         let me = self.config.node.as_str().to_owned();
         tokio::spawn(async move {
-            let script = redis::Script::new(RELEASE);
-            let mut call = script.key(key);
+            let mut call = RELEASE.key(key);
             call.arg(me);
             let _ = tokio::time::timeout(REDIS_TIMEOUT, call.invoke_async::<i64>(&mut conn)).await;
         });
@@ -351,7 +363,7 @@ impl Link {
             .arg(self.config.key("rooms", me))
             .ignore()
             .cmd("SREM")
-            .arg(self.config.key("nodes", ""))
+            .arg(self.config.nodes_key())
             .arg(me)
             .ignore();
         let _ = tokio::time::timeout(REDIS_TIMEOUT, pipe.query_async::<()>(&mut self.conn)).await;
@@ -400,7 +412,7 @@ async fn beat(
 ) -> redis::RedisResult<Beat> {
     let me = config.node.as_str();
     let node_key = config.key("node", me);
-    let nodes_key = config.key("nodes", "");
+    let nodes_key = config.nodes_key();
     let ttl = millis(config.node_ttl);
     let (renewed, members): (Option<String>, Vec<String>) = redis::pipe()
         .cmd("SET")

@@ -294,11 +294,6 @@ impl Router {
         self.remote.len()
     }
 
-    /// Names this node is the home of.
-    pub fn claimed_names(&self) -> usize {
-        self.claims.len()
-    }
-
     /// Feeds one input; appends the resulting actions to `out`.
     pub fn handle(&mut self, input: Input, out: &mut Vec<Action>) {
         match input {

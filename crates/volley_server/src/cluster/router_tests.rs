@@ -32,6 +32,14 @@ struct Heard {
     matches: usize,
 }
 
+impl Heard {
+    fn send(&mut self, to: Vec<PeerId>, message: &ServerMessage) {
+        for peer in to {
+            self.messages.entry(peer).or_default().push(message.clone());
+        }
+    }
+}
+
 /// Nodes, a directory with liveness, and a bus delivering in order.
 struct Cluster {
     nodes: Vec<Router>,
@@ -81,15 +89,7 @@ impl Cluster {
 
     fn act(&mut self, at: usize, action: Action) {
         match action {
-            Action::Send { to, message } => {
-                for peer in to {
-                    self.heard
-                        .messages
-                        .entry(peer)
-                        .or_default()
-                        .push(message.clone());
-                }
-            }
+            Action::Send { to, message } => self.heard.send(to, &message),
             Action::Close { peer, reason } => {
                 assert!(
                     self.heard.closed.insert(peer, reason).is_none(),
@@ -183,15 +183,7 @@ impl Single {
         lobby.handle(event, &mut out);
         for command in out {
             match command {
-                Command::Send { to, message } => {
-                    for peer in to {
-                        self.heard
-                            .messages
-                            .entry(peer)
-                            .or_default()
-                            .push(message.clone());
-                    }
-                }
+                Command::Send { to, message } => self.heard.send(to, &message),
                 Command::Close { peer, reason } => {
                     self.heard.closed.insert(peer, reason);
                 }

@@ -281,3 +281,27 @@ pub fn refusals(text: &str, reason: &str) -> u64 {
         .and_then(|n| n.trim().parse().ok())
         .unwrap_or(0)
 }
+
+/// A metric's value in a `/metrics` text (0 when absent).
+pub fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(' ')))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// Polls a node's `/metrics` until `name` reads `value` (bounded).
+pub async fn metrics_until(node: &ServerHandle, name: &str, value: f64) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = metrics(node).await;
+        if metric(&text, name) == value {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{name} never read {value}: {text}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
