@@ -6,7 +6,8 @@
 //! and time passing, never panics and never sends a message to itself.
 //!
 //! Input: a list of steps, each a kind byte then its data: a join (peer
-//! byte, room byte, next byte), a leave (peer byte), a signal (two peer
+//! byte, room byte, next byte, resume byte), a leave (peer byte), a
+//! connection lost (peer byte), a signal (two peer
 //! bytes), a node message (sender byte, then a packet: u16 LE length and
 //! the message bytes), a node down (node byte), a tick (u8 milliseconds).
 
@@ -18,7 +19,7 @@ use libfuzzer_sys::fuzz_target;
 use matchbox_protocol::PeerId;
 use volley_fuzz::Input as Bytes;
 use volley_server::cluster::{Action, Input, NodeId, NodeMessage, Router, RouterConfig};
-use volley_server::lobby::{LobbyConfig, RoomRequest};
+use volley_server::lobby::{LobbyConfig, RoomRequest, SeatClaim};
 
 /// Steps per input.
 const MAX_STEPS: usize = 256;
@@ -40,6 +41,7 @@ fuzz_target!(|data: &[u8]| {
         linger: Duration::from_millis(5),
         lobby: LobbyConfig {
             max_room_size: 4,
+            seat_hold: Duration::from_millis(50),
             ..LobbyConfig::default()
         },
     });
@@ -51,19 +53,30 @@ fuzz_target!(|data: &[u8]| {
         if input.is_empty() {
             break;
         }
-        let step = match input.u8() % 6 {
+        let step = match input.u8() % 7 {
             0 => {
-                let (p, room, next) = (input.u8(), input.u8(), input.u8());
+                let (p, room, next, resume) = (input.u8(), input.u8(), input.u8(), input.u8());
                 let next = (next % 4 != 0).then_some(usize::from(next % 6));
+                // Newcomers, and peers back with a seat (their own group, a
+                // group any peer opened, sealed or not).
+                let resume = (resume % 3 != 0).then(|| SeatClaim {
+                    group: (resume & 4 != 0).then(|| peer(resume >> 3)),
+                    sealed: resume & 1 != 0,
+                });
                 Input::Joined {
                     peer: peer(p),
                     room: RoomRequest {
                         name: format!("r{}", room % 3),
                         next,
+                        resume,
                     },
                     at: now,
                 }
             }
+            6 => Input::Dropped {
+                peer: peer(input.u8()),
+                at: now,
+            },
             1 => Input::Left {
                 peer: peer(input.u8()),
                 at: now,

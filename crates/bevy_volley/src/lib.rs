@@ -61,7 +61,7 @@ pub mod prelude {
     pub use crate::{
         Channel, ConditionerConfig, ConnectionState, IceConfig, IcePolicy, IceServer, LeftReason,
         NetAppExt, NetPeerEvent, NetReceived, NetSend, NetStats, NetTarget, PeerId, PeerLimits,
-        SessionEvent, TlsRoots, VolleyPlugin, VolleySession, VolleySet,
+        SessionEvent, SignalingState, TlsRoots, VolleyPlugin, VolleySession, VolleySet,
     };
 }
 
@@ -79,6 +79,20 @@ pub enum ConnectionState {
     InGame,
     /// The session ended (server gone, socket closed).
     Left,
+}
+
+/// The signaling server as the session sees it, beside
+/// [`ConnectionState`]: losing it does not end the match (the connections
+/// made stay, and the session comes back to the server by itself), so a
+/// game may just show that it is reconnecting.
+#[derive(States, Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum SignalingState {
+    /// Reachable (or not yet tried).
+    #[default]
+    Up,
+    /// Lost: new peers cannot connect until it is back
+    /// ([`SessionEvent::SignalingLost`] says why).
+    Lost,
 }
 
 /// Where the plugin's systems run, to order game systems against.
@@ -302,6 +316,7 @@ impl Plugin for VolleyPlugin {
             .init_resource::<Registrations>()
             .init_resource::<NetStats>()
             .init_state::<ConnectionState>()
+            .init_state::<SignalingState>()
             .add_message::<NetPeerEvent>()
             .configure_sets(PreUpdate, (VolleySet::Poll, VolleySet::Receive).chain())
             .configure_sets(PostUpdate, VolleySet::Send)
@@ -310,7 +325,7 @@ impl Plugin for VolleyPlugin {
             .add_systems(Last, flush.in_set(VolleySet::Flush))
             .add_systems(
                 PreUpdate,
-                (install, ApplyDeferred, poll)
+                (install, ApplyDeferred, poll, track_signaling)
                     .chain()
                     .in_set(VolleySet::Poll),
             );
@@ -473,6 +488,21 @@ fn poll(
     };
     if wanted != *state.get() {
         next.set(wanted);
+    }
+}
+
+fn track_signaling(
+    session: Option<Res<VolleySession>>,
+    state: Res<State<SignalingState>>,
+    mut next: ResMut<NextState<SignalingState>>,
+) {
+    let Some(volley) = session else { return };
+    let reachable = match volley.session.signaling_up() {
+        true => SignalingState::Up,
+        false => SignalingState::Lost,
+    };
+    if reachable != *state.get() {
+        next.set(reachable);
     }
 }
 

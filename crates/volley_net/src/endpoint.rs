@@ -110,6 +110,8 @@ pub struct Endpoint {
     ping_interval: Duration,
     next_ping: Instant,
     limits: PeerLimits,
+    /// Why the signaling server is away, while it is.
+    signaling_lost: Option<String>,
 }
 
 impl Endpoint {
@@ -139,6 +141,7 @@ impl Endpoint {
             ping_interval,
             next_ping: now,
             limits,
+            signaling_lost: None,
         }
     }
 
@@ -169,6 +172,24 @@ impl Endpoint {
     /// What is known about the link to `peer`.
     pub fn stats(&self, peer: PeerId) -> Option<&PeerStats> {
         self.peers.get(&peer).map(|p| &p.stats)
+    }
+
+    /// Whether the signaling server is reachable (as far as the transport
+    /// knows: `true` before the first connection too).
+    pub fn signaling_up(&self) -> bool {
+        self.signaling_lost.is_none()
+    }
+
+    /// The transport lost the signaling server (why), or is back with it
+    /// (`None`): the game hears of each change.
+    pub fn set_signaling(&mut self, lost: Option<String>) {
+        let event = match (&self.signaling_lost, &lost) {
+            (None, Some(why)) => SessionEvent::SignalingLost(why.clone()),
+            (Some(_), None) => SessionEvent::SignalingRestored,
+            _ => return,
+        };
+        self.signaling_lost = lost;
+        self.events.push_back(event);
     }
 
     /// The transport learnt which path the connection to `peer` took.

@@ -98,6 +98,12 @@ pub enum SessionEvent {
     /// No WebRTC connection to the peer could be made (the reason says why
     /// and what may help, such as a TURN server); it never joined.
     Unreachable(PeerId, String),
+    /// The signaling server was lost (why). Open connections stay; the
+    /// session comes back to the server by itself, keeping its id, when
+    /// the server handed out a resume token (volley-server does).
+    SignalingLost(String),
+    /// Back with the signaling server: new peers can connect again.
+    SignalingRestored,
     /// A peer sent something invalid; it was dropped and counted.
     Error {
         /// Who sent it.

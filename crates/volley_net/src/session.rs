@@ -74,6 +74,12 @@ impl Session {
         self.endpoint.protocol_hash()
     }
 
+    /// Whether the signaling server is reachable (see
+    /// [`SessionEvent::SignalingLost`](crate::SessionEvent)).
+    pub fn signaling_up(&self) -> bool {
+        self.endpoint.signaling_up()
+    }
+
     /// Peers whose handshake is done, in no particular order.
     pub fn connected_peers(&self) -> impl Iterator<Item = PeerId> + '_ {
         self.endpoint.connected_peers()

@@ -10,8 +10,16 @@
 //! The peer already in the room gets `NewPeer` and makes the offer; ICE
 //! candidates travel as a JSON string of `RTCIceCandidateInit` (browsers
 //! may send `"null"` at the end of gathering).
+//!
+//! volley-server adds one event for clients that ask (`?resume` on the
+//! URL): `{"ResumeToken":"<token>"}`, the proof of the client's seat. A
+//! client that loses the server comes back with `?resume=<token>` and gets
+//! its id and seat back; the server then tells it (`NewPeer`) of everyone
+//! in the room, and it offers to those it has no connection with.
 
 use serde::{Deserialize, Serialize};
+
+use crate::PeerId;
 
 /// Largest signaling frame accepted: an SDP with every candidate of a
 /// many-homed host stays well below.
@@ -30,8 +38,42 @@ pub enum PeerSignal {
 
 /// From us to the server.
 pub type Request = matchbox_protocol::PeerRequest<PeerSignal>;
-/// From the server to us.
-pub type Event = matchbox_protocol::PeerEvent<PeerSignal>;
+
+/// From the server to us: matchbox's `PeerEvent`, and volley-server's
+/// resume token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Event {
+    /// Our id; the first message.
+    IdAssigned(PeerId),
+    /// A peer to connect to (we offer).
+    NewPeer(PeerId),
+    /// A peer left the room.
+    PeerLeft(PeerId),
+    /// Signaling from another peer.
+    Signal {
+        /// Who sent it.
+        sender: PeerId,
+        /// What it says.
+        data: PeerSignal,
+    },
+    /// Proof of our seat, to come back with (only checked as text here:
+    /// [`is_resume_token`]).
+    ResumeToken(String),
+}
+
+/// Longest resume token a client keeps.
+pub const MAX_RESUME_TOKEN: usize = 512;
+
+/// Whether `token` can go into a URL as it is (the server's are digits,
+/// dots and base64url), and is not too long: a hostile server's token
+/// must not rewrite the URL it is put into.
+pub fn is_resume_token(token: &str) -> bool {
+    !token.is_empty()
+        && token.len() <= MAX_RESUME_TOKEN
+        && token
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
+}
 
 /// Why a frame from the server was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -61,7 +103,6 @@ pub fn encode_request(request: &Request) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::PeerId;
 
     #[test]
     fn speaks_matchbox_json() {
@@ -89,6 +130,20 @@ mod tests {
             })
         );
         assert!(matches!(decode_event("{}"), Err(SignalError::Malformed(_))));
+        assert_eq!(
+            decode_event(r#"{"ResumeToken":"9.eyJ9.x-_"}"#),
+            Ok(Event::ResumeToken("9.eyJ9.x-_".into()))
+        );
+        assert!(is_resume_token("9.eyJ9.x-_"));
+        for bad in [
+            "",
+            "a&next=9",
+            "a b",
+            "a#",
+            &"x".repeat(MAX_RESUME_TOKEN + 1),
+        ] {
+            assert!(!is_resume_token(bad), "{bad}");
+        }
         let huge = format!(r#"{{"IdAssigned":"{}"}}"#, "x".repeat(MAX_SIGNAL_BYTES));
         assert!(matches!(decode_event(&huge), Err(SignalError::TooLarge(_))));
     }

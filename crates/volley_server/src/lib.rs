@@ -36,6 +36,7 @@ pub mod lobby;
 pub mod metrics;
 pub mod query;
 pub mod refusal;
+pub mod resume;
 pub mod secret;
 #[cfg(feature = "server")]
 pub mod server;

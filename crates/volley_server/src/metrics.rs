@@ -51,6 +51,10 @@ pub struct Metrics {
     pub cluster_claims: Counter,
     /// Peers in this node's rooms whose socket is on another node.
     pub cluster_remote_peers: Gauge,
+    /// Peers that came back with a valid resume token.
+    pub resumes: Counter,
+    /// Seats held for peers whose connection was lost.
+    pub seats_held: Gauge,
 }
 
 impl Metrics {
@@ -84,6 +88,7 @@ impl Metrics {
             tls_handshakes,
             tls_reloads,
             cluster,
+            (resumes, seats_held),
         ) = metrics::with_local_recorder(&recorder, || {
             (
                 metrics::gauge!("volley_peers_connected"),
@@ -106,6 +111,10 @@ impl Metrics {
                     metrics::counter!("volley_cluster_messages_received_total"),
                     metrics::counter!("volley_cluster_claims_total"),
                     metrics::gauge!("volley_cluster_remote_peers"),
+                ),
+                (
+                    metrics::counter!("volley_resumes_total"),
+                    metrics::gauge!("volley_seats_held"),
                 ),
             )
         });
@@ -139,6 +148,8 @@ impl Metrics {
             cluster_received,
             cluster_claims,
             cluster_remote_peers,
+            resumes,
+            seats_held,
         }
     }
 

@@ -18,8 +18,9 @@
 
 use serde::Deserialize;
 
-use crate::lobby::RoomRequest;
+use crate::lobby::{PeerId, RoomRequest};
 use crate::refusal::Refusal;
+use crate::resume::{self, ResumeError};
 
 /// A query string that does not decode: answered `400 Bad Request` before
 /// anything else is looked at.
@@ -37,21 +38,30 @@ pub struct Join<'a> {
     pub next: Option<String>,
     /// `?ticket=`, checked by [`crate::ticket::verify`].
     pub ticket: Option<String>,
+    /// `?resume` (empty: send me resume tokens) or `?resume=<token>` (and
+    /// put me back in my seat), checked by [`Join::resumed`].
+    pub resume: Option<String>,
 }
 
 #[derive(Deserialize)]
 struct JoinQuery {
     next: Option<String>,
     ticket: Option<String>,
+    resume: Option<String>,
 }
 
 /// Splits the signaling URL (`path`, and the query after `?` if any).
 pub fn join<'a>(path: &'a str, query: Option<&str>) -> Result<Join<'a>, QueryError> {
-    let JoinQuery { next, ticket } = form(query)?;
+    let JoinQuery {
+        next,
+        ticket,
+        resume,
+    } = form(query)?;
     Ok(Join {
         room: path.trim_start_matches('/'),
         next,
         ticket,
+        resume,
     })
 }
 
@@ -60,6 +70,30 @@ impl Join<'_> {
     /// close frame) when the room name or `next` is invalid.
     pub fn room_request(&self, max_room_size: usize) -> Result<RoomRequest, Refusal> {
         RoomRequest::parse(self.room, self.next.as_deref(), max_room_size)
+    }
+
+    /// Whether the client takes resume tokens (`?resume`, with or without one).
+    pub fn wants_tokens(&self) -> bool {
+        self.resume.is_some()
+    }
+
+    /// A returning peer (`?resume=<token>`): its id and seat, checked
+    /// against `secret` at `now` (unix seconds) and against the URL's room
+    /// and `next`. `Ok(None)` for a newcomer.
+    pub fn resumed(
+        &self,
+        secret: &[u8],
+        now: u64,
+    ) -> Result<Option<(PeerId, RoomRequest)>, ResumeError> {
+        let Some(token) = self.resume.as_deref().filter(|t| !t.is_empty()) else {
+            return Ok(None);
+        };
+        let (peer, seat) = resume::verify(secret, token, now)?;
+        let next = self.next.as_deref().map(str::parse::<usize>);
+        if seat.name != self.room || next.map(Result::ok) != seat.next.map(Some) {
+            return Err(ResumeError::WrongRoom);
+        }
+        Ok(Some((peer, seat.request())))
     }
 }
 
@@ -97,9 +131,11 @@ mod tests {
             Ok(RoomRequest {
                 name: "arena".into(),
                 next: Some(4),
+                resume: None,
             })
         );
         let bare = super::join("/", None).unwrap();
+        assert!(!bare.wants_tokens());
         assert_eq!((bare.room, bare.next, bare.ticket), ("", None, None));
         // Lossy percent-decoding and stray separators are not errors.
         assert_eq!(
@@ -112,8 +148,45 @@ mod tests {
     }
 
     #[test]
+    fn resume_tokens_are_checked_against_the_url() {
+        use crate::lobby::{Seat, SeatClaim};
+        let peer = PeerId(uuid::Uuid::from_u128(3));
+        let seat = Seat {
+            name: "arena".into(),
+            next: Some(2),
+            claim: SeatClaim {
+                group: Some(peer),
+                sealed: true,
+            },
+        };
+        let token = resume::mint(b"k", peer, &seat, 100);
+        let asks = join("/arena", Some("next=2&resume")).unwrap();
+        assert!(asks.wants_tokens());
+        assert_eq!(asks.resumed(b"k", 1), Ok(None));
+        let back = format!("next=2&resume={token}");
+        assert_eq!(
+            join("/arena", Some(&back)).unwrap().resumed(b"k", 1),
+            Ok(Some((peer, seat.request())))
+        );
+        for (path, query) in [
+            ("/other", back.clone()),
+            ("/arena", format!("next=3&resume={token}")),
+            ("/arena", format!("resume={token}")),
+        ] {
+            let join = join(path, Some(&query)).unwrap();
+            assert_eq!(
+                join.resumed(b"k", 1),
+                Err(ResumeError::WrongRoom),
+                "{path}?{query}"
+            );
+        }
+        let forged = join("/arena", Some(&back)).unwrap();
+        assert_eq!(forged.resumed(b"x", 1), Err(ResumeError::BadSignature));
+    }
+
+    #[test]
     fn repeated_keys_are_refused() {
-        for query in ["next=2&next=3", "ticket=a&ticket=a"] {
+        for query in ["next=2&next=3", "ticket=a&ticket=a", "resume&resume=x"] {
             assert!(join("/r", Some(query)).is_err(), "{query}");
         }
         assert!(ice(Some("room=a&room=b")).is_err());

@@ -12,6 +12,7 @@
 
 use std::time::Duration;
 
+use crate::resume::ResumeError;
 use crate::ticket::TicketError;
 
 /// How a refusal reaches the client.
@@ -79,6 +80,10 @@ pub enum Refusal {
     /// A missing, malformed, expired, forged or too long-lived ticket.
     #[error(transparent)]
     Ticket(#[from] TicketError),
+    /// A malformed, expired, forged or misplaced resume token
+    /// (`?resume=`, see `crate::resume`).
+    #[error(transparent)]
+    Resume(#[from] ResumeError),
     /// The ticket already holds its share of connections
     /// (`--max-connections-per-ticket`).
     #[error("ticket already in use (limit {limit} connections)")]
@@ -153,6 +158,14 @@ pub enum Refusal {
     /// node lost its place in the cluster): join the room again.
     #[error("the server node holding this room was lost: join again")]
     NodeLost,
+    /// A returning peer's seat is gone: its room filled up meanwhile, or its
+    /// group closed. Join afresh.
+    #[error("your seat is gone: join again")]
+    SeatLost,
+    /// The same peer came back on another connection (`?resume=`), which
+    /// replaces this one.
+    #[error("replaced by a newer connection of the same peer")]
+    Replaced,
 
     // --- Cut without an answer. ---
     /// No complete request head within `--handshake-timeout`.
@@ -190,7 +203,7 @@ impl Refusal {
             | RoomCreationRateLimited { .. }
             | TooManyPrivateRoomsFromIp(_)
             | TicketInUse { .. } => Answer::Http(429),
-            Ticket(_) => Answer::Http(401),
+            Ticket(_) | Resume(_) => Answer::Http(401),
             PlainHttpOnTls => Answer::Http(400),
             ServerShutdown => Answer::Close(1001),
             BinaryFrame => Answer::Close(1003),
@@ -204,6 +217,8 @@ impl Refusal {
             SlowConsumer => Answer::Close(4004),
             DuplicatePeer => Answer::Close(4005),
             NodeLost => Answer::Close(4006),
+            SeatLost => Answer::Close(4007),
+            Replaced => Answer::Close(4008),
             ClusterUnavailable => Answer::Close(1013),
             HandshakeTimeout | SlowHttpReader | HttpTimeout | TlsHandshakeTimeout
             | TlsHandshakeFailed => Answer::Cut,
@@ -242,6 +257,7 @@ impl Refusal {
             TooManyPrivateRooms(_) => "too_many_private_rooms",
             TooManyPrivateRoomsFromIp(_) => "too_many_private_rooms_from_ip",
             Ticket(e) => e.label(),
+            Resume(e) => e.label(),
             TicketInUse { .. } => "ticket_in_use",
             RoomFull { .. } => "room_full",
             InvalidNext { .. } => "invalid_next",
@@ -256,6 +272,8 @@ impl Refusal {
             DuplicatePeer => "duplicate_peer",
             ClusterUnavailable => "cluster_unavailable",
             NodeLost => "node_lost",
+            SeatLost => "seat_lost",
+            Replaced => "replaced",
             HandshakeTimeout => "handshake_timeout",
             SlowHttpReader => "slow_http_reader",
             HttpTimeout => "http_timeout",

@@ -38,16 +38,25 @@ pub fn decode_request(text: &str) -> Result<Request, serde_json::Error> {
     )
 }
 
-/// Writes a server message as a matchbox `PeerEvent` JSON text.
-pub fn encode(message: &ServerMessage) -> String {
-    match message {
+/// Writes a server message as a matchbox `PeerEvent` JSON text; `None`
+/// for a seat, which each receiver gets as its own token
+/// ([`encode_token`]).
+pub fn encode(message: &ServerMessage) -> Option<String> {
+    Some(match message {
         ServerMessage::IdAssigned(id) => format!(r#"{{"IdAssigned":"{}"}}"#, id.0),
         ServerMessage::NewPeer(id) => format!(r#"{{"NewPeer":"{}"}}"#, id.0),
         ServerMessage::PeerLeft(id) => format!(r#"{{"PeerLeft":"{}"}}"#, id.0),
         ServerMessage::Signal { sender, data } => {
             format!(r#"{{"Signal":{{"sender":"{}","data":{data}}}}}"#, sender.0)
         }
-    }
+        ServerMessage::Seat(_) => return None,
+    })
+}
+
+/// Writes a resume token (see [`crate::resume`]: base64url and digits
+/// only, nothing to escape) as volley's own event.
+pub fn encode_token(token: &str) -> String {
+    format!(r#"{{"ResumeToken":"{token}"}}"#)
 }
 
 #[cfg(test)]
@@ -80,7 +89,7 @@ mod tests {
             ),
         ];
         for (ours, theirs) in cases {
-            let text = encode(&ours);
+            let text = encode(&ours).unwrap();
             assert_eq!(JsonPeerEvent::from_str(&text).unwrap(), theirs, "{text}");
         }
     }

@@ -16,12 +16,17 @@ use tokio_tungstenite::tungstenite::Message;
 use volley_server::cluster::NodeId;
 use volley_server::cluster::redis::ClusterConfig;
 use volley_server::limits::IpLimitsConfig;
+use volley_server::lobby::LobbyConfig;
 use volley_server::{Server, ServerConfig, ServerHandle};
 use volley_testkit::redis::Redis;
 use volley_testkit::server::run_async;
 
 /// A node's TTL in these tests: a dead node is noticed within about 1.3 s.
 const TTL: Duration = Duration::from_secs(1);
+
+/// How long a lost player's seat is held: players of a dead node are out
+/// of their rooms after TTL + HOLD.
+const HOLD: Duration = Duration::from_secs(1);
 
 struct Node {
     handle: ServerHandle,
@@ -51,6 +56,10 @@ fn node(redis: &Redis, id: &str) -> Node {
     let config = ServerConfig {
         addr: "127.0.0.1:0".parse().unwrap(),
         cluster: Some(cluster),
+        lobby: LobbyConfig {
+            seat_hold: HOLD,
+            ..LobbyConfig::default()
+        },
         per_ip: IpLimitsConfig {
             max_connections: 0,
             joins_per_minute: 0,
@@ -121,7 +130,7 @@ fn players_on_different_nodes_are_matched_and_signal_each_other() {
         })
         .await;
         // The pair leaves: the other hears it across nodes.
-        drop(b);
+        leave(b).await;
         assert_eq!(event(&mut a).await, JsonPeerEvent::PeerLeft(id_b));
         let text = metrics(n1).await;
         assert!(
@@ -265,7 +274,8 @@ fn a_dead_node_is_dropped_and_its_players_come_back_through_another() {
         let (code, reason) = closed(&mut a1).await;
         assert_eq!(code, 4006, "{reason}");
         let noticed = killed.elapsed();
-        // ...while "c" goes on: its members only hear that n0's player left.
+        // ...while "c" goes on: its members only hear that n0's player left,
+        // once its seat's hold ends.
         assert_eq!(event(&mut c2).await, JsonPeerEvent::PeerLeft(id_c0));
         assert_eq!(event(&mut c1).await, JsonPeerEvent::PeerLeft(id_c0));
         signal(&mut c1, id_c2, "3").await;

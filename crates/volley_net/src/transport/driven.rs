@@ -38,6 +38,8 @@ pub(crate) enum Incoming<D> {
     Packet(PeerId, Channel, Vec<u8>, Instant),
     /// The selected candidate pair.
     Link(PeerId, Link),
+    /// The signaling server was lost (why), or is back (`None`).
+    Signaling(Option<String>),
 }
 
 /// The session's side of a transport whose connections run in a
@@ -103,6 +105,7 @@ impl<D: PeerChannels> Transport for Driven<D> {
                     endpoint.peer_unreachable(peer, why);
                 }
                 Incoming::Link(peer, link) => endpoint.set_link(peer, link),
+                Incoming::Signaling(lost) => endpoint.set_signaling(lost),
             }
         }
     }

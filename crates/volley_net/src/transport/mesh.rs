@@ -2,9 +2,10 @@
 //! the signaling connection (matchbox's protocol, see [`crate::signal`])
 //! and one task per peer connection, each built by the platform's
 //! [`Stack`]. Losing the server after we joined is not fatal: the
-//! connections made stay.
+//! connections made stay, and the loop comes back to the server in the
+//! background with its resume token ([`super::comeback`]).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -15,6 +16,7 @@ use futures_util::{FutureExt, StreamExt};
 use web_time::Instant;
 
 use super::TransportError;
+use super::comeback::{Comeback, ConnectError, Next};
 use super::driven::{Driven, Incoming};
 use crate::builder::IceConfig;
 use crate::signal::{self, Event, PeerSignal, Request};
@@ -35,6 +37,14 @@ const RETRY_AFTER: Duration = Duration::from_secs(1);
 /// Between two keepalives to the signaling server (as matchbox).
 const KEEPALIVE: Duration = Duration::from_secs(10);
 
+/// An attempt to come back to the server that has not connected by then
+/// is abandoned (TCP may wait minutes on a network that drops packets).
+const COMEBACK_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Peers the session closed, remembered so that the server's word never
+/// reconnects them; beyond this many, the list starts afresh.
+const CLOSED_KEPT: usize = 1024;
+
 /// Pings answered on arrival per peer per [`PONG_WINDOW`]; more are left
 /// to the session's per-peer limits.
 const PONGS_PER_WINDOW: u32 = 32;
@@ -53,8 +63,13 @@ pub(super) enum Heard {
     Event(Event),
     /// Something else (a ping, an unknown or oversized message): ignored.
     Nothing,
-    /// The connection is gone.
-    Closed(String),
+    /// The connection is gone (with the server's close code, if any).
+    Closed {
+        /// Why.
+        why: String,
+        /// The close frame's code.
+        code: Option<u16>,
+    },
 }
 
 impl Heard {
@@ -91,7 +106,7 @@ pub(super) trait Stack: 'static {
     fn connect(
         url: &str,
         tls: &TlsRoots,
-    ) -> impl Future<Output = Result<(Self::Reader, Self::Writer), String>>;
+    ) -> impl Future<Output = Result<(Self::Reader, Self::Writer), ConnectError>>;
     /// Waits for the server's next message.
     fn next(reader: &mut Self::Reader) -> impl Future<Output = Heard>;
     /// Sends a request to the server.
@@ -150,13 +165,14 @@ async fn connect<S: Stack>(
         match S::connect(url, tls).await {
             Ok(halves) => return Ok(halves),
             Err(e) if attempt < CONNECT_ATTEMPTS => {
-                tracing::warn!("signaling server {url}: {e}; trying again");
+                tracing::warn!("signaling server {url}: {}; trying again", e.why);
                 attempt += 1;
                 futures_timer::Delay::new(RETRY_AFTER).await;
             }
             Err(e) => {
                 return Err(TransportError(format!(
-                    "cannot reach the signaling server at {url}: {e}"
+                    "cannot reach the signaling server at {url}: {}",
+                    e.why
                 )));
             }
         }
@@ -218,18 +234,36 @@ pub(super) fn open<S: Stack>(
 }
 
 /// What woke the message loop.
-enum Woke {
+enum Woke<R, W> {
     Heard(Heard),
+    /// An attempt to come back to the server ended.
+    Back(Result<(R, W), ConnectError>),
     Outgoing(Option<(PeerId, PeerSignal)>),
     /// The session closed a peer (`None`: the session is gone).
     Closed(Option<PeerId>),
-    Ended,
+    /// A peer's connection ended.
+    Ended(PeerId),
     Keepalive,
+}
+
+/// One attempt to come back to the server at `url`, after `wait`.
+async fn come_back<S: Stack>(
+    url: String,
+    tls: TlsRoots,
+    wait: Duration,
+) -> Result<(S::Reader, S::Writer), ConnectError> {
+    futures_timer::Delay::new(wait).await;
+    futures_util::select! {
+        halves = S::connect(&url, &tls).fuse() => halves,
+        () = futures_timer::Delay::new(COMEBACK_TIMEOUT).fuse() => {
+            Err(ConnectError::from(format!("not connected within {COMEBACK_TIMEOUT:?}")))
+        }
+    }
 }
 
 /// The signaling connection and the peer connections, until the session
 /// is dropped (then every connection is closed) or the signaling server
-/// cannot be reached.
+/// cannot be reached at first.
 async fn message_loop<S: Stack>(
     url: String,
     config: Arc<IceConfig>,
@@ -238,9 +272,14 @@ async fn message_loop<S: Stack>(
     incoming: UnboundedSender<Incoming<S::Channels>>,
     mut closes: UnboundedReceiver<PeerId>,
 ) -> Result<(), TransportError> {
-    let (mut reader, mut writer) = connect::<S>(&url, &tls).await?;
-    let mut signaling_up = true;
+    let mut comeback = Comeback::new(&url);
+    let mut link = Some(connect::<S>(&comeback.first_url(), &tls).await?);
+    // Coming back: waiting for our id again, to tell the session.
+    let mut returning = false;
+    let attempt = futures_util::future::Fuse::terminated();
+    futures_util::pin_mut!(attempt);
     let (outgoing, mut signals) = mpsc::unbounded::<(PeerId, PeerSignal)>();
+    let news = incoming.clone();
     let mut peers = Peers::<S> {
         signals: HashMap::new(),
         running: FuturesUnordered::new(),
@@ -248,68 +287,114 @@ async fn message_loop<S: Stack>(
         incoming,
         outgoing,
     };
+    let mut closed = HashSet::new();
     let mut keepalive = futures_timer::Delay::new(KEEPALIVE).fuse();
     loop {
         let woke = {
             let heard = async {
-                if signaling_up {
-                    S::next(&mut reader).await
-                } else {
-                    futures_util::future::pending().await
+                match &mut link {
+                    Some((reader, _)) => S::next(reader).await,
+                    None => futures_util::future::pending().await,
                 }
             };
             futures_util::select! {
                 heard = heard.fuse() => Woke::Heard(heard),
+                back = attempt.as_mut() => Woke::Back(back),
                 out = signals.next() => Woke::Outgoing(out),
                 closed = closes.next() => Woke::Closed(closed),
-                _ = peers.running.select_next_some() => Woke::Ended,
+                peer = peers.running.select_next_some() => Woke::Ended(peer),
                 _ = keepalive => Woke::Keepalive,
             }
         };
+        let mut lost = None;
         match woke {
             Woke::Heard(Heard::Event(event)) => match event {
-                Event::IdAssigned(me) => {
-                    let _ = id.set(me);
-                }
+                Event::IdAssigned(me) => match id.get() {
+                    None => {
+                        let _ = id.set(me);
+                    }
+                    Some(ours) if *ours == me => {
+                        if std::mem::take(&mut returning) {
+                            tracing::info!("back with the signaling server");
+                            comeback.back();
+                            let _ = news.unbounded_send(Incoming::Signaling(None));
+                        }
+                    }
+                    Some(ours) => {
+                        tracing::warn!("the signaling server gave us {me}, not our {ours}");
+                        lost = Some(Next::GiveUp("the server did not give our id back".into()));
+                    }
+                },
+                Event::NewPeer(peer) if closed.contains(&peer) => {}
                 Event::NewPeer(peer) => peers.start(peer, Role::Offerer),
                 Event::PeerLeft(peer) => {
                     peers.signals.remove(&peer);
                 }
                 Event::Signal { sender, data } => {
-                    if matches!(data, PeerSignal::Offer(_)) {
+                    if matches!(data, PeerSignal::Offer(_)) && !closed.contains(&sender) {
                         peers.start(sender, Role::Answerer);
                     }
                     if let Some(to_peer) = peers.signals.get(&sender) {
                         let _ = to_peer.unbounded_send(data);
                     }
                 }
+                Event::ResumeToken(token) => comeback.token(token),
             },
             Woke::Heard(Heard::Nothing) => {}
-            Woke::Heard(Heard::Closed(why)) => {
+            Woke::Heard(Heard::Closed { why, code }) => {
                 if id.get().is_none() {
                     return Err(TransportError(format!("signaling server: {why}")));
                 }
                 tracing::warn!("lost the signaling server ({why}); connected peers stay");
-                signaling_up = false;
+                let _ = news.unbounded_send(Incoming::Signaling(Some(why)));
+                lost = Some(comeback.lost(code));
+            }
+            Woke::Back(Ok(halves)) => {
+                link = Some(halves);
+                returning = true;
+            }
+            Woke::Back(Err(e)) => {
+                tracing::debug!("signaling server still away: {}", e.why);
+                lost = Some(comeback.failed(&e));
             }
             Woke::Outgoing(Some((receiver, data))) => {
-                if signaling_up
-                    && let Err(e) = S::send(&mut writer, &Request::Signal { receiver, data }).await
+                if let Some((_, writer)) = &mut link
+                    && let Err(e) = S::send(writer, &Request::Signal { receiver, data }).await
                 {
                     tracing::warn!("{e}; connected peers stay");
-                    signaling_up = false;
+                    let _ = news.unbounded_send(Incoming::Signaling(Some(e.to_string())));
+                    lost = Some(comeback.lost(None));
                 }
             }
-            Woke::Outgoing(None) | Woke::Ended => {}
+            Woke::Outgoing(None) => {}
+            // Forgotten, so that the server's word can connect it again.
+            Woke::Ended(peer) => {
+                peers.signals.remove(&peer);
+            }
             Woke::Closed(Some(peer)) => {
                 peers.signals.remove(&peer);
+                if closed.len() >= CLOSED_KEPT {
+                    closed.clear();
+                }
+                closed.insert(peer);
             }
             Woke::Closed(None) => break, // the session is gone
             Woke::Keepalive => {
-                if signaling_up {
-                    let _ = S::send(&mut writer, &Request::KeepAlive).await;
+                if let Some((_, writer)) = &mut link {
+                    let _ = S::send(writer, &Request::KeepAlive).await;
                 }
                 keepalive = futures_timer::Delay::new(KEEPALIVE).fuse();
+            }
+        }
+        match lost {
+            None => {}
+            Some(Next::Retry { wait, url }) => {
+                link = None;
+                attempt.set(come_back::<S>(url, tls.clone(), wait).fuse());
+            }
+            Some(Next::GiveUp(why)) => {
+                link = None;
+                tracing::warn!("not coming back to the signaling server: {why}");
             }
         }
     }

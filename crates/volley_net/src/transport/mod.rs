@@ -2,6 +2,7 @@
 //! the [`Endpoint`](crate::Endpoint): it reports connections and packets,
 //! and carries out the endpoint's [`Transmit`](crate::Transmit)s.
 
+mod comeback;
 mod connection;
 mod driven;
 #[cfg(feature = "matchbox")]

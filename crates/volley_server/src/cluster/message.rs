@@ -10,7 +10,7 @@ use matchbox_protocol::PeerId;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use crate::lobby::{RoomRequest, ServerMessage};
+use crate::lobby::{RoomRequest, Seat, SeatClaim, ServerMessage};
 use crate::refusal::Refusal;
 
 /// Largest node message read: a signal (at most the server's message size,
@@ -102,6 +102,9 @@ pub enum NodeMessage {
     Left {
         /// The peer.
         peer: PeerId,
+        /// Without a goodbye: its seat is held (see
+        /// [`crate::lobby::LobbyConfig::seat_hold`]).
+        dropped: bool,
     },
     /// Home → origin: write `message` to these peers of the origin.
     Deliver {
@@ -144,6 +147,8 @@ enum Wire<'a> {
         peer: PeerId,
         room: String,
         next: Option<usize>,
+        #[serde(default)]
+        resume: Option<SeatClaim>,
     },
     Signal {
         from: PeerId,
@@ -153,6 +158,8 @@ enum Wire<'a> {
     },
     Left {
         peer: PeerId,
+        #[serde(default)]
+        dropped: bool,
     },
     Deliver {
         to: Vec<PeerId>,
@@ -175,6 +182,14 @@ enum WireMessage<'a> {
         #[serde(borrow)]
         data: &'a RawValue,
     },
+    Seat(Seat),
+}
+
+/// A room name as a client's would be checked (`next` is the home lobby's
+/// to check, against its own room size).
+fn checked_name(name: String) -> Result<String, NodeMessageError> {
+    RoomRequest::parse(&name, None, 0).map_err(|_| NodeMessageError::InvalidRoom)?;
+    Ok(name)
 }
 
 /// A signal's payload as a raw JSON value; the lobby only relays payloads
@@ -191,13 +206,17 @@ impl NodeMessage {
                 peer: *peer,
                 room: room.name.clone(),
                 next: room.next,
+                resume: room.resume,
             },
             NodeMessage::Signal { from, to, data } => Wire::Signal {
                 from: *from,
                 to: *to,
                 data: raw(data)?,
             },
-            NodeMessage::Left { peer } => Wire::Left { peer: *peer },
+            NodeMessage::Left { peer, dropped } => Wire::Left {
+                peer: *peer,
+                dropped: *dropped,
+            },
             NodeMessage::Deliver { to, message } => Wire::Deliver {
                 to: to.clone(),
                 message: match message {
@@ -208,6 +227,7 @@ impl NodeMessage {
                         sender: *sender,
                         data: raw(data)?,
                     },
+                    ServerMessage::Seat(seat) => WireMessage::Seat(seat.clone()),
                 },
             },
             NodeMessage::Close { peer, reason } => Wire::Close {
@@ -224,23 +244,25 @@ impl NodeMessage {
             return Err(NodeMessageError::TooLarge(bytes.len()));
         }
         Ok(match serde_json::from_slice::<Wire<'_>>(bytes)? {
-            Wire::Join { peer, room, next } => {
-                // The name as a client's would be checked (`next` is the
-                // home lobby's to check, against its own room size).
-                let room = RoomRequest::parse(&room, None, 0)
-                    .map_err(|_| NodeMessageError::InvalidRoom)?
-                    .name;
-                NodeMessage::Join {
-                    peer,
-                    room: RoomRequest { name: room, next },
-                }
-            }
+            Wire::Join {
+                peer,
+                room,
+                next,
+                resume,
+            } => NodeMessage::Join {
+                peer,
+                room: RoomRequest {
+                    name: checked_name(room)?,
+                    next,
+                    resume,
+                },
+            },
             Wire::Signal { from, to, data } => NodeMessage::Signal {
                 from,
                 to,
                 data: data.get().to_owned(),
             },
-            Wire::Left { peer } => NodeMessage::Left { peer },
+            Wire::Left { peer, dropped } => NodeMessage::Left { peer, dropped },
             Wire::Deliver { to, message } => {
                 if to.len() > MAX_RECIPIENTS {
                     return Err(NodeMessageError::TooManyRecipients(to.len()));
@@ -253,6 +275,10 @@ impl NodeMessage {
                         sender,
                         data: data.get().to_owned(),
                     },
+                    WireMessage::Seat(seat) => ServerMessage::Seat(Seat {
+                        name: checked_name(seat.name)?,
+                        ..seat
+                    }),
                 };
                 NodeMessage::Deliver { to, message }
             }
@@ -277,6 +303,10 @@ mod tests {
                 room: RoomRequest {
                     name: "arena".into(),
                     next: Some(4),
+                    resume: Some(SeatClaim {
+                        group: Some(id(8)),
+                        sealed: true,
+                    }),
                 },
             },
             NodeMessage::Signal {
@@ -284,7 +314,21 @@ mod tests {
                 to: id(2),
                 data: r#"{"Offer":"v=0\r\n"}"#.into(),
             },
-            NodeMessage::Left { peer: id(3) },
+            NodeMessage::Left {
+                peer: id(3),
+                dropped: true,
+            },
+            NodeMessage::Deliver {
+                to: vec![id(3)],
+                message: ServerMessage::Seat(Seat {
+                    name: "arena".into(),
+                    next: None,
+                    claim: SeatClaim {
+                        group: None,
+                        sealed: false,
+                    },
+                }),
+            },
             NodeMessage::Deliver {
                 to: vec![id(1), id(2)],
                 message: ServerMessage::Signal {
@@ -313,6 +357,13 @@ mod tests {
         let bad_room = format!(r#"{{"Join":{{"peer":"{peer}","room":"a b","next":null}}}}"#);
         assert!(matches!(
             NodeMessage::decode(bad_room.as_bytes()),
+            Err(NodeMessageError::InvalidRoom)
+        ));
+        let bad_seat = format!(
+            r#"{{"Deliver":{{"to":["{peer}"],"message":{{"Seat":{{"name":"a/b","next":null,"claim":{{"group":null,"sealed":false}}}}}}}}}}"#
+        );
+        assert!(matches!(
+            NodeMessage::decode(bad_seat.as_bytes()),
             Err(NodeMessageError::InvalidRoom)
         ));
         let extra = format!(r#"{{"Left":{{"peer":"{peer}","x":1}}}}"#);

@@ -663,6 +663,7 @@ mod tests {
     fn messages_from_other_nodes_are_read_strictly() {
         let message = NodeMessage::Left {
             peer: matchbox_protocol::PeerId(uuid::Uuid::from_u128(1)),
+            dropped: false,
         };
         let payload = format!("n1\n{}", message.encode().unwrap());
         let (node, read) = read_message(payload.as_bytes()).unwrap();

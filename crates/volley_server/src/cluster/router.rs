@@ -64,8 +64,15 @@ pub enum Input {
         /// Raw JSON.
         data: String,
     },
-    /// A peer of this node is gone.
+    /// A peer of this node said goodbye, or was closed.
     Left {
+        /// The peer.
+        peer: PeerId,
+        /// When.
+        at: Instant,
+    },
+    /// A peer of this node was lost without a goodbye: its seat is held.
+    Dropped {
         /// The peer.
         peer: PeerId,
         /// When.
@@ -306,18 +313,8 @@ impl Router {
                 }),
                 Some(Seat::Claiming) | None => out.push(Action::SignalDropped { from, to }),
             },
-            Input::Left { peer, at } => match self.local.remove(&peer) {
-                Some(Seat::Here(name)) => {
-                    self.feed(Event::Left { peer, at }, out);
-                    self.unused_since(&name, at);
-                }
-                Some(Seat::At(home, _)) => out.push(Action::Publish {
-                    node: home,
-                    message: NodeMessage::Left { peer },
-                }),
-                // A pending claim finds the peer gone when it is answered.
-                Some(Seat::Claiming) | None => {}
-            },
+            Input::Left { peer, at } => self.local_left(peer, false, at, out),
+            Input::Dropped { peer, at } => self.local_left(peer, true, at, out),
             Input::Tick { now } => self.tick(now, out),
             Input::ReservePrivate {
                 request,
@@ -358,13 +355,43 @@ impl Router {
         self.claims.contains_key(name) && !self.detached.contains(name)
     }
 
+    fn local_left(&mut self, peer: PeerId, dropped: bool, at: Instant, out: &mut Vec<Action>) {
+        match self.local.remove(&peer) {
+            Some(Seat::Here(name)) => {
+                let event = match dropped {
+                    true => Event::Dropped { peer, at },
+                    false => Event::Left { peer, at },
+                };
+                self.feed(event, out);
+                self.unused_since(&name, at);
+            }
+            Some(Seat::At(home, _)) => out.push(Action::Publish {
+                node: home,
+                message: NodeMessage::Left { peer, dropped },
+            }),
+            // A pending claim finds the peer gone when it is answered.
+            Some(Seat::Claiming) | None => {}
+        }
+    }
+
     fn local_join(&mut self, peer: PeerId, room: RoomRequest, at: Instant, out: &mut Vec<Action>) {
-        if self.local.contains_key(&peer) || self.remote.contains_key(&peer) {
+        let known = self.local.contains_key(&peer) || self.remote.contains_key(&peer);
+        if known && room.resume.is_none() {
             out.push(Action::Close {
                 peer,
                 reason: Refusal::DuplicatePeer,
             });
             return;
+        }
+        // A returning peer's old connection on another node gives way.
+        if let Some(old) = self.remote.remove(&peer) {
+            out.push(Action::Publish {
+                node: old.node,
+                message: NodeMessage::Close {
+                    peer,
+                    reason: Refusal::Replaced,
+                },
+            });
         }
         if !self.config.clustered || self.is_home(&room.name) {
             self.admit_local(peer, room, at, out);
@@ -521,7 +548,11 @@ impl Router {
     ) {
         match message {
             NodeMessage::Join { peer, room } => {
-                if self.local.contains_key(&peer) || self.remote.contains_key(&peer) {
+                let known = self.local.contains_key(&peer) || self.remote.contains_key(&peer);
+                if known && room.resume.is_some() {
+                    self.replace_elsewhere(peer, &node, out);
+                }
+                if known && room.resume.is_none() {
                     out.push(Action::Publish {
                         node,
                         message: NodeMessage::Close {
@@ -558,11 +589,15 @@ impl Router {
                     out.push(Action::SignalDropped { from, to });
                 }
             }
-            NodeMessage::Left { peer } => {
+            NodeMessage::Left { peer, dropped } => {
                 if self.remote.get(&peer).is_some_and(|r| r.node == node)
                     && let Some(remote) = self.remote.remove(&peer)
                 {
-                    self.feed(Event::Left { peer, at }, out);
+                    let event = match dropped {
+                        true => Event::Dropped { peer, at },
+                        false => Event::Left { peer, at },
+                    };
+                    self.feed(event, out);
                     self.unused_since(&remote.name, at);
                 }
             }
@@ -586,18 +621,42 @@ impl Router {
         }
     }
 
-    /// A dead node's peers leave this node's rooms; this node's peers whose
+    /// A returning peer (`from` `node`) whose old connection is still
+    /// known here: the old one is closed, wherever it is.
+    fn replace_elsewhere(&mut self, peer: PeerId, node: &NodeId, out: &mut Vec<Action>) {
+        if let Some(old) = self.remote.remove(&peer)
+            && old.node != *node
+        {
+            out.push(Action::Publish {
+                node: old.node,
+                message: NodeMessage::Close {
+                    peer,
+                    reason: Refusal::Replaced,
+                },
+            });
+        }
+        if self.local.remove(&peer).is_some() {
+            out.push(Action::Close {
+                peer,
+                reason: Refusal::Replaced,
+            });
+        }
+    }
+
+    /// A dead node's peers are away from this node's rooms (their seats
+    /// held: they come back through another node); this node's peers whose
     /// rooms lived there are told to join again.
     fn node_down(&mut self, node: &NodeId, at: Instant, out: &mut Vec<Action>) {
-        let gone: Vec<PeerId> = self
+        let mut gone: Vec<PeerId> = self
             .remote
             .iter()
             .filter(|(_, r)| r.node == *node)
             .map(|(p, _)| *p)
             .collect();
+        gone.sort();
         for peer in gone {
             if let Some(remote) = self.remote.remove(&peer) {
-                self.feed(Event::Left { peer, at }, out);
+                self.feed(Event::Dropped { peer, at }, out);
                 self.unused_since(&remote.name, at);
             }
         }
@@ -608,9 +667,10 @@ impl Router {
     /// peers homed elsewhere to join again, and asks whether its names are
     /// still its own.
     fn evicted(&mut self, at: Instant, out: &mut Vec<Action>) {
-        let gone: Vec<(PeerId, Remote)> = self.remote.drain().collect();
+        let mut gone: Vec<(PeerId, Remote)> = self.remote.drain().collect();
+        gone.sort_by_key(|(peer, _)| *peer);
         for (peer, remote) in gone {
-            self.feed(Event::Left { peer, at }, out);
+            self.feed(Event::Dropped { peer, at }, out);
             self.unused_since(&remote.name, at);
         }
         self.close_homed_elsewhere(|_| true, out);

@@ -244,7 +244,7 @@ proptest! {
                     let peer = id(joined.len() as u128 + 1);
                     joined.push((peer, node));
                     left.push(false);
-                    let room = RoomRequest { name: format!("r{room}"), next };
+                    let room = RoomRequest { name: format!("r{room}"), next, resume: None };
                     cluster.input(node, Input::Joined { peer, room: room.clone(), at }, at);
                     single.feed(&mut lobby, Event::Joined { peer, room, at });
                 }
@@ -311,7 +311,10 @@ fn a_thousand_players_over_three_nodes_make_250_groups_of_four() {
         assert_eq!(heard[0], ServerMessage::IdAssigned(peer));
         if !group_of.contains_key(&peer) {
             let mut group = vec![peer];
-            for message in &heard[1..] {
+            let told = heard[1..]
+                .iter()
+                .filter(|m| !matches!(m, ServerMessage::Seat(_)));
+            for message in told {
                 let ServerMessage::NewPeer(other) = message else {
                     panic!("unexpected {message:?}")
                 };
@@ -341,8 +344,9 @@ fn a_thousand_players_over_three_nodes_make_250_groups_of_four() {
     );
 }
 
-/// A node that dies takes its peers out of rooms homed elsewhere, and the
-/// peers whose rooms it was home to are told to join again.
+/// A node that dies leaves its peers' seats held in rooms homed elsewhere
+/// (they come back through another node, or leave when the hold ends),
+/// and the peers whose rooms it was home to are told to join again.
 #[test]
 fn a_dead_node_leaves_the_others_working() {
     let mut cluster = Cluster::new(3, LobbyConfig::default(), Duration::from_secs(10));
@@ -363,10 +367,66 @@ fn a_dead_node_leaves_the_others_working() {
     join(&mut cluster, 5, 2, "b");
     join(&mut cluster, 6, 2, "c"); // home of c: n2, untouched
     join(&mut cluster, 7, 1, "c");
+    let seat_of = |cluster: &Cluster, peer: u128| {
+        let heard = &cluster.heard.messages[&id(peer)];
+        heard.iter().rev().find_map(|m| match m {
+            ServerMessage::Seat(seat) => Some(seat.clone()),
+            _ => None,
+        })
+    };
+    let four = seat_of(&cluster, 4).unwrap();
+    let before = |cluster: &Cluster, peer: u128| cluster.heard.messages[&id(peer)].len();
+    let (heard3, heard5) = (before(&cluster, 3), before(&cluster, 5));
     cluster.kill(0, now);
     // Peer 2 (on n1) was in a room homed on n0: told to join again.
     assert_eq!(cluster.heard.closed.get(&id(2)), Some(&Refusal::NodeLost));
-    // Peer 4 (on n0) was in b, homed on n1: its room-mates hear it left.
+    // Peer 4 (on n0) was in b, homed on n1: its seat is held, its
+    // room-mates hear nothing.
+    assert_eq!(
+        cluster.nodes[1].lobby().room_of(id(3)).unwrap(),
+        [id(3), id(4), id(5)]
+    );
+    assert_eq!((before(&cluster, 3), before(&cluster, 5)), (heard3, heard5));
+    // It comes back through n2 with its seat: it learns its room-mates
+    // (it offers to those it lost), and they hear nothing.
+    cluster.input(
+        2,
+        Input::Joined {
+            peer: id(4),
+            room: four.request(),
+            at: now,
+        },
+        now,
+    );
+    let told: Vec<ServerMessage> = cluster.heard.messages[&id(4)]
+        .iter()
+        .rev()
+        .take(4)
+        .rev()
+        .cloned()
+        .collect();
+    assert_eq!(
+        told,
+        [
+            ServerMessage::IdAssigned(id(4)),
+            ServerMessage::NewPeer(id(3)),
+            ServerMessage::NewPeer(id(5)),
+            ServerMessage::Seat(four),
+        ]
+    );
+    assert_eq!((before(&cluster, 3), before(&cluster, 5)), (heard3, heard5));
+    assert_eq!(cluster.nodes[1].lobby().away_count(), 0);
+    // Gone again for good: its room-mates hear it left once the hold ends.
+    cluster.input(
+        2,
+        Input::Dropped {
+            peer: id(4),
+            at: now,
+        },
+        now,
+    );
+    let hold = LobbyConfig::default().seat_hold;
+    cluster.input(1, Input::Tick { now: now + hold }, now + hold);
     for peer in [3, 5] {
         let last = cluster.heard.messages[&id(peer)].last().cloned();
         assert_eq!(last, Some(ServerMessage::PeerLeft(id(4))), "peer {peer}");
@@ -569,7 +629,10 @@ fn nodes_cannot_speak_for_other_nodes_peers() {
     );
     let before = cluster.heard.messages.clone();
     let forged = [
-        NodeMessage::Left { peer: id(2) },
+        NodeMessage::Left {
+            peer: id(2),
+            dropped: false,
+        },
         NodeMessage::Signal {
             from: id(2),
             to: id(1),

@@ -25,7 +25,11 @@ use crate::cluster::{Action, Input, ReserveError, Router};
 use crate::lobby::{Lobby, PeerId, RoomRequest, ServerMessage};
 use crate::metrics::Metrics;
 use crate::refusal::Refusal;
+use crate::resume;
+use crate::secret::Secret;
 use crate::wire;
+
+use super::http::unix_now;
 
 /// What a peer's connection task receives from the actor.
 #[derive(Debug)]
@@ -38,8 +42,13 @@ pub(super) enum Outbound {
 pub(super) enum ToActor {
     Join {
         peer: PeerId,
+        /// Which of the peer's connections this is (a returning peer's
+        /// new one replaces the old).
+        connection: u64,
         room: RoomRequest,
         tx: mpsc::Sender<Outbound>,
+        /// The client takes resume tokens (`?resume`).
+        tokens: bool,
         at: Instant,
     },
     Signal {
@@ -49,6 +58,9 @@ pub(super) enum ToActor {
     },
     Left {
         peer: PeerId,
+        connection: u64,
+        /// Lost without a goodbye: its seat is held.
+        dropped: bool,
     },
     ReservePrivate {
         code: String,
@@ -61,6 +73,19 @@ pub(super) enum ToActor {
 /// The list's ages are whole seconds: refresh at least this often.
 const ROOMS_MAX_AGE: Duration = Duration::from_secs(1);
 
+/// What resume tokens are minted with.
+pub(super) struct Tokens {
+    pub secret: Secret,
+    pub ttl: Duration,
+}
+
+/// A peer's connection, as the actor holds it.
+struct Connection {
+    id: u64,
+    tx: mpsc::Sender<Outbound>,
+    tokens: bool,
+}
+
 /// The cluster as the actor sees it: the driver's handle and its events.
 pub(super) struct ClusterLink {
     pub link: Link,
@@ -69,7 +94,8 @@ pub(super) struct ClusterLink {
 
 struct Actor {
     router: Router,
-    peers: HashMap<PeerId, mpsc::Sender<Outbound>>,
+    peers: HashMap<PeerId, Connection>,
+    tokens: Tokens,
     metrics: Arc<Metrics>,
     link: Option<Link>,
     reservations: HashMap<u64, oneshot::Sender<Result<(), ReserveError>>>,
@@ -84,6 +110,7 @@ pub(super) async fn run(
     metrics: Arc<Metrics>,
     rooms: watch::Sender<Bytes>,
     rooms_refresh: Duration,
+    tokens: Tokens,
 ) {
     let (link, mut events) = match cluster {
         Some(c) => (Some(c.link), Some(c.events)),
@@ -92,6 +119,7 @@ pub(super) async fn run(
     let mut actor = Actor {
         router,
         peers: HashMap::new(),
+        tokens,
         metrics,
         link,
         reservations: HashMap::new(),
@@ -134,19 +162,49 @@ pub(super) async fn run(
             ToActor::Join { tx, .. } if shutting_down => {
                 let _ = tx.try_send(Outbound::Close(Refusal::ServerShutdown));
             }
-            ToActor::Join { peer, room, tx, at } => {
-                actor.peers.insert(peer, tx);
+            ToActor::Join {
+                peer,
+                connection,
+                room,
+                tx,
+                tokens,
+                at,
+            } => {
+                let returning = room.resume.is_some();
+                if actor.peers.contains_key(&peer) && !returning {
+                    // Random ids never collide; refused without a word to
+                    // the lobby, which knows the other connection.
+                    let _ = tx.try_send(Outbound::Close(Refusal::DuplicatePeer));
+                    continue;
+                }
+                let new = Connection {
+                    id: connection,
+                    tx,
+                    tokens,
+                };
+                if let Some(old) = actor.peers.insert(peer, new) {
+                    let _ = old.tx.try_send(Outbound::Close(Refusal::Replaced));
+                }
                 actor.input(Input::Joined { peer, room, at });
                 rooms_changed = true;
             }
             ToActor::Signal { from, to, data } => {
                 actor.input(Input::Signal { from, to, data });
             }
-            ToActor::Left { peer } => {
+            ToActor::Left {
+                peer,
+                connection,
+                dropped,
+            } => {
+                // A replaced connection's end is not its peer's.
+                if actor.peers.get(&peer).is_none_or(|c| c.id != connection) {
+                    continue;
+                }
                 actor.peers.remove(&peer);
-                actor.input(Input::Left {
-                    peer,
-                    at: Instant::now(),
+                let at = Instant::now();
+                actor.input(match dropped {
+                    true => Input::Dropped { peer, at },
+                    false => Input::Left { peer, at },
                 });
                 rooms_changed = true;
             }
@@ -164,8 +222,10 @@ pub(super) async fn run(
             }
             ToActor::Shutdown => {
                 shutting_down = true;
-                for (_, tx) in actor.peers.drain() {
-                    let _ = tx.try_send(Outbound::Close(Refusal::ServerShutdown));
+                for (_, connection) in actor.peers.drain() {
+                    let _ = connection
+                        .tx
+                        .try_send(Outbound::Close(Refusal::ServerShutdown));
                 }
                 // The others see this node gone at their next heartbeat.
                 if let Some(link) = actor.link.take() {
@@ -193,6 +253,9 @@ impl Actor {
         self.metrics
             .cluster_remote_peers
             .set(self.router.remote_peers() as f64);
+        self.metrics
+            .seats_held
+            .set(self.router.lobby().away_count() as f64);
     }
 
     fn cluster_event(&mut self, event: ClusterEvent) {
@@ -217,12 +280,24 @@ impl Actor {
                 if matches!(message, ServerMessage::Signal { .. }) {
                     self.metrics.signals_relayed.increment(1);
                 }
-                let text = Utf8Bytes::from(wire::encode(&message));
+                let text = wire::encode(&message).map(Utf8Bytes::from);
                 for peer in to {
-                    let Some(tx) = self.peers.get(&peer) else {
+                    let Some(connection) = self.peers.get(&peer) else {
                         continue;
                     };
-                    if tx.try_send(Outbound::Text(text.clone())).is_err() {
+                    let text = match (&message, &text) {
+                        // Minted per peer, for clients that take them.
+                        (ServerMessage::Seat(seat), _) if connection.tokens => {
+                            let expiry = unix_now().saturating_add(self.tokens.ttl.as_secs());
+                            let secret = self.tokens.secret.expose();
+                            Utf8Bytes::from(wire::encode_token(&resume::mint(
+                                secret, peer, seat, expiry,
+                            )))
+                        }
+                        (_, Some(text)) => text.clone(),
+                        (_, None) => continue,
+                    };
+                    if connection.tx.try_send(Outbound::Text(text)).is_err() {
                         // Full (or already gone): dropping the sender closes the
                         // peer as too slow; its task then reports `Left`.
                         warn!("peer {peer} is not reading its socket: closing it");
@@ -231,8 +306,8 @@ impl Actor {
                 }
             }
             Action::Close { peer, reason } => {
-                if let Some(tx) = self.peers.remove(&peer) {
-                    let _ = tx.try_send(Outbound::Close(reason));
+                if let Some(connection) = self.peers.remove(&peer) {
+                    let _ = connection.tx.try_send(Outbound::Close(reason));
                 }
             }
             Action::Publish { node, message } => {

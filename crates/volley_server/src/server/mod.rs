@@ -92,6 +92,13 @@ pub struct ServerConfig {
     pub ticket_max_ttl: Duration,
     /// Open signaling connections per ticket; 0 for no limit.
     pub max_connections_per_ticket: usize,
+    /// Signs resume tokens (`?resume`, see [`crate::resume`]): give a
+    /// restarted server and every node of a cluster the same one, so that
+    /// players keep their seats. Unset: derived from `ticket_secret` when
+    /// that is set, else random for this process.
+    pub resume_secret: Option<Secret>,
+    /// How long a resume token stays valid after it was handed out.
+    pub resume_ttl: Duration,
     /// The built-in STUN/TURN server, when set: `/api/ice` names it, with
     /// credentials under `ice.turn_secret` (a random one when unset).
     pub turn: Option<TurnConfig>,
@@ -124,6 +131,8 @@ impl Default for ServerConfig {
             ticket_secret: None,
             ticket_max_ttl: Duration::from_secs(24 * 3600),
             max_connections_per_ticket: 2,
+            resume_secret: None,
+            resume_ttl: Duration::from_secs(24 * 3600),
             turn: None,
             tls: None,
             cluster: None,
@@ -164,6 +173,8 @@ struct Shared {
     peers: AtomicUsize,
     /// Per-address limits (short critical sections, never across an await).
     ip_limits: Mutex<IpLimits>,
+    /// The key of resume tokens: configured, or derived at bind.
+    resume_secret: Secret,
     /// Open signaling connections per ticket (entries only while open).
     tickets: Mutex<HashMap<Box<str>, usize>>,
     /// `GET /api/rooms`'s body, published by the actor (in a cluster, by
@@ -328,6 +339,10 @@ impl Server {
             Some(turn) => Some(start_turn(&turn, &mut config, metrics.clone()).await?),
             None => None,
         };
+        let resume_secret = match &config.resume_secret {
+            Some(secret) => secret.clone(),
+            None => resume_secret(config.ticket_secret.as_ref()),
+        };
         Ok(Server {
             listener,
             turn,
@@ -335,6 +350,7 @@ impl Server {
             nodes_tx,
             shared: Arc::new(Shared {
                 ip_limits: Mutex::new(IpLimits::new(config.per_ip.clone())),
+                resume_secret,
                 config,
                 metrics,
                 actor,
@@ -406,6 +422,10 @@ impl Server {
             shared.metrics.clone(),
             rooms_tx,
             shared.config.rooms_refresh,
+            actor::Tokens {
+                secret: shared.resume_secret.clone(),
+                ttl: shared.config.resume_ttl,
+            },
         ));
         let router = http::router(shared.clone());
         let mut sweep = tokio::time::interval(SWEEP_EVERY);
@@ -472,6 +492,28 @@ fn reload_certificate(shared: &Shared) {
         Ok(false) => {}
         Err(e) => warn!("TLS: keeping the current certificate: {e}"),
     }
+}
+
+/// The resume tokens' key when none is configured: one derived from the
+/// ticket secret (every node given that one agrees), else a random one.
+fn resume_secret(tickets: Option<&Secret>) -> Secret {
+    use hmac::{Hmac, Mac};
+    let key = match tickets {
+        Some(tickets) => {
+            // HMAC takes keys of any length: this cannot fail.
+            let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(tickets.expose())
+                .unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
+            mac.update(b"volley resume tokens");
+            mac.finalize().into_bytes().into()
+        }
+        None => {
+            info!(
+                "resume tokens are signed with a key of this process: set --resume-secret for players to keep their seats across restarts and nodes"
+            );
+            rand::random::<[u8; 32]>()
+        }
+    };
+    Secret::from(key.iter().map(|b| format!("{b:02x}")).collect::<String>())
 }
 
 /// Starts the built-in TURN server and names it in `/api/ice`: its public

@@ -5,6 +5,7 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
@@ -56,8 +57,14 @@ pub(super) async fn signaling(shared: Arc<Shared>, request: Request) -> Response
         Ok(join) => join,
         Err(e) => return (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response(),
     };
+    // A valid resume token stands for the ticket that admitted the peer
+    // (a short-lived ticket may have expired since).
+    let resumed = match join.resumed(shared.resume_secret.expose(), unix_now()) {
+        Ok(resumed) => resumed,
+        Err(e) => return refuse(&shared, Refusal::Resume(e), client),
+    };
     let mut ticket_slot = None;
-    if let Some(secret) = &shared.config.ticket_secret {
+    if let (Some(secret), None) = (&shared.config.ticket_secret, &resumed) {
         let checked = match &join.ticket {
             None => Err(TicketError::Missing),
             Some(t) => ticket::verify(
@@ -77,7 +84,13 @@ pub(super) async fn signaling(shared: Arc<Shared>, request: Request) -> Response
             Err(refusal) => return refuse(&shared, refusal, client),
         }
     }
-    let room = join.room_request(shared.config.lobby.max_room_size);
+    let tokens = join.wants_tokens();
+    let room = match resumed {
+        Some((peer, room)) => Ok((Some(peer), room)),
+        None => join
+            .room_request(shared.config.lobby.max_room_size)
+            .map(|room| (None, room)),
+    };
     let upgrade = match WebSocketUpgrade::from_request_parts(&mut parts, &()).await {
         Ok(upgrade) => upgrade,
         Err(rejection) => return rejection.into_response(),
@@ -103,39 +116,70 @@ pub(super) async fn signaling(shared: Arc<Shared>, request: Request) -> Response
         .max_write_buffer_size(limit.saturating_mul(4).max(64 * 1024))
         .max_message_size(limit)
         .max_frame_size(limit)
-        .on_upgrade(move |socket| peer(socket, shared, room, client, slots))
+        .on_upgrade(move |socket| peer(socket, shared, room, tokens, client, slots))
 }
 
-/// One signaling peer, from upgrade to close.
+/// Tells connections apart, for a peer that came back on a new one.
+static NEXT_CONNECTION: AtomicU64 = AtomicU64::new(0);
+
+/// One signaling peer, from upgrade to close: a newcomer (`room` without
+/// an id) or a returning peer with its id.
 async fn peer(
     mut socket: WebSocket,
     shared: Arc<Shared>,
-    room: Result<RoomRequest, Refusal>,
+    room: Result<(Option<PeerId>, RoomRequest), Refusal>,
+    tokens: bool,
     client: IpAddr,
     _slots: Slots,
 ) {
     let _open = CountGuard::new(&shared.peers);
     shared.metrics.connections_total.increment(1);
-    let room = match room {
+    let (peer, room) = match room {
         Ok(room) => room,
         Err(reason) => return close(socket, reason, client, &shared).await,
     };
-    let peer = PeerId(Uuid::new_v4());
+    if peer.is_some() {
+        shared.metrics.resumes.increment(1);
+    }
+    let peer = peer.unwrap_or_else(|| PeerId(Uuid::new_v4()));
+    let connection = NEXT_CONNECTION.fetch_add(1, Ordering::Relaxed);
     let (tx, mut rx) = mpsc::channel(shared.config.outbound_queue);
     let join = ToActor::Join {
         peer,
+        connection,
         room,
         tx,
+        tokens,
         at: Instant::now(),
     };
     if shared.actor.send(join).await.is_err() {
         return close(socket, Refusal::ServerShutdown, client, &shared).await;
     }
-    let reason = drive(&mut socket, &mut rx, peer, &shared).await;
-    let _ = shared.actor.send(ToActor::Left { peer }).await;
-    if let Some(reason) = reason {
+    let ended = drive(&mut socket, &mut rx, peer, &shared).await;
+    let dropped = match &ended {
+        Ended::Goodbye => false,
+        Ended::Lost | Ended::Closed(Refusal::IdleTimeout(_)) => true,
+        Ended::Closed(_) => false,
+    };
+    let left = ToActor::Left {
+        peer,
+        connection,
+        dropped,
+    };
+    let _ = shared.actor.send(left).await;
+    if let Ended::Closed(reason) = ended {
         close(socket, reason, client, &shared).await;
     }
+}
+
+/// How a peer's connection ended.
+enum Ended {
+    /// The client said goodbye (a close frame).
+    Goodbye,
+    /// The client is gone without one (reset, protocol error).
+    Lost,
+    /// The server closes it, for this reason.
+    Closed(Refusal),
 }
 
 /// Why a write did not happen.
@@ -161,20 +205,19 @@ async fn send(
     }
 }
 
-/// Pumps messages both ways until the connection ends; returns why the
-/// server should close it, or `None` when the client went away.
+/// Pumps messages both ways until the connection ends; returns how.
 async fn drive(
     socket: &mut WebSocket,
     rx: &mut mpsc::Receiver<Outbound>,
     peer: PeerId,
     shared: &Shared,
-) -> Option<Refusal> {
+) -> Ended {
     let config = &shared.config;
     let idle = config.idle_timeout;
     let write = config.write_timeout;
     let failed = |e: WriteFailed| match e {
-        WriteFailed::Gone => None,
-        WriteFailed::Stalled => Some(Refusal::SlowConsumer),
+        WriteFailed::Gone => Ended::Lost,
+        WriteFailed::Stalled => Ended::Closed(Refusal::SlowConsumer),
     };
     // Clients that send their own keep-alives (matchbox sends one every 10 s)
     // are never pinged: matchbox_socket logs a warning for every ping frame.
@@ -191,21 +234,21 @@ async fn drive(
                         return failed(e);
                     }
                 }
-                Some(Outbound::Close(reason)) => return Some(reason),
+                Some(Outbound::Close(reason)) => return Ended::Closed(reason),
                 // The actor dropped our queue: it was full.
-                None => return Some(Refusal::SlowConsumer),
+                None => return Ended::Closed(Refusal::SlowConsumer),
             },
             incoming = socket.recv() => {
                 let now = Instant::now();
                 last_seen = now;
                 let message = match incoming {
-                    None => return None,
+                    None => return Ended::Lost,
                     Some(Err(e)) => return read_error(e, config.max_message_size),
                     Some(Ok(message)) => message,
                 };
                 // Every frame counts, pings included: each one costs a pong.
                 if !bucket.take(now) {
-                    return Some(Refusal::RateLimited {
+                    return Ended::Closed(Refusal::RateLimited {
                         per_second: config.rate_per_second,
                         burst: config.rate_burst,
                     });
@@ -214,9 +257,9 @@ async fn drive(
                     Message::Close(_) => {
                         // Send the close reply tungstenite queued, bounded in time.
                         let _ = tokio::time::timeout(write, socket.flush()).await;
-                        return None;
+                        return Ended::Goodbye;
                     }
-                    Message::Binary(_) => return Some(Refusal::BinaryFrame),
+                    Message::Binary(_) => return Ended::Closed(Refusal::BinaryFrame),
                     Message::Ping(_) | Message::Pong(_) => {}
                     Message::Text(text) => {
                         match wire::decode_request(text.as_str()) {
@@ -224,10 +267,12 @@ async fn drive(
                             Ok(PeerRequest::Signal { to, data }) => {
                                 let signal = ToActor::Signal { from: peer, to, data };
                                 if shared.actor.send(signal).await.is_err() {
-                                    return Some(Refusal::ServerShutdown);
+                                    return Ended::Closed(Refusal::ServerShutdown);
                                 }
                             }
-                            Err(e) => return Some(Refusal::MalformedRequest(e.to_string())),
+                            Err(e) => {
+                                return Ended::Closed(Refusal::MalformedRequest(e.to_string()));
+                            }
                         }
                     }
                 }
@@ -235,7 +280,7 @@ async fn drive(
             () = &mut timer => {
                 let quiet = last_seen.elapsed();
                 if quiet >= idle {
-                    return Some(Refusal::IdleTimeout(idle));
+                    return Ended::Closed(Refusal::IdleTimeout(idle));
                 }
                 if quiet >= idle / 2
                     && let Err(e) = send(socket, Message::Ping(bytes::Bytes::new()), write).await
@@ -248,16 +293,16 @@ async fn drive(
     }
 }
 
-fn read_error(error: axum::Error, limit: usize) -> Option<Refusal> {
+fn read_error(error: axum::Error, limit: usize) -> Ended {
     use tungstenite::error::{CapacityError, Error};
     match error.into_inner().downcast::<Error>() {
         Ok(e) if matches!(*e, Error::Capacity(CapacityError::MessageTooLong { .. })) => {
-            Some(Refusal::MessageTooLarge { limit })
+            Ended::Closed(Refusal::MessageTooLarge { limit })
         }
         Ok(e) if matches!(*e, Error::Utf8(_)) => {
-            Some(Refusal::MalformedRequest("text frame is not UTF-8".into()))
+            Ended::Closed(Refusal::MalformedRequest("text frame is not UTF-8".into()))
         }
-        _ => None, // reset or protocol error: nobody left to tell
+        _ => Ended::Lost, // reset or protocol error: nobody left to tell
     }
 }
 

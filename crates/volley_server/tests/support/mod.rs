@@ -54,6 +54,12 @@ where
     }
 }
 
+/// Leaves with a goodbye (a close frame): the server frees the seat at
+/// once (a socket dropped without one keeps its seat for a while).
+pub async fn leave(mut ws: Ws) {
+    let _ = tokio::time::timeout(WAIT, ws.close(None)).await;
+}
+
 /// Joins and returns the assigned id.
 pub async fn join(server: &ServerHandle, path: &str) -> (Ws, PeerId) {
     let mut ws = connect(server, path).await;

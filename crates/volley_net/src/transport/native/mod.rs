@@ -20,6 +20,7 @@ use futures_channel::mpsc::UnboundedReceiver;
 use futures_util::future::BoxFuture;
 use webrtc::data_channel::DataChannel;
 
+use super::comeback::ConnectError;
 use super::driven::PeerChannels;
 use super::mesh::{self, Context, Heard, Role, Stack};
 use super::{MessageLoopFuture, Transport, TransportError};
@@ -90,7 +91,10 @@ impl Stack for NativeTransport {
     type Writer = signaling::Writer;
     type Peer = BoxFuture<'static, PeerId>;
 
-    async fn connect(url: &str, tls: &TlsRoots) -> Result<(Self::Reader, Self::Writer), String> {
+    async fn connect(
+        url: &str,
+        tls: &TlsRoots,
+    ) -> Result<(Self::Reader, Self::Writer), ConnectError> {
         signaling::connect(url, tls).await
     }
 

@@ -17,6 +17,7 @@ use futures_util::future::LocalBoxFuture;
 use send_wrapper::SendWrapper;
 use web_sys::RtcDataChannel;
 
+use super::comeback::ConnectError;
 use super::driven::PeerChannels;
 use super::mesh::{self, Context, Heard, Role, Stack};
 use super::{MessageLoopFuture, Transport, TransportError};
@@ -66,7 +67,10 @@ impl Stack for WebTransport {
     type Peer = LocalBoxFuture<'static, PeerId>;
 
     /// The browser checks the certificate against its own roots.
-    async fn connect(url: &str, _tls: &TlsRoots) -> Result<(Self::Reader, Self::Writer), String> {
+    async fn connect(
+        url: &str,
+        _tls: &TlsRoots,
+    ) -> Result<(Self::Reader, Self::Writer), ConnectError> {
         signaling::connect(url).await
     }
 

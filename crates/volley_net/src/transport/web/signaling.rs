@@ -7,6 +7,7 @@ use ws_stream_wasm::{WsMessage, WsMeta, WsStream};
 
 use crate::signal::{self, Request};
 use crate::transport::TransportError;
+use crate::transport::comeback::ConnectError;
 use crate::transport::mesh::Heard;
 
 /// The receiving half of the connection.
@@ -16,10 +17,12 @@ pub(in crate::transport) struct Reader(SplitStream<WsStream>);
 pub(in crate::transport) struct Writer(SplitSink<WsStream, WsMessage>);
 
 /// Connects to `url` (`ws://` or `wss://`).
-pub(super) async fn connect(url: &str) -> Result<(Reader, Writer), String> {
+/// The browser does not tell why an upgrade failed, so a refused token
+/// cannot be told apart: coming back stops only at a close code.
+pub(super) async fn connect(url: &str) -> Result<(Reader, Writer), ConnectError> {
     let (_, stream) = WsMeta::connect(url, None)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| ConnectError::from(e.to_string()))?;
     let (sink, stream) = stream.split();
     Ok((Reader(stream), Writer(sink)))
 }
@@ -41,7 +44,10 @@ impl Reader {
         match self.0.next().await {
             Some(WsMessage::Text(text)) => Heard::text(&text),
             Some(WsMessage::Binary(_)) => Heard::Nothing,
-            None => Heard::Closed("connection ended".into()),
+            None => Heard::Closed {
+                why: "connection ended".into(),
+                code: None,
+            },
         }
     }
 }

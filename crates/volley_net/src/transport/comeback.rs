@@ -1,0 +1,200 @@
+//! Coming back to a lost signaling server, as a pure state machine (the
+//! message loop does the waiting and connecting).
+//!
+//! Signaling only sets connections up: a session that loses the server
+//! keeps every open connection and comes back in the background with its
+//! resume token (see [`crate::signal`]), keeping its id. Without a token
+//! (a server that hands none out, such as matchbox_server) it stays away,
+//! since a new id would look like a new peer to everyone. Attempts back
+//! off from [`FIRST_WAIT`] to [`MAX_WAIT`]; a server that refuses the token
+//! (HTTP 401) or closes with a code saying the seat is gone ends them.
+
+use std::time::Duration;
+
+use crate::signal::is_resume_token;
+
+/// Wait before the first attempt after a loss, doubled after each failure.
+pub(super) const FIRST_WAIT: Duration = Duration::from_millis(250);
+
+/// Longest wait between two attempts.
+pub(super) const MAX_WAIT: Duration = Duration::from_secs(5);
+
+/// Close codes after which coming back is pointless: duplicate peer
+/// (4005), seat gone (4007), replaced by a newer connection of ours (4008).
+const FINAL_CLOSES: [u16; 3] = [4005, 4007, 4008];
+
+/// A failed connection attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct ConnectError {
+    /// What went wrong.
+    pub why: String,
+    /// The server answered 401: it will not take this token (expired, or
+    /// signed with another secret).
+    pub refused: bool,
+}
+
+impl From<String> for ConnectError {
+    fn from(why: String) -> Self {
+        ConnectError {
+            why,
+            refused: false,
+        }
+    }
+}
+
+/// What to do next about the signaling server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Next {
+    /// Try `url` after `wait`.
+    Retry { wait: Duration, url: String },
+    /// Stay away, for this reason.
+    GiveUp(String),
+}
+
+/// The session's way back to its signaling server.
+#[derive(Debug)]
+pub(super) struct Comeback {
+    url: String,
+    token: Option<String>,
+    wait: Duration,
+}
+
+impl Comeback {
+    pub(super) fn new(room_url: &str) -> Self {
+        Comeback {
+            url: room_url.to_owned(),
+            token: None,
+            wait: FIRST_WAIT,
+        }
+    }
+
+    /// The first connection's URL: asks for resume tokens.
+    pub(super) fn first_url(&self) -> String {
+        with_query(&self.url, "resume")
+    }
+
+    /// The server's latest token; one that could not go into a URL as it
+    /// is (too long, or other characters) is ignored.
+    pub(super) fn token(&mut self, token: String) {
+        if is_resume_token(&token) {
+            self.token = Some(token);
+        } else {
+            tracing::warn!("signaling server: ignored an invalid resume token");
+        }
+    }
+
+    /// Back in: the next loss starts from the first wait again.
+    pub(super) fn back(&mut self) {
+        self.wait = FIRST_WAIT;
+    }
+
+    /// The connection was lost (with the server's close code, if it sent
+    /// one).
+    pub(super) fn lost(&mut self, code: Option<u16>) -> Next {
+        if let Some(code) = code.filter(|c| FINAL_CLOSES.contains(c)) {
+            return Next::GiveUp(format!("the server closed with {code}: the seat is gone"));
+        }
+        self.retry()
+    }
+
+    /// An attempt to come back failed.
+    pub(super) fn failed(&mut self, error: &ConnectError) -> Next {
+        if error.refused {
+            return Next::GiveUp(format!("the server refused our seat: {}", error.why));
+        }
+        self.retry()
+    }
+
+    fn retry(&mut self) -> Next {
+        let Some(token) = &self.token else {
+            return Next::GiveUp("the server handed out no resume token".into());
+        };
+        let wait = self.wait;
+        self.wait = (self.wait * 2).min(MAX_WAIT);
+        Next::Retry {
+            wait,
+            url: with_query(&self.url, &format!("resume={token}")),
+        }
+    }
+}
+
+/// `url` with `pair` added to its query.
+fn with_query(url: &str, pair: &str) -> String {
+    let (base, fragment) = match url.split_once('#') {
+        Some((base, fragment)) => (base, Some(fragment)),
+        None => (url, None),
+    };
+    let sep = match base.contains('?') {
+        true if base.ends_with('?') || base.ends_with('&') => "",
+        true => "&",
+        false => "?",
+    };
+    match fragment {
+        Some(fragment) => format!("{base}{sep}{pair}#{fragment}"),
+        None => format!("{base}{sep}{pair}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_ask_for_tokens_then_carry_them() {
+        for (url, first) in [
+            ("ws://h/r", "ws://h/r?resume"),
+            ("ws://h/r?next=2", "ws://h/r?next=2&resume"),
+            ("ws://h/r?", "ws://h/r?resume"),
+            ("ws://h/r?next=2#x", "ws://h/r?next=2&resume#x"),
+        ] {
+            assert_eq!(Comeback::new(url).first_url(), first);
+        }
+        let mut comeback = Comeback::new("ws://h/r?next=2");
+        comeback.token("1.ab.cd".into());
+        comeback.token("evil&next=9".into()); // ignored
+        assert_eq!(
+            comeback.lost(None),
+            Next::Retry {
+                wait: FIRST_WAIT,
+                url: "ws://h/r?next=2&resume=1.ab.cd".into()
+            }
+        );
+    }
+
+    #[test]
+    fn waits_back_off_and_reset() {
+        let mut comeback = Comeback::new("ws://h/r");
+        comeback.token("t".into());
+        let failed = ConnectError::from("refused".to_string());
+        let mut waits = vec![];
+        for _ in 0..8 {
+            if let Next::Retry { wait, .. } = comeback.failed(&failed) {
+                waits.push(wait.as_millis());
+            }
+        }
+        assert_eq!(waits, [250, 500, 1000, 2000, 4000, 5000, 5000, 5000]);
+        comeback.back();
+        assert!(
+            matches!(comeback.lost(Some(1001)), Next::Retry { wait, .. } if wait == FIRST_WAIT)
+        );
+    }
+
+    #[test]
+    fn some_ends_are_final() {
+        assert!(matches!(
+            Comeback::new("ws://h/r").lost(None),
+            Next::GiveUp(_)
+        ));
+        let mut comeback = Comeback::new("ws://h/r");
+        comeback.token("t".into());
+        for code in FINAL_CLOSES {
+            assert!(matches!(comeback.lost(Some(code)), Next::GiveUp(_)));
+        }
+        let refused = ConnectError {
+            why: "401".into(),
+            refused: true,
+        };
+        assert!(matches!(comeback.failed(&refused), Next::GiveUp(_)));
+        assert!(matches!(comeback.lost(Some(4006)), Next::Retry { .. }));
+    }
+}
