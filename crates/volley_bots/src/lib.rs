@@ -27,6 +27,7 @@ pub use run::{BotRun, Game};
 use std::time::{Duration, Instant};
 
 use bevy::app::{App, PluginsState};
+use bevy::ecs::message::MessageCursor;
 use bevy::prelude::*;
 use bevy_volley::rollback::{ChecksumHistory, RollbackPlugin, RollbackStatus};
 use bevy_volley::{ConditionerConfig, NetPeerEvent, NetStats, SessionEvent, VolleyPlugin};
@@ -67,6 +68,9 @@ struct Bot {
     judged: bool,
     started: Instant,
     report: BotReport,
+    /// Where this bot's reading of its session's events stands (messages
+    /// stay readable for two updates: each is counted once).
+    events: MessageCursor<NetPeerEvent>,
 }
 
 impl Bot {
@@ -101,7 +105,7 @@ impl Bot {
                 .map(|c| c.total);
         }
         if let Some(events) = world.get_resource::<Messages<NetPeerEvent>>() {
-            for event in events.iter_current_update_messages() {
+            for event in self.events.read(events) {
                 match &event.0 {
                     SessionEvent::Unreachable(_, why) if self.report.unreachable.is_none() => {
                         self.report.unreachable = Some((self.started.elapsed(), why.clone()));
@@ -165,6 +169,7 @@ pub fn run_rooms_directed(
                 judged: !run.unjudged.contains(&i),
                 started: Instant::now(),
                 report: BotReport::default(),
+                events: MessageCursor::default(),
             });
         }
     }
