@@ -2,14 +2,16 @@
 //! over real WebRTC (inside a private network namespace, see
 //! `volley_testkit::netns`): a pair matched by `?next=2` across two nodes,
 //! and a 4-player box_game match whose players join through three nodes,
-//! each 600 frames with equal checksums.
+//! each 600 frames with equal checksums; and a 4-player match that loses
+//! the node its room lives on (two of its players' node too) at frame 100
+//! and plays on, every player back with the cluster through the others.
 
 use std::time::Duration;
 
 use volley::server::cluster::NodeId;
 use volley::server::cluster::redis::ClusterConfig;
 use volley::server::{Server, ServerConfig, ServerHandle};
-use volley_bots::{BotRun, RoomReport, run_rooms};
+use volley_bots::{BotRun, RoomReport, run_rooms, run_rooms_directed};
 use volley_testkit::redis::Redis;
 
 fn assert_rooms(label: &str, reports: &[RoomReport]) {
@@ -69,5 +71,62 @@ fn matches_spread_over_three_nodes_play_600_frames_in_sync() {
     }
     for node in nodes {
         runtime.block_on(node.shutdown());
+    }
+}
+
+/// A node on its own runtime: dropping the runtime kills it (sockets
+/// closed without a goodbye, its Redis entry left to expire).
+fn node(redis: &Redis, id: &str) -> (tokio::runtime::Runtime, ServerHandle) {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let config = ServerConfig {
+        addr: "127.0.0.1:0".parse().unwrap(),
+        resume_secret: Some("cluster-test".into()),
+        cluster: Some(ClusterConfig {
+            node_ttl: Duration::from_secs(1),
+            ..ClusterConfig::new(redis.url(), NodeId::new(id).unwrap(), format!("ws://{id}"))
+        }),
+        ..ServerConfig::default()
+    };
+    let handle = runtime.block_on(async { Server::bind(config).await.unwrap().spawn() });
+    (runtime, handle)
+}
+
+#[test]
+fn a_match_outlives_the_node_its_room_lives_on() {
+    if !volley_testkit::netns::isolate("a_match_outlives_the_node_its_room_lives_on") {
+        return;
+    }
+    let redis = Redis::start();
+    let mut nodes: Vec<Option<(tokio::runtime::Runtime, ServerHandle)>> = (0..3)
+        .map(|i| Some(node(&redis, &format!("n{i}"))))
+        .collect();
+    let urls: Vec<String> = nodes
+        .iter()
+        .flatten()
+        .map(|(_, n)| format!("ws://{}", n.addr()))
+        .collect();
+    // Bots 0 and 3 join through n0, which becomes the room's home.
+    let mut run = BotRun::new(&urls[0], 1, 4, 600);
+    run.servers = urls.clone();
+    run.timeout = Duration::from_secs(90);
+    let mut killed_at = None;
+    let reports = run_rooms_directed(
+        &run,
+        |_, _, _| {},
+        |frame| {
+            if frame >= 100 && killed_at.is_none() {
+                drop(nodes[0].take());
+                killed_at = Some(frame);
+            }
+        },
+    );
+    assert_rooms("n0 killed", &reports);
+    println!("n0 killed at frame {:?}", killed_at);
+    for bot in &reports[0].bots {
+        assert!(bot.signaling_lost >= 1, "a bot never noticed: {bot:?}");
+        assert_eq!(
+            bot.signaling_restored, bot.signaling_lost,
+            "a bot is not back with the cluster: {bot:?}"
+        );
     }
 }

@@ -219,6 +219,7 @@ pub struct VolleyPlugin {
     conditioner: Option<ConditionerConfig>,
     ice: IceConfig,
     tls: TlsRoots,
+    fallbacks: Vec<String>,
     server_ice: bool,
     min_peers: usize,
     peer_limits: PeerLimits,
@@ -234,6 +235,7 @@ impl VolleyPlugin {
             conditioner: None,
             ice: IceConfig::default(),
             tls: TlsRoots::default(),
+            fallbacks: Vec::new(),
             server_ice: true,
             min_peers: 1,
             peer_limits: PeerLimits::default(),
@@ -282,6 +284,14 @@ impl VolleyPlugin {
     /// CA or a self-signed server). The browser uses its own.
     pub fn tls_roots(mut self, roots: TlsRoots) -> Self {
         self.tls = roots;
+        self
+    }
+
+    /// Other nodes of the signaling server's cluster (`ws://host:port`) to
+    /// come back through when the room URL's node is lost (see
+    /// `SessionBuilder::fallback_servers`).
+    pub fn fallback_servers(mut self, servers: impl IntoIterator<Item = String>) -> Self {
+        self.fallbacks = servers.into_iter().collect();
         self
     }
 
@@ -386,7 +396,8 @@ fn connect(
         .peer_limits(config.peer_limits);
     builder = builder
         .ice(config.ice.clone())
-        .tls_roots(config.tls.clone());
+        .tls_roots(config.tls.clone())
+        .fallback_servers(config.fallbacks.clone());
     if let Some(c) = config.conditioner {
         builder = builder.conditioner(c);
     }

@@ -34,7 +34,8 @@ use bevy_volley::{ConditionerConfig, NetPeerEvent, NetStats, SessionEvent, Volle
 use volley_games::box_game::{self, BoxInput};
 
 /// A bot's app: `MinimalPlugins`, the network, rollback and the game.
-pub fn bot_app(run: &BotRun, room_url: &str, seed: u64) -> App {
+/// `fallbacks`: the nodes it comes back through if its own is lost.
+pub fn bot_app(run: &BotRun, room_url: &str, fallbacks: Vec<String>, seed: u64) -> App {
     let mut app = App::new();
     let version = match run.game {
         Game::BoxGame => box_game::APP_VERSION,
@@ -42,7 +43,8 @@ pub fn bot_app(run: &BotRun, room_url: &str, seed: u64) -> App {
     let mut volley = VolleyPlugin::new(room_url)
         .app_version(version)
         .min_peers(run.players.saturating_sub(1).max(1))
-        .tls_roots(run.tls_roots.clone());
+        .tls_roots(run.tls_roots.clone())
+        .fallback_servers(fallbacks);
     if let Some(c) = run.conditioner {
         volley = volley.conditioner(ConditionerConfig {
             seed: c.seed ^ seed,
@@ -156,7 +158,7 @@ pub fn run_rooms_directed(
         for i in 0..run.bots_per_room {
             let url = run.bot_url(room, i);
             let seed = run.seed.wrapping_mul(1_000_003) ^ ((room as u64) << 16 | i as u64);
-            let mut app = bot_app(run, &url, seed);
+            let mut app = bot_app(run, &url, run.bot_fallbacks(i), seed);
             customize(&mut app, room, i);
             while app.plugins_state() == PluginsState::Adding {
                 bevy::tasks::tick_global_task_pools_on_main_thread();

@@ -87,6 +87,15 @@ impl BotRun {
         format!("{}/{name}?next={}", self.server, self.players)
     }
 
+    /// The nodes bot `bot` comes back through when its own is lost: the
+    /// other [`BotRun::servers`], starting with the next.
+    pub fn bot_fallbacks(&self, bot: usize) -> Vec<String> {
+        let n = self.servers.len();
+        (1..n)
+            .map(|i| self.servers[(bot + i) % n].clone())
+            .collect()
+    }
+
     /// The URL bot `bot` of room `room` joins: [`BotRun::room_url`], through
     /// its node of [`BotRun::servers`] when there are several.
     pub fn bot_url(&self, room: usize, bot: usize) -> String {
@@ -118,5 +127,6 @@ mod tests {
                 "ws://a:1/r-0?next=4"
             ]
         );
+        assert_eq!(run.bot_fallbacks(2), ["ws://a:1", "ws://b:2/"]);
     }
 }

@@ -137,6 +137,7 @@ impl Default for IceConfig {
 /// Configures a session (see `Session::builder`).
 pub struct SessionBuilder {
     pub(crate) room_url: String,
+    pub(crate) fallbacks: Vec<String>,
     pub(crate) ice: IceConfig,
     pub(crate) tls: TlsRoots,
     pub(crate) app_version: String,
@@ -157,6 +158,7 @@ impl SessionBuilder {
     pub fn new(room_url: &str) -> Self {
         SessionBuilder {
             room_url: room_url.to_owned(),
+            fallbacks: Vec::new(),
             ice: IceConfig::default(),
             tls: TlsRoots::default(),
             app_version: String::new(),
@@ -171,6 +173,16 @@ impl SessionBuilder {
     /// The signaling server's room URL.
     pub fn room_url(&self) -> &str {
         &self.room_url
+    }
+
+    /// Other signaling servers (`ws://host:port`, each a node of the same
+    /// cluster) to come back through when the room URL's server is lost:
+    /// the session tries its own server first, then each of these in turn,
+    /// with the room URL's path and query. Behind one load-balanced URL
+    /// none are needed. volley's own transports only.
+    pub fn fallback_servers(mut self, servers: impl IntoIterator<Item = String>) -> Self {
+        self.fallbacks = servers.into_iter().collect();
+        self
     }
 
     /// What one peer may send before it is slowed down or dropped.

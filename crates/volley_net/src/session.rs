@@ -31,11 +31,18 @@ impl SessionBuilder {
     /// Opens the connection. The returned future is the transport's message
     /// loop: spawn it on any executor (it needs no tokio) and keep it running.
     pub fn build(self) -> (Session, MessageLoopFuture) {
-        self.build_with(PlatformTransport::open)
+        let (transport, message_loop) =
+            PlatformTransport::open_via(&self.room_url, &self.fallbacks, &self.ice, &self.tls);
+        let session = Session {
+            endpoint: self.endpoint(Instant::now()),
+            transport,
+        };
+        (session, message_loop)
     }
 
     /// [`SessionBuilder::build`] over another transport, such as
-    /// [`MatchboxTransport::open`](crate::MatchboxTransport::open).
+    /// [`MatchboxTransport::open`](crate::MatchboxTransport::open)
+    /// (without [`SessionBuilder::fallback_servers`]).
     pub fn build_with(self, open: OpenTransport) -> (Session, MessageLoopFuture) {
         let (transport, message_loop) = open(&self.room_url, &self.ice, &self.tls);
         let session = Session {

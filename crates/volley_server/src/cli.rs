@@ -215,6 +215,20 @@ pub struct ServeArgs {
     /// reopened: the others hear PeerLeft and a newcomer takes the seat. 0s: never.
     #[arg(long, env = "VOLLEY_MATCH_GRACE", default_value = "10s", value_parser = humantime::parse_duration)]
     pub match_grace: Duration,
+    /// A peer lost without a goodbye keeps its seat this long: its
+    /// room-mates are not told, and it may come back with its resume token
+    /// (its match goes on meanwhile). 0s: never.
+    #[arg(long, env = "VOLLEY_SEAT_HOLD", default_value = "15s", value_parser = humantime::parse_duration)]
+    pub seat_hold: Duration,
+    /// Sign resume tokens (`?resume`) with this secret: give it to a
+    /// restarted server and to every node of a cluster, so that players
+    /// keep their seats. Default: derived from --ticket-secret when set,
+    /// else random (seats then last as long as this process).
+    #[arg(long, env = "VOLLEY_RESUME_SECRET", hide_env_values = true)]
+    pub resume_secret: Option<Secret>,
+    /// How long a resume token stays valid after it was handed out.
+    #[arg(long, env = "VOLLEY_RESUME_TTL", default_value = "24h", value_parser = humantime::parse_duration)]
+    pub resume_ttl: Duration,
     /// Join a cluster: share rooms, `?next=N` matchmaking, private codes and
     /// the room list with the other nodes on this Redis (`redis://host:port`).
     #[arg(long, env = "VOLLEY_REDIS", hide_env_values = true)]
@@ -270,6 +284,7 @@ impl ServeArgs {
                 private_room_ttl: self.private_room_ttl,
                 max_private_rooms_per_owner: self.max_private_rooms_per_ip,
                 match_grace: self.match_grace,
+                seat_hold: self.seat_hold,
                 ..LobbyConfig::default()
             },
             max_message_size: self.max_message_size,
@@ -299,6 +314,8 @@ impl ServeArgs {
             },
             ticket_secret: self.ticket_secret.clone(),
             ticket_max_ttl: self.ticket_max_ttl,
+            resume_secret: self.resume_secret.clone(),
+            resume_ttl: self.resume_ttl,
             max_connections_per_ticket: self.max_connections_per_ticket,
             turn: self.turn_listen.map(|listen| TurnConfig {
                 listen,
@@ -385,6 +402,8 @@ mod tests {
             assert!(port_range(bad).is_err(), "{bad}");
         }
         assert_eq!(config.lobby.match_grace, library.lobby.match_grace);
+        assert_eq!(config.lobby.seat_hold, library.lobby.seat_hold);
+        assert_eq!(config.resume_ttl, library.resume_ttl);
         assert_eq!(
             config.lobby.max_private_rooms_per_owner,
             library.lobby.max_private_rooms_per_owner
@@ -403,11 +422,14 @@ mod tests {
             "0",
             "--ticket-secret",
             "hunter2",
+            "--resume-secret",
+            "hunter3",
         ]);
         let config = cli.serve.config().unwrap();
         assert_eq!(config.trusted_proxies.len(), 3);
         assert_eq!(config.per_ip.max_connections, 0);
-        assert!(!format!("{cli:?} {config:?}").contains("hunter2"));
+        let shown = format!("{cli:?} {config:?}");
+        assert!(!shown.contains("hunter2") && !shown.contains("hunter3"));
         assert!(
             Cli::try_parse_from(["volley-server", "--trusted-proxy", "proxy.example"]).is_err()
         );

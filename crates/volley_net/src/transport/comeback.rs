@@ -6,8 +6,10 @@
 //! resume token (see [`crate::signal`]), keeping its id. Without a token
 //! (a server that hands none out, such as matchbox_server) it stays away,
 //! since a new id would look like a new peer to everyone. Attempts back
-//! off from [`FIRST_WAIT`] to [`MAX_WAIT`]; a server that refuses the token
-//! (HTTP 401) or closes with a code saying the seat is gone ends them.
+//! off from [`FIRST_WAIT`] to [`MAX_WAIT`] and go to the room's own server
+//! and then to each fallback in turn (other nodes of its cluster, which
+//! take the same token); a server that refuses the token (HTTP 401) or
+//! closes with a code saying the seat is gone ends them.
 
 use std::time::Duration;
 
@@ -54,15 +56,21 @@ pub(super) enum Next {
 /// The session's way back to its signaling server.
 #[derive(Debug)]
 pub(super) struct Comeback {
-    url: String,
+    /// The room URL, then the same room through each fallback server.
+    urls: Vec<String>,
+    /// Attempts since the last loss.
+    attempts: usize,
     token: Option<String>,
     wait: Duration,
 }
 
 impl Comeback {
-    pub(super) fn new(room_url: &str) -> Self {
+    pub(super) fn new(room_url: &str, fallbacks: &[String]) -> Self {
+        let mut urls = vec![room_url.to_owned()];
+        urls.extend(fallbacks.iter().filter_map(|f| through(room_url, f)));
         Comeback {
-            url: room_url.to_owned(),
+            urls,
+            attempts: 0,
             token: None,
             wait: FIRST_WAIT,
         }
@@ -70,7 +78,7 @@ impl Comeback {
 
     /// The first connection's URL: asks for resume tokens.
     pub(super) fn first_url(&self) -> String {
-        with_query(&self.url, "resume")
+        with_query(&self.urls[0], "resume")
     }
 
     /// The server's latest token; one that could not go into a URL as it
@@ -86,6 +94,7 @@ impl Comeback {
     /// Back in: the next loss starts from the first wait again.
     pub(super) fn back(&mut self) {
         self.wait = FIRST_WAIT;
+        self.attempts = 0;
     }
 
     /// The connection was lost (with the server's close code, if it sent
@@ -111,11 +120,27 @@ impl Comeback {
         };
         let wait = self.wait;
         self.wait = (self.wait * 2).min(MAX_WAIT);
+        let url = &self.urls[self.attempts % self.urls.len()];
+        self.attempts = self.attempts.wrapping_add(1);
         Next::Retry {
             wait,
-            url: with_query(&self.url, &format!("resume={token}")),
+            url: with_query(url, &format!("resume={token}")),
         }
     }
+}
+
+/// The room at `room_url` through `server` (`ws://host:port`): the
+/// server's origin with the room URL's path and query. `None` when either
+/// is not a URL with an origin.
+fn through(room_url: &str, server: &str) -> Option<String> {
+    let origin_end = |url: &str| {
+        let after = url.find("://")? + 3;
+        Some(url[after..].find('/').map_or(url.len(), |i| after + i))
+    };
+    let rest = &room_url[origin_end(room_url)?..];
+    let server = server.trim_end_matches('/');
+    let end = origin_end(server)?;
+    Some(format!("{}{rest}", &server[..end]))
 }
 
 /// `url` with `pair` added to its query.
@@ -147,9 +172,9 @@ mod tests {
             ("ws://h/r?", "ws://h/r?resume"),
             ("ws://h/r?next=2#x", "ws://h/r?next=2&resume#x"),
         ] {
-            assert_eq!(Comeback::new(url).first_url(), first);
+            assert_eq!(Comeback::new(url, &[]).first_url(), first);
         }
-        let mut comeback = Comeback::new("ws://h/r?next=2");
+        let mut comeback = Comeback::new("ws://h/r?next=2", &[]);
         comeback.token("1.ab.cd".into());
         comeback.token("evil&next=9".into()); // ignored
         assert_eq!(
@@ -163,7 +188,7 @@ mod tests {
 
     #[test]
     fn waits_back_off_and_reset() {
-        let mut comeback = Comeback::new("ws://h/r");
+        let mut comeback = Comeback::new("ws://h/r", &[]);
         comeback.token("t".into());
         let failed = ConnectError::from("refused".to_string());
         let mut waits = vec![];
@@ -180,12 +205,42 @@ mod tests {
     }
 
     #[test]
+    fn attempts_go_round_the_fallbacks() {
+        let fallbacks = [
+            "wss://b:2/".to_string(),
+            "c:3".to_string(),
+            "ws://d".to_string(),
+        ];
+        let mut comeback = Comeback::new("ws://a:1/r?next=4", &fallbacks);
+        comeback.token("t".into());
+        let mut tried = vec![];
+        for _ in 0..4 {
+            if let Next::Retry { url, .. } = comeback.lost(None) {
+                tried.push(url);
+            }
+        }
+        assert_eq!(
+            tried,
+            [
+                "ws://a:1/r?next=4&resume=t",
+                "wss://b:2/r?next=4&resume=t",
+                "ws://d/r?next=4&resume=t",
+                "ws://a:1/r?next=4&resume=t",
+            ]
+        );
+        comeback.back();
+        assert!(
+            matches!(comeback.lost(None), Next::Retry { url, .. } if url.starts_with("ws://a:1/"))
+        );
+    }
+
+    #[test]
     fn some_ends_are_final() {
         assert!(matches!(
-            Comeback::new("ws://h/r").lost(None),
+            Comeback::new("ws://h/r", &[]).lost(None),
             Next::GiveUp(_)
         ));
-        let mut comeback = Comeback::new("ws://h/r");
+        let mut comeback = Comeback::new("ws://h/r", &[]);
         comeback.token("t".into());
         for code in FINAL_CLOSES {
             assert!(matches!(comeback.lost(Some(code)), Next::GiveUp(_)));

@@ -213,6 +213,7 @@ impl<S: Stack> Peers<S> {
 /// box (natively the loop must be `Send`, in the browser it cannot be).
 pub(super) fn open<S: Stack>(
     room_url: &str,
+    fallbacks: &[String],
     ice: &IceConfig,
     tls: &TlsRoots,
 ) -> (
@@ -223,7 +224,7 @@ pub(super) fn open<S: Stack>(
     let (incoming_tx, incoming) = mpsc::unbounded();
     let (closes, closes_rx) = mpsc::unbounded();
     let message_loop = message_loop::<S>(
-        room_url.to_owned(),
+        Comeback::new(room_url, fallbacks),
         Arc::new(ice.clone()),
         tls.clone(),
         id.clone(),
@@ -265,14 +266,13 @@ async fn come_back<S: Stack>(
 /// is dropped (then every connection is closed) or the signaling server
 /// cannot be reached at first.
 async fn message_loop<S: Stack>(
-    url: String,
+    mut comeback: Comeback,
     config: Arc<IceConfig>,
     tls: TlsRoots,
     id: Arc<OnceLock<PeerId>>,
     incoming: UnboundedSender<Incoming<S::Channels>>,
     mut closes: UnboundedReceiver<PeerId>,
 ) -> Result<(), TransportError> {
-    let mut comeback = Comeback::new(&url);
     let mut link = Some(connect::<S>(&comeback.first_url(), &tls).await?);
     // Coming back: waiting for our id again, to tell the session.
     let mut returning = false;

@@ -50,12 +50,15 @@ pub(crate) struct WebTransport;
 
 impl WebTransport {
     /// Connects to the room; returns the transport and its message loop.
-    pub(crate) fn open(
+    /// When the room URL's server is lost, the session comes back through
+    /// it or `fallbacks` (servers of the same cluster).
+    pub(crate) fn open_via(
         room_url: &str,
+        fallbacks: &[String],
         ice: &IceConfig,
         tls: &TlsRoots,
     ) -> (Box<dyn Transport>, MessageLoopFuture) {
-        let (transport, message_loop) = mesh::open::<WebTransport>(room_url, ice, tls);
+        let (transport, message_loop) = mesh::open::<WebTransport>(room_url, fallbacks, ice, tls);
         (Box::new(transport), Box::pin(message_loop))
     }
 }
