@@ -102,9 +102,9 @@ pub enum Event {
         /// When.
         at: Instant,
     },
-    /// A peer's connection was lost without a goodbye: its seat is kept
-    /// for [`LobbyConfig::seat_hold`] (except in a group still filling or
-    /// just filled).
+    /// A peer's connection was lost without a goodbye, and it can come
+    /// back (it took resume tokens): its seat is kept for
+    /// [`LobbyConfig::seat_hold`] (except in a group still filling).
     Dropped {
         /// The peer.
         peer: PeerId,
@@ -633,21 +633,17 @@ impl Lobby {
         }
     }
 
-    /// Holds a lost peer's seat, except in a group still filling (a queue
-    /// keeps no ghosts) or filled within the grace period (refilling it
-    /// beats waiting, see [`LobbyConfig::match_grace`]).
+    /// Holds a lost peer's seat, except in a group still filling: a queue
+    /// keeps no ghosts.
     fn dropped(&mut self, peer: PeerId, at: Instant, out: &mut Vec<Command>) {
         let Some(entry) = self.peers.get(&peer) else {
             return;
         };
-        let grace = self.config.match_grace;
-        let matchmaking = self.rooms.get(&entry.room).is_some_and(|r| {
-            let early = r
-                .formed
-                .is_some_and(|formed| at.saturating_duration_since(formed) < grace);
-            r.next.is_some() && (!r.sealed || early)
-        });
-        if matchmaking || self.config.seat_hold.is_zero() {
+        let filling = self
+            .rooms
+            .get(&entry.room)
+            .is_some_and(|r| r.next.is_some() && !r.sealed);
+        if filling || self.config.seat_hold.is_zero() {
             return self.leave(peer, at, out);
         }
         if let Some(entry) = self.peers.get_mut(&peer) {

@@ -187,10 +187,8 @@ proptest! {
                     lobby.handle(Event::Dropped { peer: p, at }, &mut out);
                     match model.group_of(p) {
                         None => prop_assert!(out.is_empty()),
-                        // A group still filling, or just filled, keeps no ghosts.
-                        Some(g) if model.groups[g].next.is_some()
-                            && (!model.groups[g].sealed
-                                || model.groups[g].formed.is_some_and(|f| at - f < grace)) => {
+                        // A group still filling keeps no ghosts.
+                        Some(g) if model.groups[g].next.is_some() && !model.groups[g].sealed => {
                             model_leave(&mut model, p, g, at, grace, &out)?;
                         }
                         Some(_) => {

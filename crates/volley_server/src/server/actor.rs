@@ -200,9 +200,10 @@ pub(super) async fn run(
                 if actor.peers.get(&peer).is_none_or(|c| c.id != connection) {
                     continue;
                 }
-                actor.peers.remove(&peer);
+                // Only a peer that took tokens can come back to a held seat.
+                let resumable = actor.peers.remove(&peer).is_some_and(|c| c.tokens);
                 let at = Instant::now();
-                actor.input(match dropped {
+                actor.input(match dropped && resumable {
                     true => Input::Dropped { peer, at },
                     false => Input::Left { peer, at },
                 });
