@@ -2,9 +2,9 @@
 //! over real WebRTC (inside a private network namespace, see
 //! `volley_testkit::netns`): a pair matched by `?next=2` across two nodes,
 //! and a 4-player box_game match whose players join through three nodes,
-//! each 600 frames with equal checksums; and a 4-player match that loses
-//! the node its room lives on (two of its players' node too) at frame 100
-//! and plays on, every player back with the cluster through the others.
+//! each 600 frames with equal checksums; and a 4-player match spread over
+//! three nodes that loses the node its room lives on at frame 100 and
+//! plays on, every player back with the cluster, through the others.
 
 use std::time::Duration;
 
@@ -105,7 +105,7 @@ fn a_match_outlives_the_node_its_room_lives_on() {
         .flatten()
         .map(|(_, n)| format!("ws://{}", n.addr()))
         .collect();
-    // Bots 0 and 3 join through n0, which becomes the room's home.
+    // Bots 0 and 3 join through n0, 1 through n1, 2 through n2.
     let mut run = BotRun::new(&urls[0], 1, 4, 600);
     run.servers = urls.clone();
     run.timeout = Duration::from_secs(90);
@@ -115,13 +115,25 @@ fn a_match_outlives_the_node_its_room_lives_on() {
         |_, _, _| {},
         |frame| {
             if frame >= 100 && killed_at.is_none() {
-                drop(nodes[0].take());
-                killed_at = Some(frame);
+                // The room's home: the node whose lobby holds it.
+                let home = urls.iter().position(|url| {
+                    let url = format!("{}/metrics", url.replacen("ws://", "http://", 1));
+                    let text = ureq::get(&url)
+                        .call()
+                        .unwrap()
+                        .into_body()
+                        .read_to_string()
+                        .unwrap();
+                    text.lines().any(|l| l == "volley_rooms 1")
+                });
+                let home = home.expect("a node holds the room");
+                drop(nodes[home].take());
+                killed_at = Some((home, frame));
             }
         },
     );
-    assert_rooms("n0 killed", &reports);
-    println!("n0 killed at frame {:?}", killed_at);
+    assert_rooms("home killed", &reports);
+    println!("home (node, frame) killed: {killed_at:?}");
     for bot in &reports[0].bots {
         assert!(bot.signaling_lost >= 1, "a bot never noticed: {bot:?}");
         assert_eq!(
