@@ -28,6 +28,7 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
 use crate::lobby::{MAX_ROOM_NAME, PeerId, Seat};
+use crate::ticket::three_parts;
 
 /// Longest token accepted, in bytes: a room name at its longest, a group
 /// and a peer id fit in about 330.
@@ -102,12 +103,7 @@ pub fn verify(secret: &[u8], token: &str, now: u64) -> Result<(PeerId, Seat), Re
     if token.len() > MAX_RESUME_TOKEN {
         return Err(ResumeError::Malformed);
     }
-    let mut parts = token.split('.');
-    let (Some(expiry), Some(payload), Some(sig), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err(ResumeError::Malformed);
-    };
+    let (expiry, payload, sig) = three_parts(token).ok_or(ResumeError::Malformed)?;
     let sig = URL_SAFE_NO_PAD
         .decode(sig)
         .map_err(|_| ResumeError::Malformed)?;

@@ -79,6 +79,16 @@ impl TicketError {
     }
 }
 
+/// `a.b.c` split in its three parts (tickets and resume tokens); `None`
+/// for any other number of dots.
+pub(crate) fn three_parts(text: &str) -> Option<(&str, &str, &str)> {
+    let mut parts = text.split('.');
+    match (parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some(a), Some(b), Some(c), None) => Some((a, b, c)),
+        _ => None,
+    }
+}
+
 /// Parses an expiry written in plain decimal: no sign, no leading zero, no
 /// spaces, so that one ticket has exactly one spelling.
 fn canonical_expiry(text: &str) -> Option<u64> {
@@ -124,12 +134,7 @@ pub fn verify(
     if ticket.len() > MAX_TICKET_LEN {
         return Err(TicketError::Malformed);
     }
-    let mut parts = ticket.split('.');
-    let (Some(expiry), Some(user), Some(sig), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err(TicketError::Malformed);
-    };
+    let (expiry, user, sig) = three_parts(ticket).ok_or(TicketError::Malformed)?;
     let expiry = canonical_expiry(expiry).ok_or(TicketError::Malformed)?;
     let user = URL_SAFE_NO_PAD
         .decode(user)

@@ -11,7 +11,6 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use matchbox_protocol::{JsonPeerEvent, PeerId};
 use support::*;
-use tokio_tungstenite::tungstenite::Message;
 use volley_server::lobby::LobbyConfig;
 use volley_server::{Server, ServerConfig};
 
@@ -23,20 +22,11 @@ enum Said {
 }
 
 async fn said(ws: &mut Ws) -> Said {
-    loop {
-        let message = tokio::time::timeout(WAIT, ws.next())
-            .await
-            .expect("a message in time")
-            .expect("socket open")
-            .expect("no socket error");
-        let Message::Text(text) = message else {
-            continue;
-        };
-        let value: serde_json::Value = serde_json::from_str(&text).expect("JSON");
-        if let Some(token) = value.get("ResumeToken").and_then(|t| t.as_str()) {
-            return Said::Token(token.to_owned());
-        }
-        return Said::Event(text.parse().expect("a matchbox PeerEvent"));
+    let text = text(ws).await;
+    let value: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+    match value.get("ResumeToken").and_then(|t| t.as_str()) {
+        Some(token) => Said::Token(token.to_owned()),
+        None => Said::Event(text.parse().expect("a matchbox PeerEvent")),
     }
 }
 

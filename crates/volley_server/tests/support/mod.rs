@@ -40,6 +40,14 @@ pub async fn event<S>(ws: &mut WebSocketStream<S>) -> JsonPeerEvent
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
+    text(ws).await.parse().expect("a matchbox PeerEvent")
+}
+
+/// The next text message (pings and pongs skipped).
+pub async fn text<S>(ws: &mut WebSocketStream<S>) -> String
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
     loop {
         let message = tokio::time::timeout(WAIT, ws.next())
             .await
@@ -47,7 +55,7 @@ where
             .expect("socket open")
             .expect("no socket error");
         match message {
-            Message::Text(text) => return text.parse().expect("a matchbox PeerEvent"),
+            Message::Text(text) => return text.as_str().to_owned(),
             Message::Ping(_) | Message::Pong(_) => continue,
             other => panic!("expected an event, got {other:?}"),
         }
