@@ -1,6 +1,6 @@
 //! The routers of several nodes, wired through an in-memory directory and
 //! message bus, checked against one plain [`Lobby`] (itself checked against
-//! a model in `lobby.rs`): every peer must hear exactly what it would hear
+//! a model in `lobby/tests.rs`): every peer must hear exactly what it would hear
 //! from a single server, wherever its socket and its room are.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
