@@ -13,6 +13,7 @@ use volley::server::cluster::redis::ClusterConfig;
 use volley::server::{Server, ServerConfig, ServerHandle};
 use volley_bots::{BotRun, RoomReport, run_rooms, run_rooms_directed};
 use volley_testkit::redis::Redis;
+use volley_testkit::server::{metric, metrics};
 
 fn assert_rooms(label: &str, reports: &[RoomReport]) {
     for report in reports {
@@ -117,14 +118,8 @@ fn a_match_outlives_the_node_its_room_lives_on() {
             if frame >= 100 && killed_at.is_none() {
                 // The room's home: the node whose lobby holds it.
                 let home = urls.iter().position(|url| {
-                    let url = format!("{}/metrics", url.replacen("ws://", "http://", 1));
-                    let text = ureq::get(&url)
-                        .call()
-                        .unwrap()
-                        .into_body()
-                        .read_to_string()
-                        .unwrap();
-                    text.lines().any(|l| l == "volley_rooms 1")
+                    let addr = url.trim_start_matches("ws://").parse().expect("an address");
+                    metric(&metrics(addr), "volley_rooms") == 1.0
                 });
                 let home = home.expect("a node holds the room");
                 drop(nodes[home].take());

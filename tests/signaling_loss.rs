@@ -10,6 +10,7 @@ use std::time::Duration;
 use tokio::runtime::Runtime;
 use volley::server::{Server, ServerConfig, ServerHandle};
 use volley_bots::{BotRun, run_rooms_directed};
+use volley_testkit::server::{metric, metrics};
 
 /// A server on its own runtime: dropping the runtime is a crash (every
 /// socket closed without a goodbye, nothing kept).
@@ -22,13 +23,6 @@ fn start(addr: std::net::SocketAddr) -> (Runtime, ServerHandle) {
     };
     let handle = runtime.block_on(async { Server::bind(config).await.unwrap().spawn() });
     (runtime, handle)
-}
-
-fn metric(text: &str, name: &str) -> f64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(' ')))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0.0)
 }
 
 #[test]
@@ -64,20 +58,8 @@ fn a_match_outlives_its_signaling_server() {
     println!("server stopped at frame {stopped}, back at frame {restarted}");
     assert!(reports.iter().all(|r| r.ok()), "the match broke");
     // Every bot came back in its seat: four resumes, nobody refused.
-    let (runtime, handle) = server.take().expect("the server is running");
-    let text = runtime.block_on(async {
-        let url = format!("http://{}/metrics", handle.addr());
-        tokio::task::spawn_blocking(move || {
-            ureq::get(&url)
-                .call()
-                .unwrap()
-                .into_body()
-                .read_to_string()
-                .unwrap()
-        })
-        .await
-        .unwrap()
-    });
+    let (_runtime, handle) = server.take().expect("the server is running");
+    let text = metrics(handle.addr());
     for bot in &reports[0].bots {
         assert!(bot.signaling_lost >= 1, "a bot never noticed: {bot:?}");
         assert_eq!(

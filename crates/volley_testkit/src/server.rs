@@ -46,3 +46,20 @@ pub async fn spawn_with(config: ServerConfig) -> ServerHandle {
         .expect("the server binds")
         .spawn()
 }
+
+/// `GET /metrics` of the server at `addr` (blocking; call it outside the
+/// server's runtime).
+pub fn metrics(addr: std::net::SocketAddr) -> String {
+    let url = format!("http://{addr}/metrics");
+    let mut response = ureq::get(&url).call().expect("GET /metrics");
+    response.body_mut().read_to_string().expect("a text body")
+}
+
+/// The value of the sample line `name value` in a `/metrics` text (0 when
+/// absent).
+pub fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(' ')))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
+}

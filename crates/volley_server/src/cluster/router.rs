@@ -358,11 +358,7 @@ impl Router {
     fn local_left(&mut self, peer: PeerId, dropped: bool, at: Instant, out: &mut Vec<Action>) {
         match self.local.remove(&peer) {
             Some(Seat::Here(name)) => {
-                let event = match dropped {
-                    true => Event::Dropped { peer, at },
-                    false => Event::Left { peer, at },
-                };
-                self.feed(event, out);
+                self.feed(Event::gone(peer, dropped, at), out);
                 self.unused_since(&name, at);
             }
             Some(Seat::At(home, _)) => out.push(Action::Publish {
@@ -593,11 +589,7 @@ impl Router {
                 if self.remote.get(&peer).is_some_and(|r| r.node == node)
                     && let Some(remote) = self.remote.remove(&peer)
                 {
-                    let event = match dropped {
-                        true => Event::Dropped { peer, at },
-                        false => Event::Left { peer, at },
-                    };
-                    self.feed(event, out);
+                    self.feed(Event::gone(peer, dropped, at), out);
                     self.unused_since(&remote.name, at);
                 }
             }

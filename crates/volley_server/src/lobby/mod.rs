@@ -118,6 +118,17 @@ pub enum Event {
     },
 }
 
+impl Event {
+    /// A peer's end: [`Event::Dropped`] when it was lost without a goodbye
+    /// (and can come back), else [`Event::Left`].
+    pub fn gone(peer: PeerId, dropped: bool, at: Instant) -> Event {
+        match dropped {
+            true => Event::Dropped { peer, at },
+            false => Event::Left { peer, at },
+        }
+    }
+}
+
 /// A message to a peer, in matchbox's wire protocol (`PeerEvent`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ServerMessage {
@@ -244,8 +255,6 @@ struct PeerEntry {
     joined: Instant,
     /// Has been part of a full group (its wait is already counted).
     matched: bool,
-    /// Since when its connection is lost, its seat held.
-    away: Option<Instant>,
 }
 
 #[derive(Debug)]
@@ -275,6 +284,8 @@ pub struct Lobby {
     names: HashMap<String, usize>,
     /// `?next=N` groups by id.
     groups: HashMap<PeerId, RoomKey>,
+    /// Peers whose connection is lost, their seats held, since when.
+    away: HashMap<PeerId, Instant>,
     next_key: RoomKey,
 }
 
@@ -291,6 +302,7 @@ impl Lobby {
             owners: HashMap::new(),
             names: HashMap::new(),
             groups: HashMap::new(),
+            away: HashMap::new(),
             next_key: 0,
         }
     }
@@ -307,7 +319,7 @@ impl Lobby {
 
     /// Peers whose connection is lost and whose seat is held.
     pub fn away_count(&self) -> usize {
-        self.peers.values().filter(|p| p.away.is_some()).count()
+        self.away.len()
     }
 
     /// Rooms and matches currently holding at least one peer.
@@ -451,16 +463,9 @@ impl Lobby {
             to: vec![peer],
             message: ServerMessage::IdAssigned(peer),
         });
-        let members = present(&room.members, &self.peers);
+        let members = present(&room.members, &self.away);
         if request.resume.is_some() {
-            // The returning peer offers: it alone knows which of its
-            // connections are still up.
-            for member in members {
-                out.push(Command::Send {
-                    to: vec![peer],
-                    message: ServerMessage::NewPeer(member),
-                });
-            }
+            tell_room_mates(peer, members, out);
         } else if !members.is_empty() {
             out.push(Command::Send {
                 to: members,
@@ -474,7 +479,6 @@ impl Lobby {
                 room: key,
                 joined: at,
                 matched: request.resume.is_some_and(|claim| claim.sealed),
-                away: None,
             },
         );
         if !(room.next.is_some() && room.members.len() == room.capacity && !room.sealed) {
@@ -501,7 +505,7 @@ impl Lobby {
         });
         // Everyone's seat is now in a full group.
         out.push(Command::Send {
-            to: present(&room.members, &self.peers),
+            to: present(&room.members, &self.away),
             message: ServerMessage::Seat(room.seat()),
         });
         let filling = (room.name.clone(), room.capacity);
@@ -560,25 +564,17 @@ impl Lobby {
     /// A returning peer whose seat was still here: it learns its id, its
     /// seat and its room-mates again (and offers to those it lost).
     fn rebind(&mut self, peer: PeerId, out: &mut Vec<Command>) {
-        let Some(entry) = self.peers.get_mut(&peer) else {
-            return;
-        };
-        entry.away = None;
-        let Some(room) = self.rooms.get(&entry.room) else {
+        self.away.remove(&peer);
+        let Some(room) = self.peers.get(&peer).and_then(|e| self.rooms.get(&e.room)) else {
             return;
         };
         out.push(Command::Send {
             to: vec![peer],
             message: ServerMessage::IdAssigned(peer),
         });
-        for member in present(&room.members, &self.peers) {
-            if member != peer {
-                out.push(Command::Send {
-                    to: vec![peer],
-                    message: ServerMessage::NewPeer(member),
-                });
-            }
-        }
+        let mut members = present(&room.members, &self.away);
+        members.retain(|m| *m != peer);
+        tell_room_mates(peer, members, out);
         out.push(Command::Send {
             to: vec![peer],
             message: ServerMessage::Seat(room.seat()),
@@ -588,7 +584,8 @@ impl Lobby {
     fn signal(&mut self, from: PeerId, to: PeerId, data: String, out: &mut Vec<Command>) {
         let same_room = match (self.peers.get(&from), self.peers.get(&to)) {
             (Some(a), Some(b)) => {
-                a.room == b.room && from != to && a.away.is_none() && b.away.is_none()
+                let here = !self.away.contains_key(&from) && !self.away.contains_key(&to);
+                a.room == b.room && from != to && here
             }
             _ => false,
         };
@@ -606,6 +603,7 @@ impl Lobby {
         let Some(entry) = self.peers.remove(&peer) else {
             return; // refused at join, or left twice
         };
+        self.away.remove(&peer);
         let Some(room) = self.rooms.get_mut(&entry.room) else {
             return;
         };
@@ -614,7 +612,7 @@ impl Lobby {
             self.remove_room(entry.room);
             return;
         }
-        let members = present(&room.members, &self.peers);
+        let members = present(&room.members, &self.away);
         if !members.is_empty() {
             out.push(Command::Send {
                 to: members,
@@ -646,21 +644,16 @@ impl Lobby {
         if filling || self.config.seat_hold.is_zero() {
             return self.leave(peer, at, out);
         }
-        if let Some(entry) = self.peers.get_mut(&peer) {
-            entry.away.get_or_insert(at);
-        }
+        self.away.entry(peer).or_insert(at);
     }
 
     /// Held seats whose time is up: their peers leave.
     fn expire_away(&mut self, now: Instant, out: &mut Vec<Command>) {
         let hold = self.config.seat_hold;
         let mut expired: Vec<PeerId> = self
-            .peers
+            .away
             .iter()
-            .filter(|(_, e)| {
-                e.away
-                    .is_some_and(|since| now.saturating_duration_since(since) >= hold)
-            })
+            .filter(|(_, since)| now.saturating_duration_since(**since) >= hold)
             .map(|(p, _)| *p)
             .collect();
         expired.sort();
@@ -750,12 +743,21 @@ impl Lobby {
 }
 
 /// The members of a room whose connection is up, in join order.
-fn present(members: &[PeerId], peers: &HashMap<PeerId, PeerEntry>) -> Vec<PeerId> {
+fn present(members: &[PeerId], away: &HashMap<PeerId, Instant>) -> Vec<PeerId> {
     members
         .iter()
-        .filter(|p| peers.get(p).is_some_and(|e| e.away.is_none()))
+        .filter(|p| !away.contains_key(p))
         .copied()
         .collect()
+}
+
+/// A returning peer hears of its room-mates (`NewPeer`) and offers to
+/// them: it alone knows which of its connections are still up.
+fn tell_room_mates(peer: PeerId, members: Vec<PeerId>, out: &mut Vec<Command>) {
+    out.extend(members.into_iter().map(|member| Command::Send {
+        to: vec![peer],
+        message: ServerMessage::NewPeer(member),
+    }));
 }
 
 #[cfg(test)]

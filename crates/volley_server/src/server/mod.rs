@@ -513,6 +513,11 @@ fn resume_secret(tickets: Option<&Secret>) -> Secret {
             rand::random::<[u8; 32]>()
         }
     };
+    hex_secret(&key)
+}
+
+/// A secret of this process from its key's bytes, as text.
+fn hex_secret(key: &[u8]) -> Secret {
     Secret::from(key.iter().map(|b| format!("{b:02x}")).collect::<String>())
 }
 
@@ -527,8 +532,7 @@ async fn start_turn(
     let secret = match &config.ice.turn_secret {
         Some(secret) => secret.clone(),
         None => {
-            let bytes: [u8; 32] = rand::random();
-            let secret = Secret::from(bytes.iter().map(|b| format!("{b:02x}")).collect::<String>());
+            let secret = hex_secret(&rand::random::<[u8; 32]>());
             config.ice.turn_secret = Some(secret.clone());
             secret
         }
