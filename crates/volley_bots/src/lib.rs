@@ -34,8 +34,15 @@ use bevy_volley::{ConditionerConfig, NetPeerEvent, NetStats, SessionEvent, Volle
 use volley_games::box_game::{self, BoxInput};
 
 /// A bot's app: `MinimalPlugins`, the network, rollback and the game.
-/// `fallbacks`: the nodes it comes back through if its own is lost.
-pub fn bot_app(run: &BotRun, room_url: &str, fallbacks: Vec<String>, seed: u64) -> App {
+/// `fallbacks`: the nodes it comes back through if its own is lost;
+/// `bind`: the addresses its connections bind to (empty: the default).
+pub fn bot_app(
+    run: &BotRun,
+    room_url: &str,
+    fallbacks: Vec<String>,
+    bind: &[std::net::SocketAddr],
+    seed: u64,
+) -> App {
     let mut app = App::new();
     let version = match run.game {
         Game::BoxGame => box_game::APP_VERSION,
@@ -45,6 +52,12 @@ pub fn bot_app(run: &BotRun, room_url: &str, fallbacks: Vec<String>, seed: u64) 
         .min_peers(run.players.saturating_sub(1).max(1))
         .tls_roots(run.tls_roots.clone())
         .fallback_servers(fallbacks);
+    if !bind.is_empty() {
+        volley = volley.ice(bevy_volley::IceConfig {
+            bind: bind.to_vec(),
+            ..Default::default()
+        });
+    }
     if let Some(c) = run.conditioner {
         volley = volley.conditioner(ConditionerConfig {
             seed: c.seed ^ seed,
@@ -91,6 +104,7 @@ impl Bot {
             self.report.rollbacks = status.rollbacks;
             self.report.rollback_frames = status.rollback_frames;
             self.report.desyncs = status.desyncs;
+            self.report.rejoins = status.rejoins;
             self.report.diagnosis.clone_from(&status.first_diagnosis);
         }
         if self.report.frame_rate.is_none()
@@ -158,7 +172,8 @@ pub fn run_rooms_directed(
         for i in 0..run.bots_per_room {
             let url = run.bot_url(room, i);
             let seed = run.seed.wrapping_mul(1_000_003) ^ ((room as u64) << 16 | i as u64);
-            let mut app = bot_app(run, &url, run.bot_fallbacks(i), seed);
+            let bind = run.bind.get(i).map_or(&[][..], Vec::as_slice);
+            let mut app = bot_app(run, &url, run.bot_fallbacks(i), bind, seed);
             customize(&mut app, room, i);
             while app.plugins_state() == PluginsState::Adding {
                 bevy::tasks::tick_global_task_pools_on_main_thread();

@@ -39,6 +39,8 @@ pub struct BotReport {
     pub signaling_lost: u32,
     /// Times it came back to the signaling server.
     pub signaling_restored: u32,
+    /// Restarts of the match it took part in (players seated again).
+    pub rejoins: u64,
 }
 
 /// One room's outcome.
@@ -112,6 +114,13 @@ impl fmt::Display for RoomReport {
                     .map_or("-".to_string(), |c| format!("{:08x}", c as u32)),
                 bot.scores
             )?;
+            if bot.rejoins > 0 {
+                writeln!(
+                    f,
+                    "    match restarted {} times to seat players again",
+                    bot.rejoins
+                )?;
+            }
             if bot.signaling_lost > 0 {
                 writeln!(
                     f,

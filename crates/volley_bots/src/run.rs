@@ -51,6 +51,10 @@ pub struct BotRun {
     pub unjudged: Vec<usize>,
     /// The roots trusted for a `wss://` server.
     pub tls_roots: TlsRoots,
+    /// The local addresses bot `i` (within its room) binds its connections
+    /// to, when `bind[i]` is there and not empty (tests cut one bot's
+    /// network by taking its address's link down).
+    pub bind: Vec<Vec<std::net::SocketAddr>>,
 }
 
 impl BotRun {
@@ -72,6 +76,7 @@ impl BotRun {
             linger: Duration::ZERO,
             unjudged: Vec::new(),
             tls_roots: TlsRoots::default(),
+            bind: Vec::new(),
         }
     }
 

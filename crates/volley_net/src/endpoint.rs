@@ -52,8 +52,19 @@ pub enum Transmit {
         packet: Vec<u8>,
     },
     /// Close the connection to `peer`: it was dropped (misbehaving,
-    /// incompatible, or [`Endpoint::disconnect`]).
-    Close(PeerId),
+    /// incompatible, [`Endpoint::disconnect`] or [`Endpoint::let_go`]).
+    Close(PeerId, Closing),
+}
+
+/// How a closed peer may come back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Closing {
+    /// Refused: a new connection from it is never accepted (misbehaving,
+    /// or closed by the game).
+    ForGood,
+    /// Lost (it stopped answering): it may connect again, and the peer with
+    /// the lower id offers again while both stay in the room.
+    LetGo,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -362,6 +373,24 @@ impl Endpoint {
         heard
     }
 
+    /// Closes the connection to a `peer` that stopped answering, as if it
+    /// had failed: the game gets [`SessionEvent::Left`] with
+    /// [`LeftReason::Disconnected`]. Unlike [`Endpoint::disconnect`], the
+    /// peer may connect again (back from a network cut, a reload or a
+    /// restart), and is then a new peer to the game. `false` when it was
+    /// not a peer.
+    pub fn let_go(&mut self, peer: PeerId) -> bool {
+        let heard = self.peers.get(&peer).is_some_and(|p| p.phase.heard());
+        if heard {
+            self.peers.remove(&peer);
+            self.transmits
+                .push_back(Transmit::Close(peer, Closing::LetGo));
+            self.events
+                .push_back(SessionEvent::Left(peer, LeftReason::Disconnected));
+        }
+        heard
+    }
+
     /// Drains the `T` messages received so far, in arrival order, with the
     /// tick each was sent with.
     pub fn receive<T: 'static>(&mut self) -> Vec<(PeerId, Option<u32>, T)> {
@@ -487,7 +516,8 @@ impl Endpoint {
         // An incompatible peer is not closed: it must still read our Hello
         // to learn why (closing at once raced it). It is only ignored.
         if !matches!(why, LeftReason::IncompatibleProtocol { .. }) {
-            self.transmits.push_back(Transmit::Close(peer));
+            self.transmits
+                .push_back(Transmit::Close(peer, Closing::ForGood));
         }
         self.events.push_back(SessionEvent::Left(peer, why));
     }

@@ -73,7 +73,7 @@ impl Net {
                             channel,
                             packet,
                         } => wire.push((*from, peer, channel, packet)),
-                        Transmit::Close(peer) => self.closed.push((*from, peer)),
+                        Transmit::Close(peer, _) => self.closed.push((*from, peer)),
                     }
                 }
             }

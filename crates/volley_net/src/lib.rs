@@ -70,7 +70,7 @@ mod transport;
 
 pub use builder::{IceConfig, IcePolicy, IceServer, IceTiming, SessionBuilder};
 pub use conditioner::ConditionerConfig;
-pub use endpoint::{Endpoint, MAX_UNRELIABLE, ROLLBACK_INBOX, Transmit};
+pub use endpoint::{Closing, Endpoint, MAX_UNRELIABLE, ROLLBACK_INBOX, Transmit};
 pub use error::{LeftReason, NetError, SessionEvent};
 pub use guard::{Misbehaviour, PeerLimits};
 /// A peer's id (the same type `matchbox_socket` uses).

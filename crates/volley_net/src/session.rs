@@ -124,6 +124,17 @@ impl Session {
         was
     }
 
+    /// Closes the connection to a `peer` that stopped answering: the game
+    /// gets [`SessionEvent::Left`] with
+    /// [`LeftReason::Disconnected`](crate::LeftReason::Disconnected), and
+    /// the peer may connect again (see [`Endpoint::let_go`]). `false` when
+    /// it was not a peer.
+    pub fn let_go(&mut self, peer: PeerId) -> bool {
+        let was = self.endpoint.let_go(peer);
+        self.drain();
+        was
+    }
+
     /// Drains the events since the last call.
     pub fn events(&mut self) -> Vec<SessionEvent> {
         self.endpoint.events()
@@ -246,7 +257,7 @@ impl Session {
                     channel,
                     packet,
                 } => self.transport.send(peer, channel, packet),
-                Transmit::Close(peer) => self.transport.close(peer),
+                Transmit::Close(peer, closing) => self.transport.close(peer, closing),
             }
         }
     }

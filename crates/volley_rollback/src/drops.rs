@@ -129,6 +129,18 @@ impl Drops {
         }
     }
 
+    /// Marks `player` dropped from the start: absent when a restarted
+    /// match began, it has no inputs to agree on (every player cuts it
+    /// before its first frame, see [`crate::seats`]).
+    pub fn absent(&mut self, player: usize) {
+        if player != self.me
+            && let Some(entry) = self.entries.get_mut(player)
+        {
+            entry.dropped_at = Some(0);
+            entry.done = true;
+        }
+    }
+
     /// Whether we dropped `player`.
     pub fn dropped(&self, player: usize) -> bool {
         self.entries

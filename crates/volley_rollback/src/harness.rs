@@ -38,6 +38,8 @@ struct Peer {
     frame_states: VecDeque<(i32, u64)>,
     dropped: Vec<bool>,
     drops: Drops,
+    /// Players absent from the start, to cut once a frame is saved.
+    absent: Vec<usize>,
     rejected: Vec<Rejected>,
 }
 
@@ -88,6 +90,7 @@ impl Match {
                 frame_states: VecDeque::new(),
                 dropped: vec![false; config.players],
                 drops: Drops::new(config, me),
+                absent: Vec::new(),
                 rejected: Vec::new(),
             });
         }
@@ -101,6 +104,28 @@ impl Match {
             keep_sent: false,
             frame: 0,
         })
+    }
+
+    /// A match restarted without the players in `absent` (see
+    /// [`crate::seats`]): the others' pipes answer the absent players'
+    /// synchronization and cut them once frame 1 is reached. Pass the
+    /// absent players as `silent` to [`Match::step`].
+    pub fn without(config: GuardConfig, absent: &[usize]) -> Result<Self, GgrsError> {
+        let mut game = Match::new(config)?;
+        for (me, peer) in game.peers.iter_mut().enumerate() {
+            if absent.contains(&me) {
+                continue;
+            }
+            peer.pipe.absent(absent.iter().copied());
+            for handle in absent {
+                peer.drops.absent(*handle);
+                if let Some(flag) = peer.dropped.get_mut(*handle) {
+                    *flag = true;
+                }
+            }
+            peer.absent = absent.to_vec();
+        }
+        Ok(game)
     }
 
     /// Keeps a copy of every packet the honest peers send ([`Match::sent`]).
@@ -183,6 +208,11 @@ impl Match {
         for (me, peer) in self.peers.iter_mut().enumerate() {
             if silent.contains(&me) {
                 continue;
+            }
+            if peer.session.current_frame() >= 1 {
+                for handle in peer.absent.drain(..) {
+                    let _ = peer.session.disconnect_player(handle);
+                }
             }
             peer.drops.drive(&mut peer.session, &peer.pipe, &addrs, now);
             peer.session.poll_remote_clients();

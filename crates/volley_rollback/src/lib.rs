@@ -6,7 +6,8 @@
 //! Beside it: [`mirror`], what ggrs has received, decoded as ggrs decodes
 //! it; [`drops`], how the peers still in agree on where a dropped player's
 //! inputs end; [`report`], which checksum reports (what a peer sends when
-//! we desync) are taken, within which limits.
+//! we desync) are taken, within which limits; [`seats`], how a player who
+//! lost the others is seated again in a running match.
 //!
 //! No Bevy here, so the checks can be fuzzed on their own (`cargo xtask
 //! fuzz`); `bevy_volley::rollback` calls them for every packet.
@@ -23,6 +24,7 @@ pub mod mirror;
 pub mod pipe;
 pub mod report;
 pub mod rle;
+pub mod seats;
 pub mod wire;
 
 pub use drops::{Action, DropNotice, Drops, MAX_NOTICE_BYTES, NoticeError};
@@ -33,3 +35,4 @@ pub use pipe::{PIPE_INBOX, Pipe};
 pub use report::{
     ChecksumReport, MAX_PART_NAME, MAX_REPORT_BYTES, MAX_REPORT_PARTS, Reports, differing_parts,
 };
+pub use seats::{MAX_HANDOVER_BYTES, MAX_SEATING_BYTES, SeatAction, Seating, SeatingError, Seats};

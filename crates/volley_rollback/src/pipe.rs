@@ -6,7 +6,7 @@
 //! have passed the [`Guard`](crate::Guard); when ggrs takes it, the
 //! [`Mirror`] reads it too (and keeps back what ggrs could not follow).
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::hash::Hash;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
@@ -31,6 +31,8 @@ struct Queues<A> {
     outbox: Vec<(A, Vec<u8>)>,
     mirror: Mirror<A>,
     refused: Vec<(A, Unusable)>,
+    /// Players absent when the session started (see [`Pipe::absent`]).
+    absent: HashSet<A>,
 }
 
 impl<A> Clone for Pipe<A> {
@@ -48,7 +50,17 @@ impl<A: Clone + Eq + Hash> Pipe<A> {
             outbox: Vec::new(),
             mirror: Mirror::new(max_prediction, check),
             refused: Vec::new(),
+            absent: HashSet::new(),
         })))
+    }
+
+    /// Marks players absent from a session that starts without them (a
+    /// match restarted while they are away): ggrs cannot start without
+    /// synchronizing with every player, nor drop one before frame 1, so
+    /// the pipe answers their synchronization itself and sends them
+    /// nothing; the driver drops them in ggrs once the session runs.
+    pub fn absent(&self, players: impl IntoIterator<Item = A>) {
+        self.lock().absent.extend(players);
     }
 
     fn lock(&self) -> MutexGuard<'_, Queues<A>> {
@@ -126,7 +138,28 @@ impl<A: Clone + PartialEq + Eq + Hash + Send + Sync> NonBlockingSocket<A> for Pi
     fn send_to(&mut self, msg: &Message, addr: &A) {
         // Encoding a ggrs message into a Vec cannot fail; nothing to send if it did.
         if let Ok(bytes) = bincode::serde::encode_to_vec(msg, wire::config()) {
-            self.lock().outbox.push((addr.clone(), bytes));
+            let mut queues = self.lock();
+            if !queues.absent.contains(addr) {
+                queues.outbox.push((addr.clone(), bytes));
+                return;
+            }
+            let sync = bincode::serde::decode_from_slice::<WireMessage, _>(&bytes, wire::config());
+            if let Ok((
+                WireMessage {
+                    header,
+                    body: WireBody::SyncRequest { random_request },
+                },
+                _,
+            )) = sync
+            {
+                let reply = WireMessage {
+                    header,
+                    body: WireBody::SyncReply {
+                        random_reply: random_request,
+                    },
+                };
+                queues.inbox.push_back((addr.clone(), reply));
+            }
         }
     }
 

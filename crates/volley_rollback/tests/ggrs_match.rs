@@ -261,3 +261,16 @@ fn dropping_an_up_to_date_player_without_input_delay() {
     }
     assert!(game.confirmed(0) > 100);
 }
+
+/// A match restarted while a player is away (`volley_rollback::seats`):
+/// ggrs must synchronize with every player and cannot drop one before a
+/// frame is saved; the pipes answer the absent player's synchronization
+/// and the others cut it at frame 1. They play on and agree.
+#[test]
+fn a_match_starts_without_an_absent_player_and_plays_on() {
+    let players = 3;
+    let mut game = Match::without(config(players, Some(10)), &[2]).unwrap();
+    run(&mut game, players, 200, &[2]);
+    assert_agree(&game, &[0, 1], 150);
+    assert!(game.rejected(0).is_empty() && game.rejected(1).is_empty());
+}

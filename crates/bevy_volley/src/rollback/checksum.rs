@@ -163,7 +163,11 @@ fn name_part<T: Send + Sync + 'static>(app: &mut App) -> &mut App {
 /// parts registered without a name — bevy_ggrs' own, for entities — are
 /// listed by entity).
 pub(super) fn record_checksum(world: &mut World) {
-    let frame = world.resource::<RollbackFrameCount>().0;
+    // Recorded by match frame: a restarted match (see `seats`) counts on.
+    let base = world
+        .get_resource::<super::RollbackStatus>()
+        .map_or(0, |s| s.base);
+    let frame = base.saturating_add(world.resource::<RollbackFrameCount>().0);
     let total = world.get_resource::<Checksum>().map_or(0, |c| c.0);
     let mut parts = Vec::new();
     if cfg!(debug_assertions) {

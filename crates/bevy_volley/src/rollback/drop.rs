@@ -13,15 +13,19 @@ use volley_net::{PeerId, SessionEvent};
 use volley_rollback::drops::{DropNotice, Drops};
 
 use super::pipe::RollbackPipe;
+use super::seats::RollbackSeats;
 use super::{RollbackConfig, RollbackInput, RollbackStatus, VolleyGgrs};
 use crate::{NetPeerEvent, NetReceived, NetSend, VolleySession};
+use volley_rollback::Seating;
 
-/// The agreement on dropped players, once the match started; and the
-/// players ggrs reported silent, since when.
+/// The agreement on dropped players, once the match started; the players
+/// ggrs reported silent, since when; and the players a restarted match
+/// began without, to cut before its first frame (see `seats`).
 #[derive(Resource, Default)]
 pub(super) struct RollbackDrops {
     pub(super) drops: Option<Drops>,
     pub(super) silent: HashMap<PeerId, Instant>,
+    pub(super) absent: Vec<usize>,
 }
 
 /// How long a player may be silent after ggrs reports it interrupted
@@ -45,6 +49,8 @@ pub(super) fn drop_players<I: RollbackInput>(
     mut peer_events: MessageReader<NetPeerEvent>,
     mut notices: MessageReader<NetReceived<DropNotice>>,
     mut outgoing: MessageWriter<NetSend<DropNotice>>,
+    mut views: MessageWriter<NetSend<Seating>>,
+    mut seats: ResMut<RollbackSeats>,
     session: Option<ResMut<bevy_ggrs::Session<VolleyGgrs<I>>>>,
     mut volley: Option<ResMut<VolleySession>>,
     mut state: ResMut<RollbackDrops>,
@@ -60,20 +66,33 @@ pub(super) fn drop_players<I: RollbackInput>(
     let bevy_ggrs::Session::P2P(p2p) = &mut *session else {
         return;
     };
-    let RollbackDrops { drops, silent } = &mut *state;
+    let RollbackDrops {
+        drops,
+        silent,
+        absent,
+    } = &mut *state;
     let Some(drops) = drops.as_mut() else { return };
     let frame = p2p.current_frame();
+    // ggrs can cut a player only once a frame is saved (see `seats`).
+    if frame >= 1 {
+        for handle in absent.drain(..) {
+            if let Err(e) = p2p.disconnect_player(handle) {
+                tracing::warn!("volley: cannot cut absent player {handle}: {e}");
+            }
+        }
+    }
     let now_ms = volley_rollback::now_millis();
     let now_ms = u64::try_from(now_ms).unwrap_or(u64::MAX);
 
-    // ggrs waits as long as it is told to; volley ends a silent peer itself
-    // (the others learn it as a Left, like any other way of leaving).
+    // ggrs waits as long as it is told to; volley lets a silent peer go
+    // itself (the others learn it as a Left, like any other way of
+    // leaving); it may come back (see `seats`).
     let limit = silence_limit(&config);
     if let Some(volley) = volley.as_mut() {
         for (peer, since) in silent.iter() {
             if since.elapsed() >= limit {
                 tracing::info!("volley: {peer} silent for {limit:?}: dropped");
-                volley.session().disconnect(*peer);
+                volley.session().let_go(*peer);
             }
         }
     }
@@ -113,5 +132,14 @@ pub(super) fn drop_players<I: RollbackInput>(
 
     for (player, last) in drops.drive(p2p, &pipe.0, &status.players, now_ms) {
         tracing::debug!("volley: player {player} leaves the match after frame {last}");
+        if let Some(seats) = seats.seats.as_mut() {
+            for action in seats.dropped(player) {
+                if let volley_rollback::SeatAction::Send(to, view) = action
+                    && let Some(peer) = status.players.get(to)
+                {
+                    views.write(NetSend::to(*peer, view));
+                }
+            }
+        }
     }
 }

@@ -34,11 +34,14 @@
 mod checksum;
 mod drop;
 mod pipe;
+mod seats;
 mod session;
+mod state;
 
 use checksum::{ChecksumNames, ReportsAsked, compare_reports, record_checksum};
 use drop::{RollbackDrops, drop_players};
 use pipe::{RollbackGuard, RollbackPipe, pipe_in, pipe_out};
+use seats::{RollbackSeats, save_planned, seat_messages, seat_tick};
 use session::{ggrs_events, start_p2p, start_sync_test, sync_test_mismatch};
 
 use std::marker::PhantomData;
@@ -61,10 +64,11 @@ pub use bevy_ggrs;
 pub use checksum::{
     CHECKSUM_HISTORY, ChecksumApp, ChecksumHistory, ChecksumReport, FrameChecksum, differing_parts,
 };
+pub use state::{RollbackStateApp, StateError, load_state, save_state};
 use volley_rollback::Pipe;
 pub use volley_rollback::{
-    DropNotice, Guard, GuardConfig, MAX_NOTICE_BYTES, MAX_PART_NAME, MAX_REPORT_BYTES,
-    MAX_REPORT_PARTS, PIPE_INBOX, Rejected,
+    DropNotice, Guard, GuardConfig, MAX_HANDOVER_BYTES, MAX_NOTICE_BYTES, MAX_PART_NAME,
+    MAX_REPORT_BYTES, MAX_REPORT_PARTS, MAX_SEATING_BYTES, PIPE_INBOX, Rejected, Seating,
 };
 
 /// The ggrs configuration volley uses: the game's input, peers by [`PeerId`].
@@ -229,6 +233,15 @@ pub enum RollbackEvent {
     Disconnected(PeerId),
     /// ggrs recommends waiting `frames` frames for the others.
     WaitRecommendation(u32),
+    /// The match restarted to seat players again (see
+    /// [`volley_rollback::seats`]): same handles, a new epoch, going on
+    /// from match frame `frame`.
+    Restarted {
+        /// The new epoch.
+        epoch: u32,
+        /// The match frame it starts at.
+        frame: i32,
+    },
 }
 
 /// The rollback session's state and counters, for overlays and bots.
@@ -236,6 +249,14 @@ pub enum RollbackEvent {
 pub struct RollbackStatus {
     /// Our player handle, once started.
     pub local_handle: Option<usize>,
+    /// Restarts of the match so far (each seats players again).
+    pub epoch: u32,
+    /// The match frame the current epoch started at: ggrs counts frames
+    /// from 0 in each epoch, the match counts on (`frame` and
+    /// `confirmed_frame` are match frames).
+    pub base: i32,
+    /// Restarts this peer took part in.
+    pub rejoins: u64,
     /// Players' peer ids by handle (ours included), once started.
     pub players: Vec<PeerId>,
     /// The frame simulated last.
@@ -285,6 +306,7 @@ impl<I: RollbackInput> Plugin for RollbackPlugin<I> {
             .insert_resource(RollbackPipe(pipe))
             .init_resource::<ReportsAsked>()
             .init_resource::<RollbackDrops>()
+            .init_resource::<RollbackSeats>()
             .init_resource::<RollbackStatus>()
             .init_resource::<ChecksumHistory>()
             .init_resource::<LastAdvanced>()
@@ -295,9 +317,10 @@ impl<I: RollbackInput> Plugin for RollbackPlugin<I> {
             // on the protocol hash; larger payloads are refused undecoded.
             .add_net_message_limited::<ChecksumReport>(Channel::Reliable, MAX_REPORT_BYTES)
             .add_net_message_limited::<DropNotice>(Channel::Reliable, MAX_NOTICE_BYTES)
+            .add_net_message_limited::<Seating>(Channel::Reliable, MAX_SEATING_BYTES)
             .add_systems(
                 SaveWorld,
-                record_checksum.in_set(SaveWorldSystems::Snapshot),
+                (record_checksum, save_planned).in_set(SaveWorldSystems::Snapshot),
             )
             .add_systems(LoadWorld, count_rollback)
             .add_systems(AdvanceWorld, count_advance)
@@ -309,14 +332,19 @@ impl<I: RollbackInput> Plugin for RollbackPlugin<I> {
             RollbackMode::P2P => {
                 app.add_systems(
                     PreUpdate,
-                    (start_p2p::<I>, drop_players::<I>, pipe_in::<I>)
+                    (
+                        start_p2p::<I>,
+                        drop_players::<I>,
+                        seat_messages,
+                        pipe_in::<I>,
+                    )
                         .chain()
                         .after(VolleySet::Receive)
                         .before(RunGgrsSystems),
                 )
                 .add_systems(
                     PreUpdate,
-                    (pipe_out, ggrs_events::<I>, compare_reports)
+                    (pipe_out, ggrs_events::<I>, compare_reports, seat_tick::<I>)
                         .chain()
                         .after(RunGgrsSystems)
                         .after(VolleySet::Receive),

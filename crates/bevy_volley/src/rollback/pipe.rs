@@ -6,6 +6,7 @@ use bevy::ecs::prelude::*;
 use volley_net::PeerId;
 use volley_rollback::{Guard, Pipe, View};
 
+use super::seats::RollbackSeats;
 use super::{RollbackInput, RollbackStatus, VolleyGgrs};
 use crate::VolleySession;
 
@@ -25,6 +26,7 @@ pub(super) fn pipe_in<I: RollbackInput>(
     volley: Option<ResMut<VolleySession>>,
     pipe: Res<RollbackPipe>,
     guard: Res<RollbackGuard>,
+    seats: Res<RollbackSeats>,
     ggrs_session: Option<Res<bevy_ggrs::Session<VolleyGgrs<I>>>>,
     mut status: ResMut<RollbackStatus>,
 ) {
@@ -46,14 +48,23 @@ pub(super) fn pipe_in<I: RollbackInput>(
         now_millis: volley_rollback::now_millis(),
         sender_handles: 1,
     };
-    for (peer, bytes) in packets {
+    let epoch = seats.tag();
+    for (peer, tagged) in packets {
         if status.dropped.contains(&peer) {
             continue; // its inputs end where the others agreed
+        }
+        // Tagged with the sender's epoch: another epoch's packets (a
+        // restart under way, see `seats`) are no business of this session.
+        let Some((&tag, bytes)) = tagged.split_first() else {
+            continue;
+        };
+        if tag != epoch {
+            continue;
         }
         let checked = if !status.players.is_empty() && !status.players.contains(&peer) {
             Err("rollback packet from a peer outside the match".to_string())
         } else {
-            guard.0.inspect(&bytes, &view).map_err(|e| e.to_string())
+            guard.0.inspect(bytes, &view).map_err(|e| e.to_string())
         };
         match checked {
             Ok(message) => pipe.0.deliver(peer, message),
@@ -67,10 +78,16 @@ pub(super) fn pipe_in<I: RollbackInput>(
 }
 
 /// Sends what ggrs queued this frame.
-pub(super) fn pipe_out(volley: Option<ResMut<VolleySession>>, pipe: Res<RollbackPipe>) {
+pub(super) fn pipe_out(
+    volley: Option<ResMut<VolleySession>>,
+    pipe: Res<RollbackPipe>,
+    seats: Res<RollbackSeats>,
+) {
     let outgoing = pipe.0.take_outgoing();
     let Some(mut volley) = volley else { return };
-    for (peer, bytes) in outgoing {
+    let epoch = seats.tag();
+    for (peer, mut bytes) in outgoing {
+        bytes.insert(0, epoch);
         // A peer that left has nobody to send to; ggrs notices on its own.
         let _ = volley.session().send_rollback(peer, bytes);
     }

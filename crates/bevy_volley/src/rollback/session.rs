@@ -12,6 +12,7 @@ use volley_rollback::drops::{AGREE_TIMEOUT_MS, Drops};
 use super::checksum::{ChecksumHistory, ChecksumReport, ReportsAsked};
 use super::drop::{RollbackDrops, notify_delay, silence_limit};
 use super::pipe::{RollbackGuard, RollbackPipe};
+use super::seats::RollbackSeats;
 use super::{
     DesyncDetected, RollbackConfig, RollbackEvent, RollbackInput, RollbackStatus, VolleyGgrs,
     player_order,
@@ -68,6 +69,7 @@ pub(super) fn start_p2p<I: RollbackInput>(
     pipe: Res<RollbackPipe>,
     guard: Res<RollbackGuard>,
     mut drops: ResMut<RollbackDrops>,
+    mut seats: ResMut<RollbackSeats>,
     mut status: ResMut<RollbackStatus>,
     mut events: MessageWriter<RollbackEvent>,
 ) {
@@ -90,6 +92,32 @@ pub(super) fn start_p2p<I: RollbackInput>(
         // The room has more peers than players and we came late: watch only.
         return;
     };
+    match build_p2p::<I>(&config, &players, local_handle, pipe.0.clone()) {
+        Ok(session) => {
+            info!("volley: rollback session started as player {local_handle} of {players:?}");
+            status.local_handle = Some(local_handle);
+            status.players = players.clone();
+            drops.drops = Some(Drops::new(*guard.0.config(), local_handle));
+            let mut seating = volley_rollback::Seats::new(local_handle, players.len());
+            seating.started();
+            seats.seats = Some(seating);
+            commands.insert_resource(bevy_ggrs::Session::P2P(session));
+            events.write(RollbackEvent::Started {
+                local_handle,
+                players,
+            });
+        }
+        Err(e) => warn!("volley: cannot start the rollback session: {e}"),
+    }
+}
+
+/// A ggrs P2P session of `players` (by handle), `me` local, over `pipe`.
+pub(super) fn build_p2p<I: RollbackInput>(
+    config: &RollbackConfig,
+    players: &[PeerId],
+    me: usize,
+    pipe: volley_rollback::Pipe<PeerId>,
+) -> Result<ggrs::P2PSession<VolleyGgrs<I>>, ggrs::GgrsError> {
     let desync = if config.desync_interval == 0 {
         DesyncDetection::Off
     } else {
@@ -102,41 +130,23 @@ pub(super) fn start_p2p<I: RollbackInput>(
     let backstop = config.disconnect_timeout
         + std::time::Duration::from_millis(2 * AGREE_TIMEOUT_MS)
         + std::time::Duration::from_secs(5);
-    let built = ggrs::SessionBuilder::<VolleyGgrs<I>>::new()
-        .with_num_players(config.players)
-        .and_then(|b| b.with_fps(config.fps))
-        .map(|b| {
-            b.with_input_delay(config.input_delay)
-                .with_max_prediction_window(config.max_prediction)
-                .with_desync_detection_mode(desync)
-                .with_disconnect_notify_delay(notify_delay(&config))
-                .with_disconnect_timeout(backstop)
-        })
-        .and_then(|mut b| {
-            for (handle, peer) in players.iter().enumerate() {
-                let kind = if *peer == me {
-                    PlayerType::Local
-                } else {
-                    PlayerType::Remote(*peer)
-                };
-                b = b.add_player(kind, handle)?;
-            }
-            b.start_p2p_session(pipe.0.clone())
-        });
-    match built {
-        Ok(session) => {
-            info!("volley: rollback session started as player {local_handle} of {players:?}");
-            status.local_handle = Some(local_handle);
-            status.players = players.clone();
-            drops.drops = Some(Drops::new(*guard.0.config(), local_handle));
-            commands.insert_resource(bevy_ggrs::Session::P2P(session));
-            events.write(RollbackEvent::Started {
-                local_handle,
-                players,
-            });
-        }
-        Err(e) => warn!("volley: cannot start the rollback session: {e}"),
+    let mut builder = ggrs::SessionBuilder::<VolleyGgrs<I>>::new()
+        .with_num_players(players.len())?
+        .with_fps(config.fps)?
+        .with_input_delay(config.input_delay)
+        .with_max_prediction_window(config.max_prediction)
+        .with_desync_detection_mode(desync)
+        .with_disconnect_notify_delay(notify_delay(config))
+        .with_disconnect_timeout(backstop);
+    for (handle, peer) in players.iter().enumerate() {
+        let kind = if handle == me {
+            PlayerType::Local
+        } else {
+            PlayerType::Remote(*peer)
+        };
+        builder = builder.add_player(kind, handle)?;
     }
+    builder.start_p2p_session(pipe)
 }
 
 /// Turns ggrs events into Bevy messages; on the first desync with a peer,
@@ -156,8 +166,8 @@ pub(super) fn ggrs_events<I: RollbackInput>(
     mut asked: ResMut<ReportsAsked>,
 ) {
     let Some(mut session) = session else { return };
-    status.frame = frame.0;
-    status.confirmed_frame = confirmed.0;
+    status.frame = status.base.saturating_add(frame.0);
+    status.confirmed_frame = status.base.saturating_add(confirmed.0);
     let bevy_ggrs::Session::P2P(p2p) = &mut *session else {
         return;
     };
@@ -169,6 +179,7 @@ pub(super) fn ggrs_events<I: RollbackInput>(
                 remote_checksum,
                 addr,
             } => {
+                let frame = status.base.saturating_add(frame);
                 status.desyncs += 1;
                 warn!(
                     "volley: desync with {addr} at frame {frame}: ours {local_checksum:#x}, theirs {remote_checksum:#x}"

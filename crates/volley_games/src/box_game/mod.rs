@@ -29,9 +29,9 @@ use std::hash::{Hash, Hasher};
 
 use bevy::prelude::*;
 use bevy_volley::rollback::bevy_ggrs::{
-    GgrsSchedule, LocalInputs, LocalPlayers, PlayerInputs, ReadInputs, Rollback, RollbackApp,
+    GgrsSchedule, LocalInputs, LocalPlayers, PlayerInputs, ReadInputs, Rollback,
 };
-use bevy_volley::rollback::{ChecksumApp, RollbackStatus, VolleyGgrs};
+use bevy_volley::rollback::{RollbackStateApp, RollbackStatus, VolleyGgrs};
 use serde::{Deserialize, Serialize};
 
 /// The app version every box_game peer announces (part of the protocol
@@ -102,7 +102,7 @@ pub struct Coin {
 }
 
 /// Position and velocity in fixed point; the centre of the box.
-#[derive(Component, Clone, Copy, Default, PartialEq, Eq, Hash, Debug)]
+#[derive(Component, Clone, Copy, Default, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
 pub struct Body {
     /// Centre x.
     pub x: i32,
@@ -115,11 +115,11 @@ pub struct Body {
 }
 
 /// A player's score this round.
-#[derive(Component, Clone, Copy, Default, PartialEq, Eq, Hash, Debug)]
+#[derive(Component, Clone, Copy, Default, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
 pub struct Score(pub u32);
 
 /// The round: its number, the winner, the coin generator.
-#[derive(Resource, Clone, Copy, PartialEq, Eq, Debug)]
+#[derive(Resource, Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub struct Round {
     /// Rounds completed.
     pub number: u32,
@@ -220,12 +220,9 @@ impl Plugin for BoxGamePlugin {
     fn build(&self, app: &mut App) {
         app.insert_resource(Players(self.players))
             .init_resource::<Round>()
-            .rollback_component_with_copy::<Body>()
-            .rollback_component_with_copy::<Score>()
-            .rollback_resource_with_copy::<Round>()
-            .checksum_component_named::<Body>()
-            .checksum_component_named::<Score>()
-            .checksum_resource_named::<Round>()
+            .rollback_state_component::<Body>()
+            .rollback_state_component::<Score>()
+            .rollback_state_resource::<Round>()
             .add_systems(Startup, spawn)
             .add_systems(
                 GgrsSchedule,

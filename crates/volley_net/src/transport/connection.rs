@@ -67,6 +67,10 @@ pub(super) async fn drive<C: Connection>(
     cx: &Context<C::Channels>,
 ) {
     let fail = |why: String| {
+        if cx.quiet {
+            tracing::debug!("no new connection to {peer} yet: {why}");
+            return;
+        }
         tracing::info!("no connection to {peer}: {why}");
         let _ = cx.incoming.unbounded_send(Incoming::Failed(peer, why));
     };

@@ -14,6 +14,8 @@ use crate::endpoint::Endpoint;
 use crate::stats::Link;
 use crate::{Channel, PeerId};
 
+pub(crate) use crate::endpoint::Closing;
+
 /// Packets kept per peer between its first channel opening and the last
 /// (they are handed on once the peer is connected).
 const EARLY_PACKETS: usize = 256;
@@ -48,7 +50,7 @@ pub(crate) struct Driven<D> {
     id: Arc<OnceLock<PeerId>>,
     incoming: UnboundedReceiver<Incoming<D>>,
     /// Peers the session closed, to the message loop.
-    closes: UnboundedSender<PeerId>,
+    closes: UnboundedSender<(PeerId, Closing)>,
     up: HashMap<PeerId, D>,
     /// Packets from peers whose channels are not all open yet.
     early: HashMap<PeerId, Vec<(Channel, Vec<u8>, Instant)>>,
@@ -58,7 +60,7 @@ impl<D> Driven<D> {
     pub(crate) fn new(
         id: Arc<OnceLock<PeerId>>,
         incoming: UnboundedReceiver<Incoming<D>>,
-        closes: UnboundedSender<PeerId>,
+        closes: UnboundedSender<(PeerId, Closing)>,
     ) -> Self {
         Driven {
             id,
@@ -120,8 +122,9 @@ impl<D: PeerChannels> Transport for Driven<D> {
         self.up.get(&peer).map_or(0, |c| c.buffered(channel))
     }
 
-    fn close(&mut self, peer: PeerId) {
+    fn close(&mut self, peer: PeerId, closing: Closing) {
         self.up.remove(&peer);
-        let _ = self.closes.unbounded_send(peer);
+        self.early.remove(&peer);
+        let _ = self.closes.unbounded_send((peer, closing));
     }
 }

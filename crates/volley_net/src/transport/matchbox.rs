@@ -114,7 +114,10 @@ impl Transport for MatchboxTransport {
         0
     }
 
-    fn close(&mut self, peer: PeerId) {
+    /// matchbox_socket cannot close one peer: its packets are ignored from
+    /// now on, whether it may come back or not (a new connection from it
+    /// is matchbox's to make).
+    fn close(&mut self, peer: PeerId, _: crate::Closing) {
         self.closed.insert(peer);
     }
 }

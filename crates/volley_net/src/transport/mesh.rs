@@ -17,7 +17,8 @@ use web_time::Instant;
 
 use super::TransportError;
 use super::comeback::{Comeback, ConnectError, Next};
-use super::driven::{Driven, Incoming};
+use super::driven::{Closing, Driven, Incoming};
+use super::redial::Redial;
 use crate::builder::IceConfig;
 use crate::signal::{self, Event, PeerSignal, Request};
 use crate::tls::TlsRoots;
@@ -44,6 +45,10 @@ const COMEBACK_TIMEOUT: Duration = Duration::from_secs(10);
 /// Peers the session closed, remembered so that the server's word never
 /// reconnects them; beyond this many, the list starts afresh.
 const CLOSED_KEPT: usize = 1024;
+
+/// Signals kept from a peer whose new connection waits for its old one to
+/// end (an offer and its first candidates).
+const REPLACING_SIGNALS: usize = 64;
 
 /// Pings answered on arrival per peer per [`PONG_WINDOW`]; more are left
 /// to the session's per-peer limits.
@@ -90,6 +95,9 @@ pub(super) struct Context<D> {
     pub(super) config: Arc<IceConfig>,
     pub(super) incoming: UnboundedSender<Incoming<D>>,
     pub(super) signals: UnboundedSender<(PeerId, PeerSignal)>,
+    /// A connection to a peer we had before: its failure is no news for
+    /// the game (the peer stays lost, and we try again).
+    pub(super) quiet: bool,
 }
 
 /// A platform's WebRTC and WebSocket.
@@ -179,33 +187,126 @@ async fn connect<S: Stack>(
     }
 }
 
-/// The connections' tasks, and each one's signals (dropping a peer's
-/// sender closes its connection).
+/// A connection the session wants: its task's signals (dropping the
+/// sender closes it), who offered, and since when.
+struct Link {
+    signals: UnboundedSender<PeerSignal>,
+    role: Role,
+    started: Instant,
+}
+
+/// The connections' tasks. At most one task per peer runs at a time, so
+/// that an old connection's `Down` always reaches the session before a new
+/// one's `Up`: a replacement waits for the old task to end.
 struct Peers<S: Stack> {
-    signals: HashMap<PeerId, UnboundedSender<PeerSignal>>,
+    links: HashMap<PeerId, Link>,
     running: FuturesUnordered<S::Peer>,
+    /// Tasks not yet ended, by peer (closed ones included).
+    alive: HashMap<PeerId, usize>,
+    /// Peers we had a connection to (their failures are quiet).
+    known: HashSet<PeerId>,
+    /// Offers from peers whose old connection is still ending.
+    replacing: HashMap<PeerId, Vec<PeerSignal>>,
     config: Arc<IceConfig>,
     incoming: UnboundedSender<Incoming<S::Channels>>,
     outgoing: UnboundedSender<(PeerId, PeerSignal)>,
 }
 
 impl<S: Stack> Peers<S> {
-    fn start(&mut self, peer: PeerId, role: Role) {
-        if self.signals.contains_key(&peer) {
-            return;
+    /// Starts a connection to `peer`, unless one runs (or is ending).
+    fn start(&mut self, peer: PeerId, role: Role) -> bool {
+        if self.links.contains_key(&peer) || self.alive.get(&peer).is_some_and(|n| *n > 0) {
+            return false;
         }
-        if self.signals.len() >= MAX_PEERS {
+        if self.alive.len() >= MAX_PEERS {
             tracing::warn!("refusing a connection to {peer}: {MAX_PEERS} peers already");
-            return;
+            return false;
         }
         let (tx, rx) = mpsc::unbounded();
-        self.signals.insert(peer, tx);
+        let link = Link {
+            signals: tx,
+            role,
+            started: Instant::now(),
+        };
+        self.links.insert(peer, link);
+        *self.alive.entry(peer).or_default() += 1;
         let cx = Context {
             config: self.config.clone(),
             incoming: self.incoming.clone(),
             signals: self.outgoing.clone(),
+            quiet: !self.known.insert(peer),
         };
         self.running.push(S::run(peer, role, rx, cx));
+        true
+    }
+
+    /// Closes the connection to `peer` (its task ends soon after).
+    fn close(&mut self, peer: PeerId) -> Option<Link> {
+        self.replacing.remove(&peer);
+        self.links.remove(&peer)
+    }
+
+    /// An offer from `sender` while we hold a connection to it. Ours stands
+    /// when it is an offer of our own still being negotiated and our id is
+    /// the lower (the other side yields the same way); otherwise the
+    /// sender has lost what we hold: ours is closed and the offer answered
+    /// once it has ended.
+    fn offered(&mut self, me: Option<PeerId>, sender: PeerId, offer: PeerSignal) {
+        let Some(link) = self.links.get(&sender) else {
+            if self.alive.get(&sender).is_some_and(|n| *n > 0) {
+                self.replacing.insert(sender, vec![offer]);
+            } else if self.start(sender, Role::Answerer)
+                && let Some(link) = self.links.get(&sender)
+            {
+                let _ = link.signals.unbounded_send(offer);
+            }
+            return;
+        };
+        let negotiating = link.started.elapsed() < self.config.timing.setup_timeout;
+        if link.role == Role::Offerer && negotiating && me.is_some_and(|me| me < sender) {
+            tracing::debug!("{sender} offered while our offer is under way: ours stands");
+            return;
+        }
+        tracing::debug!("{sender} offered again: replacing our connection to it");
+        self.links.remove(&sender);
+        self.replacing.insert(sender, vec![offer]);
+    }
+
+    /// A signal for `peer`'s connection (or for the one replacing it).
+    fn forward(&mut self, peer: PeerId, signal: PeerSignal) {
+        if let Some(waiting) = self.replacing.get_mut(&peer) {
+            if waiting.len() < REPLACING_SIGNALS {
+                waiting.push(signal);
+            }
+        } else if let Some(link) = self.links.get(&peer) {
+            let _ = link.signals.unbounded_send(signal);
+        }
+    }
+
+    /// A task of `peer`'s ended. Returns whether the connection had
+    /// lived past its set-up and whether the session still wanted it (it
+    /// ended by itself), when no other connection to the peer remains.
+    fn ended(&mut self, peer: PeerId) -> Option<(bool, bool)> {
+        if let Some(n) = self.alive.get_mut(&peer) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.alive.remove(&peer);
+            }
+        }
+        if let Some(signals) = self.replacing.remove(&peer) {
+            if self.start(peer, Role::Answerer)
+                && let Some(link) = self.links.get(&peer)
+            {
+                for signal in signals {
+                    let _ = link.signals.unbounded_send(signal);
+                }
+            }
+            return None;
+        }
+        let link = self.links.remove(&peer);
+        let setup = self.config.timing.setup_timeout;
+        let lived = link.as_ref().is_none_or(|l| l.started.elapsed() >= setup);
+        Some((lived, link.is_some()))
     }
 }
 
@@ -241,7 +342,9 @@ enum Woke<R, W> {
     Back(Result<(R, W), ConnectError>),
     Outgoing(Option<(PeerId, PeerSignal)>),
     /// The session closed a peer (`None`: the session is gone).
-    Closed(Option<PeerId>),
+    Closed(Option<(PeerId, Closing)>),
+    /// An offer to a lost room-mate is due.
+    Redial,
     /// A peer's connection ended.
     Ended(PeerId),
     Keepalive,
@@ -271,7 +374,7 @@ async fn message_loop<S: Stack>(
     tls: TlsRoots,
     id: Arc<OnceLock<PeerId>>,
     incoming: UnboundedSender<Incoming<S::Channels>>,
-    mut closes: UnboundedReceiver<PeerId>,
+    mut closes: UnboundedReceiver<(PeerId, Closing)>,
 ) -> Result<(), TransportError> {
     let mut link = Some(connect::<S>(&comeback.first_url(), &tls).await?);
     // Coming back: waiting for our id again, to tell the session.
@@ -281,13 +384,17 @@ async fn message_loop<S: Stack>(
     let (outgoing, mut signals) = mpsc::unbounded::<(PeerId, PeerSignal)>();
     let news = incoming.clone();
     let mut peers = Peers::<S> {
-        signals: HashMap::new(),
+        links: HashMap::new(),
         running: FuturesUnordered::new(),
+        alive: HashMap::new(),
+        known: HashSet::new(),
+        replacing: HashMap::new(),
         config,
         incoming,
         outgoing,
     };
     let mut closed = HashSet::new();
+    let mut redial = Redial::default();
     let mut keepalive = futures_timer::Delay::new(KEEPALIVE).fuse();
     loop {
         let woke = {
@@ -297,8 +404,18 @@ async fn message_loop<S: Stack>(
                     None => futures_util::future::pending().await,
                 }
             };
+            let due = async {
+                match redial.next_due() {
+                    Some(at) => {
+                        let wait = at.saturating_duration_since(Instant::now());
+                        futures_timer::Delay::new(wait).await;
+                    }
+                    None => futures_util::future::pending().await,
+                }
+            };
             futures_util::select! {
                 heard = heard.fuse() => Woke::Heard(heard),
+                () = due.fuse() => Woke::Redial,
                 back = attempt.as_mut() => Woke::Back(back),
                 out = signals.next() => Woke::Outgoing(out),
                 closed = closes.next() => Woke::Closed(closed),
@@ -326,18 +443,26 @@ async fn message_loop<S: Stack>(
                     }
                 },
                 Event::NewPeer(peer) if closed.contains(&peer) => {}
-                Event::NewPeer(peer) => peers.start(peer, Role::Offerer),
+                Event::NewPeer(peer) => {
+                    redial.named(peer);
+                    redial.connecting(peer);
+                    peers.start(peer, Role::Offerer);
+                }
                 Event::PeerLeft(peer) => {
-                    peers.signals.remove(&peer);
+                    redial.forget(peer);
+                    peers.close(peer);
                 }
-                Event::Signal { sender, data } => {
-                    if matches!(data, PeerSignal::Offer(_)) && !closed.contains(&sender) {
-                        peers.start(sender, Role::Answerer);
-                    }
-                    if let Some(to_peer) = peers.signals.get(&sender) {
-                        let _ = to_peer.unbounded_send(data);
-                    }
+                Event::Signal { .. } if id.get().is_none() => {}
+                Event::Signal { sender, .. } if closed.contains(&sender) => {}
+                Event::Signal {
+                    sender,
+                    data: offer @ PeerSignal::Offer(_),
+                } => {
+                    redial.named(sender);
+                    redial.connecting(sender);
+                    peers.offered(id.get().copied(), sender, offer);
                 }
+                Event::Signal { sender, data } => peers.forward(sender, data),
                 Event::ResumeToken(token) => comeback.token(token),
             },
             Woke::Heard(Heard::Nothing) => {}
@@ -367,16 +492,30 @@ async fn message_loop<S: Stack>(
                 }
             }
             Woke::Outgoing(None) => {}
-            // Forgotten, so that the server's word can connect it again.
+            // Forgotten, so that the server's word (or our next offer, see
+            // `redial`) can connect it again.
             Woke::Ended(peer) => {
-                peers.signals.remove(&peer);
+                if let (Some((lived, _)), Some(me)) = (peers.ended(peer), id.get()) {
+                    redial.ended(*me, peer, lived, Instant::now());
+                }
             }
-            Woke::Closed(Some(peer)) => {
-                peers.signals.remove(&peer);
+            Woke::Closed(Some((peer, Closing::ForGood))) => {
+                peers.close(peer);
+                redial.forget(peer);
                 if closed.len() >= CLOSED_KEPT {
                     closed.clear();
                 }
                 closed.insert(peer);
+            }
+            // Lost, not refused: it may come back (or be offered to again).
+            Woke::Closed(Some((peer, Closing::LetGo))) => {
+                peers.close(peer);
+            }
+            Woke::Redial => {
+                for peer in redial.take_due(Instant::now()) {
+                    tracing::debug!("offering again to {peer}, lost while we both stayed");
+                    peers.start(peer, Role::Offerer);
+                }
             }
             Woke::Closed(None) => break, // the session is gone
             Woke::Keepalive => {
@@ -398,7 +537,8 @@ async fn message_loop<S: Stack>(
             }
         }
     }
-    peers.signals.clear();
+    peers.links.clear();
+    peers.replacing.clear();
     while peers.running.next().await.is_some() {}
     Ok(())
 }

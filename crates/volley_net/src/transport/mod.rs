@@ -10,6 +10,7 @@ mod matchbox;
 mod mesh;
 #[cfg(not(target_arch = "wasm32"))]
 mod native;
+mod redial;
 #[cfg(target_arch = "wasm32")]
 mod web;
 
@@ -67,6 +68,7 @@ pub trait Transport: Send + Sync {
     /// Bytes handed to `send` on `channel` that the connection has not yet
     /// released (acknowledged, or abandoned on an unreliable channel).
     fn buffered(&mut self, peer: PeerId, channel: Channel) -> usize;
-    /// Closes the connection to one peer (the others stay).
-    fn close(&mut self, peer: PeerId);
+    /// Closes the connection to one peer (the others stay); `closing`
+    /// says whether it may connect again.
+    fn close(&mut self, peer: PeerId, closing: crate::Closing);
 }
