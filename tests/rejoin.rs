@@ -24,6 +24,13 @@ const FRAMES: i32 = 900;
 /// The cut bot's own address.
 const CUT_IP: &str = "10.77.0.2";
 
+/// Logs as `RUST_LOG` asks (shown when a test fails).
+fn logs() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .try_init();
+}
+
 fn run(program: &str, args: &str) {
     let out = Command::new(program)
         .args(args.split_whitespace())
@@ -48,6 +55,7 @@ fn a_player_cut_off_for_3_s_is_seated_again() {
     if !volley_testkit::netns::isolate_with_namespaces("a_player_cut_off_for_3_s_is_seated_again") {
         return;
     }
+    logs();
     // A veth pair (no dummy links in every kernel) to hold the address.
     run("ip", "link add cut0 type veth peer name cut1");
     run("ip", &format!("addr add {CUT_IP}/32 dev cut0"));
@@ -85,6 +93,122 @@ fn a_player_cut_off_for_3_s_is_seated_again() {
         println!("cut at frame {down}, back at frame {up_at:?}");
         assert!(up_at.is_some(), "the network never came back");
         assert!(reports.iter().all(|r| r.ok()), "the match broke");
+        for bot in &reports[0].bots {
+            assert!(bot.rejoins >= 1, "the match never restarted: {bot:?}");
+        }
+    });
+}
+
+/// The restarted bot's side of [`a_restarted_bot_process_is_seated_again`]:
+/// set in a child's environment as `server|room prefix|token file`.
+const CHILD: &str = "VOLLEY_REJOIN_CHILD";
+
+/// One bot of the match, alone in this process, keeping its token in a
+/// file; prints what it saw for the parent.
+fn play_as_child(spec: &str) {
+    logs();
+    let mut parts = spec.split('|');
+    let (Some(server), Some(prefix), Some(file)) = (parts.next(), parts.next(), parts.next())
+    else {
+        panic!("bad {CHILD}: {spec}");
+    };
+    let mut run = BotRun::new(server, 1, 4, FRAMES);
+    run.room_prefix = prefix.to_string();
+    run.bots_per_room = 1;
+    run.timeout = Duration::from_secs(60);
+    run.resume_files = vec![file.into()];
+    let reports = volley_bots::run_rooms(&run);
+    eprint!("the restarted bot's room: {}", reports[0]);
+    let bot = &reports[0].bots[0];
+    if let Some((at, why)) = &bot.unreachable {
+        eprintln!("unreachable after {at:?}: {why}");
+    }
+    println!(
+        "CHILD checksum={} rejoins={}",
+        bot.checksum.map_or("-".to_string(), |c| format!("{c:x}")),
+        bot.rejoins
+    );
+}
+
+/// Four bots play; bot 3 runs in a process of its own. At frame 200 the
+/// test kills that process (SIGKILL: no goodbye to anyone) and starts a
+/// new one with the same room link and the token file the first one kept.
+/// The new process gets the same id back from the server, connects to the
+/// others, is seated again by a restart of the match, and reaches frame
+/// 900 with the others' checksum.
+#[test]
+fn a_restarted_bot_process_is_seated_again() {
+    if let Ok(spec) = std::env::var(CHILD) {
+        play_as_child(&spec);
+        return;
+    }
+    if !volley_testkit::netns::isolate("a_restarted_bot_process_is_seated_again") {
+        return;
+    }
+    logs();
+    with_server(|server| {
+        let server_url = format!("ws://{}", server.addr());
+        let mut run = BotRun::new(&server_url, 1, 4, FRAMES);
+        run.bots_per_room = 3;
+        run.timeout = Duration::from_secs(90);
+        let file = std::env::temp_dir().join(format!("volley-rejoin-{}.seat", std::process::id()));
+        let _ = std::fs::remove_file(&file);
+        let spec = format!("{server_url}|{}|{}", run.room_prefix, file.display());
+        let spawn = || {
+            Command::new(std::env::current_exe().expect("the test executable"))
+                .args([
+                    "a_restarted_bot_process_is_seated_again",
+                    "--exact",
+                    "--nocapture",
+                ])
+                .env(CHILD, &spec)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::inherit())
+                .spawn()
+                .expect("the bot process starts")
+        };
+        let mut first = Some(spawn());
+        let mut second = None;
+        let mut killed_at = None;
+        let reports = run_rooms_directed(
+            &run,
+            |_, _, _| {},
+            |frame| {
+                if frame >= 200
+                    && let Some(mut child) = first.take()
+                {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    killed_at = Some(frame);
+                    second = Some(spawn());
+                }
+            },
+        );
+        for report in &reports {
+            print!("{report}");
+        }
+        let mut second = second.expect("the bot process was killed and started again");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while second.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = second.kill();
+        let out = second.wait_with_output().expect("the bot's output");
+        let said = String::from_utf8_lossy(&out.stdout);
+        println!("the restarted bot's output:\n{said}");
+        let line = said
+            .lines()
+            .find(|l| l.starts_with("CHILD "))
+            .unwrap_or_else(|| panic!("the restarted bot said nothing useful:\n{said}"));
+        println!("killed at frame {killed_at:?}; the restarted bot: {line}");
+        let _ = std::fs::remove_file(&file);
+        assert!(reports.iter().all(|r| r.ok()), "the match broke");
+        let ours = reports[0].bots[0].checksum.expect("a checksum");
+        assert_eq!(
+            line,
+            format!("CHILD checksum={ours:x} rejoins=1"),
+            "the restarted bot is not in the others' match"
+        );
         for bot in &reports[0].bots {
             assert!(bot.rejoins >= 1, "the match never restarted: {bot:?}");
         }

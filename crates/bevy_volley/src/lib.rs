@@ -220,6 +220,7 @@ pub struct VolleyPlugin {
     ice: IceConfig,
     tls: TlsRoots,
     fallbacks: Vec<String>,
+    resume_file: Option<std::path::PathBuf>,
     server_ice: bool,
     min_peers: usize,
     peer_limits: PeerLimits,
@@ -236,6 +237,7 @@ impl VolleyPlugin {
             ice: IceConfig::default(),
             tls: TlsRoots::default(),
             fallbacks: Vec::new(),
+            resume_file: None,
             server_ice: true,
             min_peers: 1,
             peer_limits: PeerLimits::default(),
@@ -292,6 +294,14 @@ impl VolleyPlugin {
     /// `SessionBuilder::fallback_servers`).
     pub fn fallback_servers(mut self, servers: impl IntoIterator<Item = String>) -> Self {
         self.fallbacks = servers.into_iter().collect();
+        self
+    }
+
+    /// Keeps the seat's resume token in a file, so that the game restarted
+    /// with the same room link gets its seat back, and a running match
+    /// seats it again (see `SessionBuilder::resume_file`).
+    pub fn resume_file(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.resume_file = Some(path.into());
         self
     }
 
@@ -398,6 +408,9 @@ fn connect(
         .ice(config.ice.clone())
         .tls_roots(config.tls.clone())
         .fallback_servers(config.fallbacks.clone());
+    if let Some(file) = &config.resume_file {
+        builder = builder.resume_file(file.clone());
+    }
     if let Some(c) = config.conditioner {
         builder = builder.conditioner(c);
     }

@@ -35,12 +35,14 @@ use volley_games::box_game::{self, BoxInput};
 
 /// A bot's app: `MinimalPlugins`, the network, rollback and the game.
 /// `fallbacks`: the nodes it comes back through if its own is lost;
-/// `bind`: the addresses its connections bind to (empty: the default).
+/// `bind`: the addresses its connections bind to (empty: the default);
+/// `resume_file`: where it keeps its seat's resume token.
 pub fn bot_app(
     run: &BotRun,
     room_url: &str,
     fallbacks: Vec<String>,
     bind: &[std::net::SocketAddr],
+    resume_file: Option<&std::path::Path>,
     seed: u64,
 ) -> App {
     let mut app = App::new();
@@ -52,6 +54,9 @@ pub fn bot_app(
         .min_peers(run.players.saturating_sub(1).max(1))
         .tls_roots(run.tls_roots.clone())
         .fallback_servers(fallbacks);
+    if let Some(file) = resume_file {
+        volley = volley.resume_file(file);
+    }
     if !bind.is_empty() {
         volley = volley.ice(bevy_volley::IceConfig {
             bind: bind.to_vec(),
@@ -173,7 +178,8 @@ pub fn run_rooms_directed(
             let url = run.bot_url(room, i);
             let seed = run.seed.wrapping_mul(1_000_003) ^ ((room as u64) << 16 | i as u64);
             let bind = run.bind.get(i).map_or(&[][..], Vec::as_slice);
-            let mut app = bot_app(run, &url, run.bot_fallbacks(i), bind, seed);
+            let resume = run.resume_files.get(i).map(std::path::PathBuf::as_path);
+            let mut app = bot_app(run, &url, run.bot_fallbacks(i), bind, resume, seed);
             customize(&mut app, room, i);
             while app.plugins_state() == PluginsState::Adding {
                 bevy::tasks::tick_global_task_pools_on_main_thread();

@@ -55,6 +55,9 @@ pub struct BotRun {
     /// to, when `bind[i]` is there and not empty (tests cut one bot's
     /// network by taking its address's link down).
     pub bind: Vec<Vec<std::net::SocketAddr>>,
+    /// Where bot `i` keeps its seat's resume token, when `resume_files[i]`
+    /// is there (a bot process restarted with it comes back to its seat).
+    pub resume_files: Vec<std::path::PathBuf>,
 }
 
 impl BotRun {
@@ -77,6 +80,7 @@ impl BotRun {
             unjudged: Vec::new(),
             tls_roots: TlsRoots::default(),
             bind: Vec::new(),
+            resume_files: Vec::new(),
         }
     }
 

@@ -138,6 +138,7 @@ impl Default for IceConfig {
 pub struct SessionBuilder {
     pub(crate) room_url: String,
     pub(crate) fallbacks: Vec<String>,
+    pub(crate) resume_file: Option<std::path::PathBuf>,
     pub(crate) ice: IceConfig,
     pub(crate) tls: TlsRoots,
     pub(crate) app_version: String,
@@ -159,6 +160,7 @@ impl SessionBuilder {
         SessionBuilder {
             room_url: room_url.to_owned(),
             fallbacks: Vec::new(),
+            resume_file: None,
             ice: IceConfig::default(),
             tls: TlsRoots::default(),
             app_version: String::new(),
@@ -182,6 +184,17 @@ impl SessionBuilder {
     /// none are needed. volley's own transports only.
     pub fn fallback_servers(mut self, servers: impl IntoIterator<Item = String>) -> Self {
         self.fallbacks = servers.into_iter().collect();
+        self
+    }
+
+    /// Keeps the seat's resume token in `path` (written whenever the server
+    /// hands out a new one) and, when the file holds one, comes back with
+    /// it: a process restarted with the same room link gets its seat — its
+    /// id, its room — back, and a running match seats it again. A token
+    /// the server refuses is forgotten and the session joins afresh.
+    /// volley's own transports only.
+    pub fn resume_file(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.resume_file = Some(path.into());
         self
     }
 

@@ -31,8 +31,13 @@ impl SessionBuilder {
     /// Opens the connection. The returned future is the transport's message
     /// loop: spawn it on any executor (it needs no tokio) and keep it running.
     pub fn build(self) -> (Session, MessageLoopFuture) {
-        let (transport, message_loop) =
-            PlatformTransport::open_via(&self.room_url, &self.fallbacks, &self.ice, &self.tls);
+        let (transport, message_loop) = PlatformTransport::open_via(
+            &self.room_url,
+            &self.fallbacks,
+            self.resume_file.as_deref(),
+            &self.ice,
+            &self.tls,
+        );
         let session = Session {
             endpoint: self.endpoint(Instant::now()),
             transport,

@@ -67,6 +67,11 @@ pub enum Seating {
         base: i32,
         /// Who plays from then on, as a bitmask of handles.
         present: u64,
+        /// Every player's id, by handle (a restarted process knows none).
+        players: Vec<u128>,
+        /// The planner's side: the players who stayed (its lowest handle
+        /// planned), as a bitmask.
+        side: u64,
     },
     /// The state the plan starts from, for the players coming back.
     Handover {
@@ -101,6 +106,10 @@ pub enum SeatingError {
     /// State from a player we do not follow, or for another epoch.
     #[error("state from player {0}, who did not plan our return")]
     Handover(usize),
+    /// A plan whose players are not the match's (another count, repeated
+    /// ids, or not us and the sender where the plan says).
+    #[error("a plan with players that are not this match's")]
+    Players,
 }
 
 /// What the driver does for [`Seats`].
@@ -146,6 +155,20 @@ struct Plan {
     at: i32,
     base: i32,
     present: u64,
+    side: u64,
+}
+
+impl Plan {
+    fn message(&self, players: &[u128]) -> Seating {
+        Seating::Plan {
+            epoch: self.epoch,
+            at: self.at,
+            base: self.base,
+            present: self.present,
+            players: players.to_vec(),
+            side: self.side,
+        }
+    }
 }
 
 /// Where a player stands (see the module docs).
@@ -153,6 +176,8 @@ struct Plan {
 pub struct Seats {
     me: usize,
     players: usize,
+    /// Every player's id, by handle.
+    ids: Vec<u128>,
     /// Our epoch and our side's players, once our match started.
     epoch: Option<u32>,
     present: u64,
@@ -191,11 +216,15 @@ pub fn beats(a: u64, b: u64) -> bool {
 }
 
 impl Seats {
-    /// Player `me` of `players` (at most [`MAX_SEATS`]), before the match.
-    pub fn new(me: usize, players: usize) -> Self {
+    /// Player `me` of the match of `ids` (by handle, at most
+    /// [`MAX_SEATS`]), before the match starts.
+    pub fn new(me: usize, mut ids: Vec<u128>) -> Self {
+        ids.truncate(MAX_SEATS);
+        let players = ids.len();
         Seats {
             me,
-            players: players.min(MAX_SEATS),
+            players,
+            ids,
             epoch: None,
             present: 0,
             base: 0,
@@ -203,8 +232,67 @@ impl Seats {
             plan: None,
             following: None,
             connected: 0,
-            views: vec![None; players.min(MAX_SEATS)],
+            views: vec![None; players],
         }
+    }
+
+    /// A player that is not in a match yet (a restarted process, a
+    /// reloaded page) and heard that one runs: `plan` from `from` (by id)
+    /// seats player `me` again. It then waits for the state.
+    pub fn from_plan(me: u128, from: u128, plan: Seating) -> Result<Seats, SeatingError> {
+        let Seating::Plan {
+            epoch,
+            at,
+            base,
+            present,
+            players,
+            side,
+        } = plan
+        else {
+            return Err(SeatingError::Players);
+        };
+        let mut sorted = players.clone();
+        sorted.sort_unstable();
+        sorted.dedup();
+        if players.is_empty() || players.len() > MAX_SEATS || sorted.len() != players.len() {
+            return Err(SeatingError::Players);
+        }
+        // The planner leads the side that stayed: the lowest handle of the
+        // players except those coming back (we may have the lowest).
+        let (Some(handle), Some(planner)) = (
+            players.iter().position(|p| *p == me),
+            players.iter().position(|p| *p == from),
+        ) else {
+            return Err(SeatingError::Players);
+        };
+        if leader(side) != Some(planner) || side & bit(handle) != 0 {
+            return Err(SeatingError::Players);
+        }
+        let mut seats = Seats::new(handle, players);
+        seats.check(present)?;
+        if present & bit(handle) == 0 || side & !present != 0 || at < 0 || base < at {
+            return Err(SeatingError::Plan(planner, epoch));
+        }
+        seats.following = Some(planner);
+        seats.plan = Some(Plan {
+            leader: planner,
+            epoch,
+            at,
+            base,
+            present,
+            side,
+        });
+        Ok(seats)
+    }
+
+    /// Our handle.
+    pub fn me(&self) -> usize {
+        self.me
+    }
+
+    /// Every player's id, by handle.
+    pub fn ids(&self) -> &[u128] {
+        &self.ids
     }
 
     fn all(&self) -> u64 {
@@ -271,10 +359,8 @@ impl Seats {
         if let Some(view) = self.views.get_mut(handle) {
             *view = None;
         }
-        if self.following == Some(handle) {
-            self.following = None;
-            self.plan = None;
-        }
+        // A plan we return by stays: its leader sends it again when the
+        // connection is back.
     }
 
     /// Player `handle` is out of our side (dropped at an agreed frame):
@@ -306,17 +392,22 @@ impl Seats {
                 at,
                 base,
                 present,
-            } => self.plan(
-                from,
-                Plan {
+                players,
+                side,
+            } => {
+                if players != self.ids {
+                    return Err(SeatingError::Players);
+                }
+                let plan = Plan {
                     leader: from,
                     epoch,
                     at,
                     base,
                     present,
-                },
-                frame,
-            ),
+                    side,
+                };
+                self.plan(from, plan, frame)
+            }
             Seating::Handover { epoch, state } => self.handover(from, epoch, state),
         }
     }
@@ -385,22 +476,37 @@ impl Seats {
         frame: i32,
     ) -> Result<Vec<SeatAction>, SeatingError> {
         self.check(plan.present)?;
-        // The leader's view came first (the same reliable channel): weigh
-        // it now, or a plan that overtook our tick would be refused.
-        self.weigh();
+        self.check(plan.side)?;
         let refused = SeatingError::Plan(from, plan.epoch);
-        if plan.present & bit(self.me) == 0 || plan.present & bit(from) == 0 {
+        let ours = self.epoch.ok_or(refused.clone())?;
+        // A plan we already started by: its leader repeats it for a player
+        // whose connection came back.
+        if plan.epoch <= ours {
+            return Ok(Vec::new());
+        }
+        if leader(plan.side) != Some(from)
+            || plan.present & bit(self.me) == 0
+            || plan.side & !plan.present != 0
+        {
             return Err(refused);
         }
-        if let Some(leader) = self.following {
-            if leader != from {
+        if plan.side & bit(self.me) == 0 {
+            // The side that stayed takes us back, if it beats ours.
+            if !beats(plan.side, self.present) {
                 return Err(refused);
             }
+            if self
+                .plan
+                .is_some_and(|p| p.epoch == plan.epoch && self.following == Some(from))
+            {
+                return Ok(Vec::new());
+            }
+            self.following = Some(from);
+            self.joining = 0;
             self.plan = Some(plan);
             return Ok(vec![SeatAction::Stop]);
         }
-        let ours = self.epoch.ok_or(refused.clone())?;
-        if leader(self.present) != Some(from) || plan.epoch != ours.wrapping_add(1) {
+        if plan.epoch != ours.wrapping_add(1) {
             return Err(refused);
         }
         if plan.base != self.base.saturating_add(plan.at) || plan.at < 0 {
@@ -425,6 +531,9 @@ impl Seats {
         epoch: u32,
         state: Vec<u8>,
     ) -> Result<Vec<SeatAction>, SeatingError> {
+        if self.epoch.is_some_and(|ours| epoch <= ours) {
+            return Ok(Vec::new()); // repeated with its plan
+        }
         match self.plan {
             Some(plan) if self.following == Some(from) && plan.epoch == epoch => {
                 self.start(plan);
@@ -469,19 +578,12 @@ impl Seats {
                 at,
                 base: self.base.saturating_add(at),
                 present: self.present | self.joining,
+                side: self.present,
             };
             self.plan = Some(plan);
             for handle in (0..self.players).filter(|h| *h != self.me && plan.present & bit(*h) != 0)
             {
-                actions.push(SeatAction::Send(
-                    handle,
-                    Seating::Plan {
-                        epoch: plan.epoch,
-                        at: plan.at,
-                        base: plan.base,
-                        present: plan.present,
-                    },
-                ));
+                actions.push(SeatAction::Send(handle, plan.message(&self.ids)));
             }
         }
         if let Some(plan) = self.plan

@@ -16,7 +16,6 @@ use super::pipe::RollbackPipe;
 use super::seats::RollbackSeats;
 use super::{RollbackConfig, RollbackInput, RollbackStatus, VolleyGgrs};
 use crate::{NetPeerEvent, NetReceived, NetSend, VolleySession};
-use volley_rollback::Seating;
 
 /// The agreement on dropped players, once the match started; the players
 /// ggrs reported silent, since when; and the players a restarted match
@@ -49,7 +48,6 @@ pub(super) fn drop_players<I: RollbackInput>(
     mut peer_events: MessageReader<NetPeerEvent>,
     mut notices: MessageReader<NetReceived<DropNotice>>,
     mut outgoing: MessageWriter<NetSend<DropNotice>>,
-    mut views: MessageWriter<NetSend<Seating>>,
     mut seats: ResMut<RollbackSeats>,
     session: Option<ResMut<bevy_ggrs::Session<VolleyGgrs<I>>>>,
     mut volley: Option<ResMut<VolleySession>>,
@@ -91,7 +89,7 @@ pub(super) fn drop_players<I: RollbackInput>(
     if let Some(volley) = volley.as_mut() {
         for (peer, since) in silent.iter() {
             if since.elapsed() >= limit {
-                tracing::info!("volley: {peer} silent for {limit:?}: dropped");
+                tracing::info!("volley: {peer} silent for {limit:?}: let go");
                 volley.session().let_go(*peer);
             }
         }
@@ -134,10 +132,8 @@ pub(super) fn drop_players<I: RollbackInput>(
         tracing::debug!("volley: player {player} leaves the match after frame {last}");
         if let Some(seats) = seats.seats.as_mut() {
             for action in seats.dropped(player) {
-                if let volley_rollback::SeatAction::Send(to, view) = action
-                    && let Some(peer) = status.players.get(to)
-                {
-                    views.write(NetSend::to(*peer, view));
+                if let volley_rollback::SeatAction::Send(to, view) = action {
+                    super::seats::send(volley.as_deref_mut(), status.players.get(to), &view);
                 }
             }
         }

@@ -39,6 +39,11 @@ pub(super) fn pipe_in<I: RollbackInput>(
     if packets.is_empty() {
         return;
     }
+    // Before our session starts (or while we wait to be seated again in a
+    // running match) the players' packets are not ours to judge.
+    if ggrs_session.is_none() {
+        return;
+    }
     let frame = match ggrs_session.as_deref() {
         Some(bevy_ggrs::Session::P2P(p2p)) => p2p.current_frame(),
         _ => 0,

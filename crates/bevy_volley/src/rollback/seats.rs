@@ -5,7 +5,9 @@
 //! players still away cut before its first frame) happens after the ggrs
 //! update that confirmed the planned frame.
 
-use bevy::ecs::message::{MessageReader, MessageWriter};
+use std::collections::HashMap;
+
+use bevy::ecs::message::MessageReader;
 use bevy::ecs::prelude::*;
 use bevy_ggrs::{ConfirmedFrameCount, RollbackFrameCount};
 use volley_net::{PeerId, SessionEvent};
@@ -17,17 +19,25 @@ use super::pipe::{RollbackGuard, RollbackPipe};
 use super::session::build_p2p;
 use super::state::{load_state, save_state};
 use super::{RollbackConfig, RollbackEvent, RollbackInput, RollbackStatus, VolleyGgrs};
-use crate::{NetPeerEvent, NetReceived, NetSend, VolleySession};
+use crate::{NetPeerEvent, NetReceived, VolleySession};
 
 /// The seating state machine, once the match started, and what it needs
 /// kept between frames.
 #[derive(Resource, Default)]
 pub(super) struct RollbackSeats {
     pub(super) seats: Option<Seats>,
+    /// Before our match starts: each connected peer's view (its epoch,
+    /// `None` when it plays no match either). Nobody starts a match before
+    /// hearing every other player: one that runs takes us back instead.
+    pub(super) heard: HashMap<PeerId, Option<u32>>,
     /// The state of the planned frame, as last saved.
     saved: Option<(i32, Vec<u8>)>,
     /// Actions for the exclusive system (a restart needs the whole world).
     pending: Vec<SeatAction>,
+    /// As the leader of the last restart: the players it took back (a
+    /// bitmask), its plan and its state, sent again to any of them whose
+    /// connection comes back (it may have dropped before they arrived).
+    resend: Option<(u64, Seating, Seating)>,
 }
 
 impl RollbackSeats {
@@ -44,15 +54,47 @@ impl RollbackSeats {
 pub(super) fn seat_messages(
     mut peer_events: MessageReader<NetPeerEvent>,
     mut received: MessageReader<NetReceived<Seating>>,
-    mut outgoing: MessageWriter<NetSend<Seating>>,
     mut state: ResMut<RollbackSeats>,
     mut status: ResMut<RollbackStatus>,
     mut volley: Option<ResMut<VolleySession>>,
 ) {
-    let RollbackSeats { seats, pending, .. } = &mut *state;
+    let RollbackSeats {
+        seats,
+        pending,
+        heard,
+        resend,
+        ..
+    } = &mut *state;
     let Some(seats) = seats.as_mut() else {
-        peer_events.clear();
-        received.clear();
+        let me = volley.as_mut().and_then(|v| v.session().id());
+        let plans = before_the_match(
+            &mut peer_events,
+            &mut received,
+            volley.as_deref_mut(),
+            heard,
+        );
+        // A plan from a running match seats us (see `Seats::from_plan`).
+        if let (Some(me), Some((from, plan))) = (me, plans.into_iter().next()) {
+            match Seats::from_plan(me.0.as_u128(), from.0.as_u128(), plan) {
+                Ok(seating) => {
+                    tracing::info!("volley: seated again as player {}", seating.me());
+                    status.players = seating
+                        .ids()
+                        .iter()
+                        .map(|id| PeerId(uuid::Uuid::from_u128(*id)))
+                        .collect();
+                    status.local_handle = Some(seating.me());
+                    *seats = Some(seating);
+                }
+                Err(refused) => {
+                    tracing::warn!("volley: refused a plan from {from}: {refused}");
+                    status.invalid_packets += 1;
+                    if let Some(volley) = volley.as_mut() {
+                        volley.session().report_invalid(from, &refused);
+                    }
+                }
+            }
+        }
         return;
     };
     let players = status.players.clone();
@@ -63,6 +105,12 @@ pub(super) fn seat_messages(
             SessionEvent::Connected(peer) => {
                 if let Some(handle) = handle_of(peer) {
                     actions.extend(seats.connected(handle));
+                    if let Some((returning, plan, state)) = resend.as_ref()
+                        && returning & (1u64 << handle.min(63)) != 0
+                    {
+                        actions.push(SeatAction::Send(handle, plan.clone()));
+                        actions.push(SeatAction::Send(handle, state.clone()));
+                    }
                 }
             }
             SessionEvent::Left(peer, _) => {
@@ -81,6 +129,7 @@ pub(super) fn seat_messages(
         match seats.receive(from, message.message.clone(), frame) {
             Ok(more) => actions.extend(more),
             Err(refused) => {
+                tracing::warn!("volley: refused seating from {}: {refused}", message.from);
                 status.invalid_packets += 1;
                 if let Some(volley) = volley.as_mut() {
                     volley.session().report_invalid(message.from, &refused);
@@ -91,13 +140,62 @@ pub(super) fn seat_messages(
     for action in actions {
         match action {
             SeatAction::Send(to, message) => {
-                if let Some(peer) = players.get(to) {
-                    outgoing.write(NetSend::to(*peer, message));
-                }
+                send(volley.as_deref_mut(), players.get(to), &message);
             }
             other => pending.push(other),
         }
     }
+}
+
+/// Sends a seating message at once: seating goes out in the order it is
+/// decided (a view before the plan it leads to), never behind a flush.
+pub(super) fn send(volley: Option<&mut VolleySession>, to: Option<&PeerId>, message: &Seating) {
+    if let (Some(volley), Some(to)) = (volley, to)
+        && let Err(e) = volley.session().send(*to, message)
+    {
+        tracing::debug!("volley: seating message to {to} not sent: {e}");
+    }
+}
+
+/// Before our match: our view to every peer that connects, theirs kept;
+/// returns the plans received.
+fn before_the_match(
+    peer_events: &mut MessageReader<NetPeerEvent>,
+    received: &mut MessageReader<NetReceived<Seating>>,
+    mut volley: Option<&mut VolleySession>,
+    heard: &mut HashMap<PeerId, Option<u32>>,
+) -> Vec<(PeerId, Seating)> {
+    for NetPeerEvent(event) in peer_events.read() {
+        match event {
+            SessionEvent::Connected(peer) => {
+                let view = Seating::View {
+                    epoch: None,
+                    present: 0,
+                };
+                send(volley.as_deref_mut(), Some(peer), &view);
+            }
+            SessionEvent::Left(peer, _) => {
+                heard.remove(peer);
+            }
+            _ => {}
+        }
+    }
+    let mut plans = Vec::new();
+    for message in received.read() {
+        tracing::debug!(
+            "volley: before our match, {} says {:?}",
+            message.from,
+            message.message
+        );
+        match &message.message {
+            Seating::View { epoch, .. } if heard.len() < volley_rollback::seats::MAX_SEATS => {
+                heard.insert(message.from, *epoch);
+            }
+            plan @ Seating::Plan { .. } => plans.push((message.from, plan.clone())),
+            _ => {}
+        }
+    }
+    plans
 }
 
 /// Saves the state of the planned frame each time it is saved (the last
@@ -161,16 +259,30 @@ pub(super) fn seat_tick<I: RollbackInput>(world: &mut World) {
                 else {
                     continue;
                 };
-                if let Some(mut volley) = world.get_resource_mut::<VolleySession>() {
-                    let message = Seating::Handover {
+                if handover != 0 {
+                    let ids = players.iter().map(|p| p.0.as_u128()).collect();
+                    let plan = Seating::Plan {
+                        epoch,
+                        at,
+                        base,
+                        present,
+                        players: ids,
+                        side: present & !handover,
+                    };
+                    let state = Seating::Handover {
                         epoch,
                         state: bytes.clone(),
                     };
-                    for (handle, peer) in players.iter().enumerate() {
-                        if handover & (1u64 << handle.min(63)) != 0 {
-                            let _ = volley.session().send(*peer, &message);
+                    if let Some(mut volley) = world.get_resource_mut::<VolleySession>() {
+                        for (handle, peer) in players.iter().enumerate() {
+                            if handover & (1u64 << handle.min(63)) != 0 {
+                                let _ = volley.session().send(*peer, &state);
+                            }
                         }
                     }
+                    world.resource_mut::<RollbackSeats>().resend = Some((handover, plan, state));
+                } else {
+                    world.resource_mut::<RollbackSeats>().resend = None;
                 }
                 restart::<I>(world, &bytes, epoch, present, base);
             }

@@ -92,13 +92,24 @@ pub(super) fn start_p2p<I: RollbackInput>(
         // The room has more peers than players and we came late: watch only.
         return;
     };
+    // Every other player's view first: if one plays a match already, we
+    // are a player coming back (a restarted process, a reloaded page) and
+    // wait for its plan instead (see `seats`).
+    let others = players.iter().filter(|p| **p != me);
+    let views: Option<Vec<Option<u32>>> = others.map(|p| seats.heard.get(p).copied()).collect();
+    match views {
+        None => return,
+        Some(views) if views.iter().any(Option::is_some) => return,
+        Some(_) => {}
+    }
     match build_p2p::<I>(&config, &players, local_handle, pipe.0.clone()) {
         Ok(session) => {
             info!("volley: rollback session started as player {local_handle} of {players:?}");
             status.local_handle = Some(local_handle);
             status.players = players.clone();
             drops.drops = Some(Drops::new(*guard.0.config(), local_handle));
-            let mut seating = volley_rollback::Seats::new(local_handle, players.len());
+            let ids = players.iter().map(|p| p.0.as_u128()).collect();
+            let mut seating = volley_rollback::Seats::new(local_handle, ids);
             seating.started();
             seats.seats = Some(seating);
             commands.insert_resource(bevy_ggrs::Session::P2P(session));

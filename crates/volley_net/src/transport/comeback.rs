@@ -62,6 +62,9 @@ pub(super) struct Comeback {
     attempts: usize,
     token: Option<String>,
     wait: Duration,
+    /// Where the token is kept across restarts (see
+    /// [`crate::SessionBuilder::resume_file`]).
+    file: Option<std::path::PathBuf>,
 }
 
 impl Comeback {
@@ -73,22 +76,62 @@ impl Comeback {
             attempts: 0,
             token: None,
             wait: FIRST_WAIT,
+            file: None,
         }
     }
 
-    /// The first connection's URL: asks for resume tokens.
+    /// Keeps tokens in `file`, and starts with the one it holds (a file
+    /// that is missing or holds no valid token starts afresh).
+    pub(super) fn stored_in(mut self, file: Option<&std::path::Path>) -> Self {
+        self.file = file.map(std::path::Path::to_path_buf);
+        if let Some(file) = &self.file
+            && let Ok(stored) = std::fs::read_to_string(file)
+            && is_resume_token(stored.trim())
+        {
+            self.token = Some(stored.trim().to_owned());
+        }
+        self
+    }
+
+    /// Whether we hold a token (from the server, or stored).
+    pub(super) fn has_token(&self) -> bool {
+        self.token.is_some()
+    }
+
+    /// Drops the token (a stored one the server would not take).
+    pub(super) fn forget(&mut self) {
+        self.token = None;
+        if let Some(file) = &self.file {
+            let _ = std::fs::remove_file(file);
+        }
+    }
+
+    /// The first connection's URL: asks for resume tokens, and comes back
+    /// to the stored seat when there is one.
     pub(super) fn first_url(&self) -> String {
-        with_query(&self.urls[0], "resume")
+        match &self.token {
+            Some(token) => with_query(&self.urls[0], &format!("resume={token}")),
+            None => with_query(&self.urls[0], "resume"),
+        }
     }
 
     /// The server's latest token; one that could not go into a URL as it
-    /// is (too long, or other characters) is ignored.
+    /// is (too long, or other characters) is ignored. Stored, when asked:
+    /// written aside and renamed, so a crash never leaves half a token.
     pub(super) fn token(&mut self, token: String) {
-        if is_resume_token(&token) {
-            self.token = Some(token);
-        } else {
+        if !is_resume_token(&token) {
             tracing::warn!("signaling server: ignored an invalid resume token");
+            return;
         }
+        if let Some(file) = &self.file {
+            let aside = file.with_extension("new");
+            let stored =
+                std::fs::write(&aside, &token).and_then(|()| std::fs::rename(&aside, file));
+            if let Err(e) = stored {
+                tracing::warn!("cannot store the resume token in {}: {e}", file.display());
+            }
+        }
+        self.token = Some(token);
     }
 
     /// Back in: the next loss starts from the first wait again.
@@ -251,5 +294,31 @@ mod tests {
         };
         assert!(matches!(comeback.failed(&refused), Next::GiveUp(_)));
         assert!(matches!(comeback.lost(Some(4006)), Next::Retry { .. }));
+    }
+
+    #[test]
+    fn a_stored_token_comes_back_and_a_new_one_replaces_it() {
+        let dir = std::env::temp_dir().join(format!("volley-comeback-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("seat");
+        let _ = std::fs::remove_file(&file);
+        let url = "ws://a:1/room?next=2";
+        let mut fresh = Comeback::new(url, &[]).stored_in(Some(&file));
+        assert_eq!(fresh.first_url(), "ws://a:1/room?next=2&resume");
+        fresh.token("1.abc.def".into());
+        fresh.token("bad token/with?chars".into());
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), "1.abc.def");
+        let restarted = Comeback::new(url, &[]).stored_in(Some(&file));
+        assert_eq!(
+            restarted.first_url(),
+            "ws://a:1/room?next=2&resume=1.abc.def"
+        );
+        let mut refused = restarted;
+        refused.forget();
+        assert!(!file.exists());
+        assert_eq!(refused.first_url(), "ws://a:1/room?next=2&resume");
+        std::fs::write(&file, "not a token!").unwrap();
+        assert!(!Comeback::new(url, &[]).stored_in(Some(&file)).has_token());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -18,6 +18,10 @@ use crate::{Channel, PeerId};
 /// Remote candidates kept while the remote description is not yet set.
 const EARLY_CANDIDATES: usize = 64;
 
+/// Why a negotiation ended when the session closed the connection (or
+/// replaced it): not a failure to report.
+const CLOSED_WHILE_NEGOTIATING: &str = "closed while negotiating";
+
 /// What a connection's event handlers tell its task.
 pub(super) enum Health {
     /// One data channel opened.
@@ -57,7 +61,7 @@ pub(super) trait Connection {
 /// connection's events. Reports it up (and its path) to the session, or
 /// why it never came up ([`Incoming::Failed`]: ICE failed, or nothing
 /// within [`IceTiming::setup_timeout`](crate::IceTiming)); the caller
-/// closes it and reports it down.
+/// closes it and reports it down. Returns whether it came up.
 pub(super) async fn drive<C: Connection>(
     connection: &C,
     peer: PeerId,
@@ -65,7 +69,7 @@ pub(super) async fn drive<C: Connection>(
     remote: &mut UnboundedReceiver<PeerSignal>,
     health: &mut UnboundedReceiver<Health>,
     cx: &Context<C::Channels>,
-) {
+) -> bool {
     let fail = |why: String| {
         if cx.quiet {
             tracing::debug!("no new connection to {peer} yet: {why}");
@@ -79,9 +83,14 @@ pub(super) async fn drive<C: Connection>(
         negotiated = negotiate(connection, peer, role, remote, cx).fuse() => negotiated,
         () = deadline => Err(format!("not negotiated within {:?}", cx.config.timing.setup_timeout)),
     };
-    if let Err(why) = negotiated {
-        fail(why);
-        return;
+    match negotiated {
+        Ok(()) => {}
+        // Closed by the session (or replaced by a new connection): no news.
+        Err(why) if why == CLOSED_WHILE_NEGOTIATING => return false,
+        Err(why) => {
+            fail(why);
+            return false;
+        }
     }
     let report_link = async || {
         if let Some(link) = connection.link().await {
@@ -94,7 +103,7 @@ pub(super) async fn drive<C: Connection>(
             signal = remote.next() => match signal {
                 Some(PeerSignal::IceCandidate(json)) => connection.add_candidate(&json).await,
                 Some(_) => tracing::debug!("{peer} sent a second description; ignored"),
-                None => return, // closed by the session or the peer left
+                None => return open == Channel::COUNT, // closed by the session or the peer left
             },
             news = health.next() => match news {
                 Some(Health::ChannelOpen) => {
@@ -112,14 +121,14 @@ pub(super) async fn drive<C: Connection>(
                 Some(Health::Connected) => {}
                 Some(Health::Gone) | None if open < Channel::COUNT => {
                     fail(format!("ICE found no path: {}", hint(&cx.config)));
-                    return;
+                    return false;
                 }
-                Some(Health::Gone) | None => return,
+                Some(Health::Gone) | None => return true,
             },
             () = deadline => if open < Channel::COUNT {
                 let after = cx.config.timing.setup_timeout;
                 fail(format!("not connected within {after:?}: {}", hint(&cx.config)));
-                return;
+                return false;
             },
         }
     }
@@ -176,7 +185,7 @@ async fn negotiate<C: Connection>(
                 break;
             }
             Some(other) => tracing::debug!("{peer}: unexpected {other:?} while negotiating"),
-            None => return Err("closed while negotiating".into()),
+            None => return Err(CLOSED_WHILE_NEGOTIATING.into()),
         }
     }
     for json in early {

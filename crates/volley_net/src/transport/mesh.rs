@@ -108,7 +108,7 @@ pub(super) trait Stack: 'static {
     type Reader;
     type Writer;
     /// A peer connection's task (see [`Stack::run`]).
-    type Peer: Future<Output = PeerId> + Unpin;
+    type Peer: Future<Output = (PeerId, bool)> + Unpin;
 
     /// Connects to the signaling server at `url` (once).
     fn connect(
@@ -124,7 +124,8 @@ pub(super) trait Stack: 'static {
     ) -> impl Future<Output = Result<(), TransportError>>;
     /// One peer's connection, from building it to its end: negotiates it
     /// (`remote` carries the peer's signals; its end closes the
-    /// connection), reports it up, then down. Returns the peer.
+    /// connection), reports it up, then down. Returns the peer, and
+    /// whether the connection came up.
     fn run(
         peer: PeerId,
         role: Role,
@@ -283,10 +284,9 @@ impl<S: Stack> Peers<S> {
         }
     }
 
-    /// A task of `peer`'s ended. Returns whether the connection had
-    /// lived past its set-up and whether the session still wanted it (it
-    /// ended by itself), when no other connection to the peer remains.
-    fn ended(&mut self, peer: PeerId) -> Option<(bool, bool)> {
+    /// A task of `peer`'s ended: `Some` when no other connection to the
+    /// peer remains (a replacement starts here instead).
+    fn ended(&mut self, peer: PeerId) -> Option<()> {
         if let Some(n) = self.alive.get_mut(&peer) {
             *n = n.saturating_sub(1);
             if *n == 0 {
@@ -303,10 +303,8 @@ impl<S: Stack> Peers<S> {
             }
             return None;
         }
-        let link = self.links.remove(&peer);
-        let setup = self.config.timing.setup_timeout;
-        let lived = link.as_ref().is_none_or(|l| l.started.elapsed() >= setup);
-        Some((lived, link.is_some()))
+        self.links.remove(&peer);
+        Some(())
     }
 }
 
@@ -315,6 +313,7 @@ impl<S: Stack> Peers<S> {
 pub(super) fn open<S: Stack>(
     room_url: &str,
     fallbacks: &[String],
+    resume_file: Option<&std::path::Path>,
     ice: &IceConfig,
     tls: &TlsRoots,
 ) -> (
@@ -325,7 +324,7 @@ pub(super) fn open<S: Stack>(
     let (incoming_tx, incoming) = mpsc::unbounded();
     let (closes, closes_rx) = mpsc::unbounded();
     let message_loop = message_loop::<S>(
-        Comeback::new(room_url, fallbacks),
+        Comeback::new(room_url, fallbacks).stored_in(resume_file),
         Arc::new(ice.clone()),
         tls.clone(),
         id.clone(),
@@ -345,8 +344,8 @@ enum Woke<R, W> {
     Closed(Option<(PeerId, Closing)>),
     /// An offer to a lost room-mate is due.
     Redial,
-    /// A peer's connection ended.
-    Ended(PeerId),
+    /// A peer's connection ended (whether it had come up).
+    Ended((PeerId, bool)),
     Keepalive,
 }
 
@@ -376,7 +375,16 @@ async fn message_loop<S: Stack>(
     incoming: UnboundedSender<Incoming<S::Channels>>,
     mut closes: UnboundedReceiver<(PeerId, Closing)>,
 ) -> Result<(), TransportError> {
-    let mut link = Some(connect::<S>(&comeback.first_url(), &tls).await?);
+    let first = comeback.first_url();
+    let link = match connect::<S>(&first, &tls).await {
+        Err(e) if comeback.has_token() => {
+            tracing::warn!("{e}; joining afresh without the stored seat");
+            comeback.forget();
+            connect::<S>(&comeback.first_url(), &tls).await?
+        }
+        connected => connected?,
+    };
+    let mut link = Some(link);
     // Coming back: waiting for our id again, to tell the session.
     let mut returning = false;
     let attempt = futures_util::future::Fuse::terminated();
@@ -494,9 +502,9 @@ async fn message_loop<S: Stack>(
             Woke::Outgoing(None) => {}
             // Forgotten, so that the server's word (or our next offer, see
             // `redial`) can connect it again.
-            Woke::Ended(peer) => {
-                if let (Some((lived, _)), Some(me)) = (peers.ended(peer), id.get()) {
-                    redial.ended(*me, peer, lived, Instant::now());
+            Woke::Ended((peer, up)) => {
+                if let (Some(()), Some(me)) = (peers.ended(peer), id.get()) {
+                    redial.ended(*me, peer, up, Instant::now());
                 }
             }
             Woke::Closed(Some((peer, Closing::ForGood))) => {

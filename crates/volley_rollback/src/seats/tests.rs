@@ -1,5 +1,9 @@
 use super::*;
 
+fn ids(players: usize) -> Vec<u128> {
+    (0..players as u128).map(|p| 100 + p).collect()
+}
+
 /// Players exchanging seating messages instantly, each at its own frame.
 struct Table {
     seats: Vec<Seats>,
@@ -12,7 +16,7 @@ impl Table {
     fn new(players: usize) -> Table {
         let seats = (0..players)
             .map(|me| {
-                let mut seats = Seats::new(me, players);
+                let mut seats = Seats::new(me, ids(players));
                 seats.started();
                 seats
             })
@@ -189,6 +193,8 @@ fn plans_and_state_from_the_wrong_player_are_refused() {
         at: 150,
         base: 150,
         present,
+        players: ids(3),
+        side: 0b011,
     };
     // Player 1 does not lead its side.
     assert!(table.seats[0].receive(1, plan(1, 0b111), 100).is_err());
@@ -204,7 +210,22 @@ fn plans_and_state_from_the_wrong_player_are_refused() {
         at: 150,
         base: 7,
         present: 0b111,
+        players: ids(3),
+        side: 0b011,
     };
+    // Other players than the match's.
+    let others = Seating::Plan {
+        epoch: 1,
+        at: 150,
+        base: 150,
+        present: 0b111,
+        players: ids(4)[1..].to_vec(),
+        side: 0b011,
+    };
+    assert_eq!(
+        table.seats[1].receive(0, others, 100),
+        Err(SeatingError::Players)
+    );
     assert!(table.seats[1].receive(0, bad_base, 100).is_err());
     // State nobody planned.
     let state = Seating::Handover {
@@ -220,4 +241,96 @@ fn plans_and_state_from_the_wrong_player_are_refused() {
             .is_empty()
     );
     assert_eq!(table.seats[1].saving(), None);
+}
+
+#[test]
+fn a_restarted_player_is_seated_by_the_plan_alone() {
+    let mut table = Table::new(3);
+    // Player 2's process restarted: the others dropped it; it knows nothing.
+    for p in [0, 1] {
+        table.seats[p].disconnected(2);
+        let _ = table.seats[p].dropped(2);
+    }
+    let view = table.seats[0].connected(2);
+    assert!(matches!(
+        view.as_slice(),
+        [SeatAction::Send(
+            2,
+            Seating::View {
+                epoch: Some(0),
+                present: 0b011
+            }
+        )]
+    ));
+    // Its own view says it plays nothing.
+    let fresh = Seating::View {
+        epoch: None,
+        present: 0,
+    };
+    table.seats[0].receive(2, fresh.clone(), 100).unwrap();
+    let _ = table.seats[1].connected(2);
+    table.seats[1].receive(2, fresh, 100).unwrap();
+    let frame = table.frames[0] + 1;
+    let plan = table.seats[0]
+        .tick(frame, frame - 2, false, PLAN_LEAD)
+        .into_iter()
+        .find_map(|a| match a {
+            SeatAction::Send(2, plan @ Seating::Plan { .. }) => Some(plan),
+            _ => None,
+        })
+        .expect("the leader plans");
+    let ids = ids(3);
+    // Only a player of the plan seats it, and only if the plan names it.
+    assert!(Seats::from_plan(ids[2], 999, plan.clone()).is_err());
+    assert!(Seats::from_plan(ids[2], ids[2], plan.clone()).is_err());
+    assert!(Seats::from_plan(999, ids[0], plan.clone()).is_err());
+    let mut returning = Seats::from_plan(ids[2], ids[0], plan).unwrap();
+    assert_eq!(returning.me(), 2);
+    assert!(returning.returning());
+    let state = Seating::Handover {
+        epoch: 1,
+        state: vec![1, 2],
+    };
+    assert!(returning.clone().receive(1, state.clone(), 0).is_err());
+    let actions = returning.receive(0, state, 0).unwrap();
+    assert!(matches!(
+        actions.as_slice(),
+        [SeatAction::Load {
+            epoch: 1,
+            present: 0b111,
+            ..
+        }]
+    ));
+}
+
+#[test]
+fn a_restarted_player_with_the_lowest_handle_is_seated_too() {
+    let mut table = Table::new(3);
+    for p in [1, 2] {
+        table.seats[p].disconnected(0);
+        let _ = table.seats[p].dropped(0);
+    }
+    let fresh = Seating::View {
+        epoch: None,
+        present: 0,
+    };
+    let _ = table.seats[1].connected(0);
+    table.seats[1].receive(0, fresh, 100).unwrap();
+    let frame = table.frames[1] + 1;
+    let plan = table.seats[1]
+        .tick(frame, frame - 2, false, PLAN_LEAD)
+        .into_iter()
+        .find_map(|a| match a {
+            SeatAction::Send(0, plan @ Seating::Plan { .. }) => Some(plan),
+            _ => None,
+        })
+        .expect("player 1 leads the side that stayed, and plans");
+    let ids = ids(3);
+    let mut returning = Seats::from_plan(ids[0], ids[1], plan).unwrap();
+    assert_eq!(returning.me(), 0);
+    let state = Seating::Handover {
+        epoch: 1,
+        state: Vec::new(),
+    };
+    assert!(returning.receive(1, state, 0).is_ok());
 }

@@ -80,11 +80,12 @@ impl NativeTransport {
     pub(crate) fn open_via(
         room_url: &str,
         fallbacks: &[String],
+        resume_file: Option<&std::path::Path>,
         ice: &IceConfig,
         tls: &TlsRoots,
     ) -> (Box<dyn Transport>, MessageLoopFuture) {
         let (transport, message_loop) =
-            mesh::open::<NativeTransport>(room_url, fallbacks, ice, tls);
+            mesh::open::<NativeTransport>(room_url, fallbacks, resume_file, ice, tls);
         (Box::new(transport), Box::pin(message_loop))
     }
 }
@@ -93,7 +94,7 @@ impl Stack for NativeTransport {
     type Channels = NativeChannels;
     type Reader = signaling::Reader;
     type Writer = signaling::Writer;
-    type Peer = BoxFuture<'static, PeerId>;
+    type Peer = BoxFuture<'static, (PeerId, bool)>;
 
     async fn connect(
         url: &str,

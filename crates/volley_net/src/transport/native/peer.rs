@@ -367,7 +367,7 @@ pub(super) async fn run(
     role: Role,
     mut remote: UnboundedReceiver<PeerSignal>,
     cx: Context<NativeChannels>,
-) -> PeerId {
+) -> (PeerId, bool) {
     let (health_tx, mut health) = mpsc::unbounded();
     let waker = Arc::new(Waker::default());
     let handler = Arc::new(Handler {
@@ -381,7 +381,7 @@ pub(super) async fn run(
         Ok(pc) => pc,
         Err(e) => {
             tracing::warn!("cannot open a connection to {peer}: {e}");
-            return peer;
+            return (peer, false);
         }
     };
     let mut closer = CloseOnDrop(Some(pc.clone()));
@@ -416,7 +416,7 @@ pub(super) async fn run(
             Err(e) => {
                 tracing::warn!("cannot open data channel {label} to {peer}: {e}");
                 closer.close().await;
-                return peer;
+                return (peer, false);
             }
         }
     }
@@ -430,11 +430,11 @@ pub(super) async fn run(
         channels,
         poke,
     };
-    drive(&connection, peer, role, &mut remote, &mut health, &cx).await;
+    let up = drive(&connection, peer, role, &mut remote, &mut health, &cx).await;
     drop(readers); // cancels the readers
     closer.close().await;
     let _ = cx.incoming.unbounded_send(Incoming::Down(peer));
-    peer
+    (peer, up)
 }
 
 /// Closes a connection however its task ends: a webrtc-rs connection

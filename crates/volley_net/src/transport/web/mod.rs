@@ -55,10 +55,12 @@ impl WebTransport {
     pub(crate) fn open_via(
         room_url: &str,
         fallbacks: &[String],
+        resume_file: Option<&std::path::Path>,
         ice: &IceConfig,
         tls: &TlsRoots,
     ) -> (Box<dyn Transport>, MessageLoopFuture) {
-        let (transport, message_loop) = mesh::open::<WebTransport>(room_url, fallbacks, ice, tls);
+        let (transport, message_loop) =
+            mesh::open::<WebTransport>(room_url, fallbacks, resume_file, ice, tls);
         (Box::new(transport), Box::pin(message_loop))
     }
 }
@@ -67,7 +69,7 @@ impl Stack for WebTransport {
     type Channels = WebChannels;
     type Reader = signaling::Reader;
     type Writer = signaling::Writer;
-    type Peer = LocalBoxFuture<'static, PeerId>;
+    type Peer = LocalBoxFuture<'static, (PeerId, bool)>;
 
     /// The browser checks the certificate against its own roots.
     async fn connect(

@@ -368,18 +368,18 @@ pub(super) async fn run(
     role: Role,
     mut remote: UnboundedReceiver<PeerSignal>,
     cx: Context<WebChannels>,
-) -> PeerId {
+) -> (PeerId, bool) {
     let (health_tx, mut health) = mpsc::unbounded();
     let connection = match WebConnection::open(peer, &cx, &health_tx) {
         Ok(connection) => connection,
         Err(e) => {
             tracing::warn!("cannot open a connection to {peer}: {e}");
-            return peer;
+            return (peer, false);
         }
     };
     drop(health_tx); // the handlers hold theirs
-    drive(&connection, peer, role, &mut remote, &mut health, &cx).await;
+    let up = drive(&connection, peer, role, &mut remote, &mut health, &cx).await;
     drop(connection); // unhooks and closes
     let _ = cx.incoming.unbounded_send(Incoming::Down(peer));
-    peer
+    (peer, up)
 }
