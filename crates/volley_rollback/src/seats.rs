@@ -159,6 +159,30 @@ struct Plan {
 }
 
 impl Plan {
+    /// A plan message's fields (planned by `leader`), and its players.
+    fn read(leader: usize, message: Seating) -> Option<(Plan, Vec<u128>)> {
+        let Seating::Plan {
+            epoch,
+            at,
+            base,
+            present,
+            players,
+            side,
+        } = message
+        else {
+            return None;
+        };
+        let plan = Plan {
+            leader,
+            epoch,
+            at,
+            base,
+            present,
+            side,
+        };
+        Some((plan, players))
+    }
+
     fn message(&self, players: &[u128]) -> Seating {
         Seating::Plan {
             epoch: self.epoch,
@@ -240,17 +264,7 @@ impl Seats {
     /// reloaded page) and heard that one runs: `plan` from `from` (by id)
     /// seats player `me` again. It then waits for the state.
     pub fn from_plan(me: u128, from: u128, plan: Seating) -> Result<Seats, SeatingError> {
-        let Seating::Plan {
-            epoch,
-            at,
-            base,
-            present,
-            players,
-            side,
-        } = plan
-        else {
-            return Err(SeatingError::Players);
-        };
+        let (mut plan, players) = Plan::read(0, plan).ok_or(SeatingError::Players)?;
         let mut sorted = players.clone();
         sorted.sort_unstable();
         sorted.dedup();
@@ -265,23 +279,21 @@ impl Seats {
         ) else {
             return Err(SeatingError::Players);
         };
-        if leader(side) != Some(planner) || side & bit(handle) != 0 {
+        if leader(plan.side) != Some(planner) || plan.side & bit(handle) != 0 {
             return Err(SeatingError::Players);
         }
         let mut seats = Seats::new(handle, players);
-        seats.check(present)?;
-        if present & bit(handle) == 0 || side & !present != 0 || at < 0 || base < at {
-            return Err(SeatingError::Plan(planner, epoch));
+        seats.check(plan.present)?;
+        if plan.present & bit(handle) == 0
+            || plan.side & !plan.present != 0
+            || plan.at < 0
+            || plan.base < plan.at
+        {
+            return Err(SeatingError::Plan(planner, plan.epoch));
         }
+        plan.leader = planner;
         seats.following = Some(planner);
-        seats.plan = Some(Plan {
-            leader: planner,
-            epoch,
-            at,
-            base,
-            present,
-            side,
-        });
+        seats.plan = Some(plan);
         Ok(seats)
     }
 
@@ -387,25 +399,13 @@ impl Seats {
     ) -> Result<Vec<SeatAction>, SeatingError> {
         match message {
             Seating::View { epoch, present } => self.view(from, epoch, present),
-            Seating::Plan {
-                epoch,
-                at,
-                base,
-                present,
-                players,
-                side,
-            } => {
+            plan @ Seating::Plan { .. } => {
+                let Some((plan, players)) = Plan::read(from, plan) else {
+                    return Err(SeatingError::Players);
+                };
                 if players != self.ids {
                     return Err(SeatingError::Players);
                 }
-                let plan = Plan {
-                    leader: from,
-                    epoch,
-                    at,
-                    base,
-                    present,
-                    side,
-                };
                 self.plan(from, plan, frame)
             }
             Seating::Handover { epoch, state } => self.handover(from, epoch, state),
