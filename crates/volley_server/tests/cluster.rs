@@ -271,7 +271,9 @@ fn a_dead_node_is_dropped_and_its_players_come_back_through_another() {
         nodes.remove(0).kill();
         drop((a0, c0));
         // n1's player of "a" is told that its room's node was lost...
-        let (code, reason) = closed(&mut a1).await;
+        // (Within the TTL and a heartbeat or two; the wait is generous
+        // because this binary's other tests load both cores meanwhile.)
+        let (code, reason) = closed_within(&mut a1, Duration::from_secs(20)).await;
         assert_eq!(code, 4006, "{reason}");
         let noticed = killed.elapsed();
         // ...while "c" goes on: its members only hear that n0's player left,
@@ -289,7 +291,7 @@ fn a_dead_node_is_dropped_and_its_players_come_back_through_another() {
         assert_eq!(event(&mut back1).await, JsonPeerEvent::NewPeer(id_back2));
         let back = killed.elapsed();
         eprintln!("node death noticed after {noticed:?}; players back in a room after {back:?}");
-        assert!(back < Duration::from_secs(5), "{back:?}");
+        assert!(back < Duration::from_secs(15), "{back:?}");
         http_until(&nodes[0].handle, "/api/nodes", |b| {
             b.contains("\"n1\"") && !b.contains("\"n0\"")
         })

@@ -79,8 +79,13 @@ pub async fn join(server: &ServerHandle, path: &str) -> (Ws, PeerId) {
 
 /// Reads until the server's close frame; returns its code and reason.
 pub async fn closed(ws: &mut Ws) -> (u16, String) {
+    closed_within(ws, WAIT).await
+}
+
+/// [`closed`], waiting up to `wait` for each message.
+pub async fn closed_within(ws: &mut Ws, wait: Duration) -> (u16, String) {
     loop {
-        let message = tokio::time::timeout(WAIT, ws.next())
+        let message = tokio::time::timeout(wait, ws.next())
             .await
             .expect("closed in time");
         match message {
