@@ -121,7 +121,8 @@ pub enum SeatAction {
     Stop,
     /// Restart as `epoch` with `present`, from our own saved state of
     /// frame `at` (which is match frame `base`); when `handover` names
-    /// players, send them that state too.
+    /// players, send them that state too (and `plan` again, should their
+    /// connection come back before they synchronized).
     Restart {
         /// The epoch that starts.
         epoch: u32,
@@ -133,6 +134,8 @@ pub enum SeatAction {
         at: i32,
         /// Players coming back, who need the state.
         handover: u64,
+        /// Our plan, as sent, when we lead the restart.
+        plan: Option<Seating>,
     },
     /// Restart as `epoch` from this state (we are coming back).
     Load {
@@ -590,10 +593,10 @@ impl Seats {
             && confirmed >= plan.at
             && saved
         {
-            let handover = if plan.leader == self.me {
-                plan.present & !self.present
+            let (handover, message) = if plan.leader == self.me {
+                (plan.present & !self.present, Some(plan.message(&self.ids)))
             } else {
-                0
+                (0, None)
             };
             self.start(plan);
             actions.push(SeatAction::Restart {
@@ -602,6 +605,7 @@ impl Seats {
                 base: plan.base,
                 at: plan.at,
                 handover,
+                plan: message,
             });
         }
         actions

@@ -182,11 +182,6 @@ fn before_the_match(
     }
     let mut plans = Vec::new();
     for message in received.read() {
-        tracing::debug!(
-            "volley: before our match, {} says {:?}",
-            message.from,
-            message.message
-        );
         match &message.message {
             Seating::View { epoch, .. } if heard.len() < volley_rollback::seats::MAX_SEATS => {
                 heard.insert(message.from, *epoch);
@@ -234,11 +229,8 @@ pub(super) fn seat_tick<I: RollbackInput>(world: &mut World) {
     for action in actions {
         match action {
             SeatAction::Send(to, message) => {
-                if let (Some(peer), Some(mut volley)) =
-                    (players.get(to), world.get_resource_mut::<VolleySession>())
-                {
-                    let _ = volley.session().send(*peer, &message);
-                }
+                let volley = world.get_resource_mut::<VolleySession>();
+                send(volley.map(Mut::into_inner), players.get(to), &message);
             }
             SeatAction::Stop => {
                 tracing::info!("volley: going back to the other players' match");
@@ -250,6 +242,7 @@ pub(super) fn seat_tick<I: RollbackInput>(world: &mut World) {
                 base,
                 at,
                 handover,
+                plan,
             } => {
                 let Some((_, bytes)) = world
                     .resource_mut::<RollbackSeats>()
@@ -259,31 +252,20 @@ pub(super) fn seat_tick<I: RollbackInput>(world: &mut World) {
                 else {
                     continue;
                 };
-                if handover != 0 {
-                    let ids = players.iter().map(|p| p.0.as_u128()).collect();
-                    let plan = Seating::Plan {
-                        epoch,
-                        at,
-                        base,
-                        present,
-                        players: ids,
-                        side: present & !handover,
-                    };
+                let resend = plan.filter(|_| handover != 0).map(|plan| {
                     let state = Seating::Handover {
                         epoch,
                         state: bytes.clone(),
                     };
-                    if let Some(mut volley) = world.get_resource_mut::<VolleySession>() {
-                        for (handle, peer) in players.iter().enumerate() {
-                            if handover & (1u64 << handle.min(63)) != 0 {
-                                let _ = volley.session().send(*peer, &state);
-                            }
+                    for (handle, peer) in players.iter().enumerate() {
+                        if handover & (1u64 << handle.min(63)) != 0 {
+                            let volley = world.get_resource_mut::<VolleySession>();
+                            send(volley.map(Mut::into_inner), Some(peer), &state);
                         }
                     }
-                    world.resource_mut::<RollbackSeats>().resend = Some((handover, plan, state));
-                } else {
-                    world.resource_mut::<RollbackSeats>().resend = None;
-                }
+                    (handover, plan, state)
+                });
+                world.resource_mut::<RollbackSeats>().resend = resend;
                 restart::<I>(world, &bytes, epoch, present, base);
             }
             SeatAction::Load {

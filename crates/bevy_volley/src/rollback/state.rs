@@ -80,12 +80,7 @@ impl RollbackStateApp for bevy::app::App {
     {
         self.rollback_component_with_clone::<C>()
             .checksum_component_named::<C>();
-        let name = std::any::type_name::<C>().to_string();
-        self.world_mut()
-            .get_resource_or_init::<StateRegistry>()
-            .0
-            .push((name, save_component::<C>, load_component::<C>));
-        self
+        register::<C>(self, save_component::<C>, load_component::<C>)
     }
 
     fn rollback_state_resource<R>(&mut self) -> &mut Self
@@ -98,13 +93,18 @@ impl RollbackStateApp for bevy::app::App {
     {
         self.rollback_resource_with_clone::<R>()
             .checksum_resource_named::<R>();
-        let name = std::any::type_name::<R>().to_string();
-        self.world_mut()
-            .get_resource_or_init::<StateRegistry>()
-            .0
-            .push((name, save_resource::<R>, load_resource::<R>));
-        self
+        register::<R>(self, save_resource::<R>, load_resource::<R>)
     }
+}
+
+/// `T`'s place in the state, under its type name.
+fn register<T>(app: &mut bevy::app::App, save: Save, load: Load) -> &mut bevy::app::App {
+    let name = std::any::type_name::<T>().to_string();
+    app.world_mut()
+        .get_resource_or_init::<StateRegistry>()
+        .0
+        .push((name, save, load));
+    app
 }
 
 fn config() -> bincode::config::Configuration<
