@@ -1,6 +1,7 @@
 //! The browser half, end to end: headless Chromium (through chromedriver)
 //! loads the web bundle from an in-process volley-server and plays box_game
-//! against a native headless bot and against another browser; and the
+//! against a native headless bot and against another browser, and comes
+//! back to its seat after a reload of its tab; and the
 //! lobby's "new private room" link opens the game in that room. Inside a
 //! private network namespace (see `volley_testkit::netns`), like every WebRTC test.
 
@@ -20,12 +21,23 @@ const CHECKPOINT: i32 = 300;
 /// A ping answered once per frame at either end would add a second frame.
 const LOOPBACK_RTT_MS: f64 = 25.0;
 
+/// The frame at which a browser player reloads its tab.
+const RELOAD_AT: i64 = 200;
+
+/// The frame whose checksums are compared after the reload.
+const AFTER_RELOAD: i32 = 600;
+
 /// The browser's checksum of [`CHECKPOINT`], once confirmed there.
 fn checkpoint(browser: &Browser, seen: &mut Value) -> Option<String> {
+    checkpoint_at(browser, CHECKPOINT, seen)
+}
+
+/// The browser's checksum of `frame`, once confirmed there.
+fn checkpoint_at(browser: &Browser, frame: i32, seen: &mut Value) -> Option<String> {
     let status = browser.game_status()?;
     *seen = status.clone();
     assert_eq!(status["desyncs"], 0, "desync in the browser: {status}");
-    status["checkpoints"][CHECKPOINT.to_string()]
+    status["checkpoints"][frame.to_string()]
         .as_str()
         .map(str::to_string)
 }
@@ -84,6 +96,68 @@ fn a_browser_plays_box_game_against_a_native_bot() {
             assert!(
                 rtt < frame * 1.2 + LOOPBACK_RTT_MS,
                 "RTT {rtt} ms, more than a frame: {seen}"
+            );
+        },
+    );
+}
+
+#[test]
+fn a_browser_player_reloads_its_tab_and_is_seated_again() {
+    browser_test(
+        "a_browser_player_reloads_its_tab_and_is_seated_again",
+        |server, driver| {
+            let browser = driver.browser();
+            let mut run = BotRun::new(&format!("ws://{}", server.addr()), 1, 2, AFTER_RELOAD);
+            run.bots_per_room = 1;
+            run.room_prefix = "e2e-reload".into();
+            run.linger = Duration::from_secs(10);
+            run.timeout = Duration::from_secs(180);
+            browser.goto(&format!(
+                "http://{}/play/box_game?room=e2e-reload&players=2",
+                server.addr()
+            ));
+            let bot = std::thread::spawn(move || volley_bots::run_rooms(&run));
+            let before = wait_for(
+                "the browser to reach the reload frame",
+                Duration::from_secs(120),
+                || {
+                    let status = browser.game_status()?;
+                    (status["frame"].as_i64() >= Some(RELOAD_AT)).then_some(status)
+                },
+            );
+            println!("before the reload: {before}");
+            // The page goes away (its WebSocket closes with 1001, its peer
+            // connections close) and loads again from scratch: only the
+            // tab's sessionStorage is left of it.
+            let reloaded = std::time::Instant::now();
+            browser.reload();
+            let mut seen = Value::Null;
+            let mut seated = None;
+            let ours = wait_for(
+                "the reloaded browser to confirm the frame after the reload",
+                Duration::from_secs(150),
+                || {
+                    let sum = checkpoint_at(&browser, AFTER_RELOAD, &mut seen);
+                    if seated.is_none() && seen["epoch"] == 1 {
+                        seated = Some(reloaded.elapsed());
+                    }
+                    sum
+                },
+            );
+            println!("seated again {seated:?} after the reload began (within 250 ms)");
+            let reports = bot.join().expect("the bot ran");
+            let room = &reports[0];
+            print!("{room}");
+            println!("browser after the reload: {seen}");
+            assert!(room.ok(), "{room}");
+            assert_eq!(seen["local_handle"], before["local_handle"], "{seen}");
+            assert_eq!(seen["epoch"], 1, "seated again by one restart: {seen}");
+            assert_eq!(room.bots[0].rejoins, 1, "{room}");
+            let theirs = room.bots[0].checksum.map(|c| format!("{c:032x}"));
+            assert_eq!(
+                Some(ours),
+                theirs,
+                "browser and bot disagree at frame {AFTER_RELOAD}"
             );
         },
     );

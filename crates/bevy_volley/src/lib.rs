@@ -52,8 +52,8 @@ use tracing::{info, warn};
 use volley_net::codec::DECODE_LIMIT;
 pub use volley_net::{
     Channel, ConditionerConfig, IceConfig, IcePolicy, IceServer, IceTiming, LeftReason,
-    Misbehaviour, NetError, OpenTransport, PeerId, PeerLimits, PeerStats, Session, SessionBuilder,
-    SessionEvent, TlsRoots,
+    Misbehaviour, NetError, OpenTransport, PeerId, PeerLimits, PeerStats, RESUME_WITHIN,
+    ResumeStore, Session, SessionBuilder, SessionEvent, TlsRoots,
 };
 
 /// Everything a game needs in one `use`.
@@ -61,7 +61,8 @@ pub mod prelude {
     pub use crate::{
         Channel, ConditionerConfig, ConnectionState, IceConfig, IcePolicy, IceServer, LeftReason,
         NetAppExt, NetPeerEvent, NetReceived, NetSend, NetStats, NetTarget, PeerId, PeerLimits,
-        SessionEvent, SignalingState, TlsRoots, VolleyPlugin, VolleySession, VolleySet,
+        ResumeStore, SessionEvent, SignalingState, TlsRoots, VolleyPlugin, VolleySession,
+        VolleySet,
     };
 }
 
@@ -220,7 +221,7 @@ pub struct VolleyPlugin {
     ice: IceConfig,
     tls: TlsRoots,
     fallbacks: Vec<String>,
-    resume_file: Option<std::path::PathBuf>,
+    resume: Option<ResumeStore>,
     server_ice: bool,
     min_peers: usize,
     peer_limits: PeerLimits,
@@ -229,15 +230,25 @@ pub struct VolleyPlugin {
 
 impl VolleyPlugin {
     /// `room_url` as `ws://host:port/room` or `…/room?next=N`.
+    ///
+    /// In the browser the seat's resume token is kept in the tab's
+    /// `sessionStorage` ([`ResumeStore::tab`]), so a reloaded tab comes back
+    /// to its seat; natively nothing is kept unless asked
+    /// ([`VolleyPlugin::resume_in`]).
     pub fn new(room_url: impl Into<String>) -> Self {
+        let room_url = room_url.into();
+        #[cfg(target_arch = "wasm32")]
+        let resume = Some(ResumeStore::tab(&room_url));
+        #[cfg(not(target_arch = "wasm32"))]
+        let resume = None;
         VolleyPlugin {
-            room_url: room_url.into(),
+            room_url,
             app_version: String::new(),
             conditioner: None,
             ice: IceConfig::default(),
             tls: TlsRoots::default(),
             fallbacks: Vec::new(),
-            resume_file: None,
+            resume,
             server_ice: true,
             min_peers: 1,
             peer_limits: PeerLimits::default(),
@@ -297,12 +308,18 @@ impl VolleyPlugin {
         self
     }
 
-    /// Keeps the seat's resume token in a file, so that the game restarted
-    /// with the same room link gets its seat back, and a running match
-    /// seats it again (see `SessionBuilder::resume_file`).
-    pub fn resume_file(mut self, path: impl Into<std::path::PathBuf>) -> Self {
-        self.resume_file = Some(path.into());
+    /// Where the seat's resume token is kept, so that the game restarted
+    /// (or its tab reloaded) with the same room link within
+    /// [`RESUME_WITHIN`] gets its seat back and a running match seats it
+    /// again (see [`SessionBuilder::resume_in`]); `None` keeps nothing.
+    pub fn resume_in(mut self, store: impl Into<Option<ResumeStore>>) -> Self {
+        self.resume = store.into();
         self
+    }
+
+    /// [`VolleyPlugin::resume_in`] a file.
+    pub fn resume_file(self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.resume_in(ResumeStore::File(path.into()))
     }
 
     /// Whether to ask the signaling server's `/api/ice` for STUN/TURN
@@ -408,8 +425,8 @@ fn connect(
         .ice(config.ice.clone())
         .tls_roots(config.tls.clone())
         .fallback_servers(config.fallbacks.clone());
-    if let Some(file) = &config.resume_file {
-        builder = builder.resume_file(file.clone());
+    if let Some(store) = &config.resume {
+        builder = builder.resume_in(store.clone());
     }
     if let Some(c) = config.conditioner {
         builder = builder.conditioner(c);

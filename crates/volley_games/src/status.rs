@@ -25,6 +25,9 @@ pub struct GameStatus {
     pub local_handle: Option<usize>,
     /// Players in the match.
     pub players: usize,
+    /// How many times the match restarted to seat a returning player
+    /// (`RollbackStatus::epoch`).
+    pub epoch: u32,
     /// The frame simulated last.
     pub frame: i32,
     /// The last frame with every player's input.
@@ -94,6 +97,7 @@ fn update_status(
     let Some(rollback) = rollback else { return };
     status.local_handle = rollback.local_handle;
     status.players = rollback.players.len();
+    status.epoch = rollback.epoch;
     status.frame = rollback.frame;
     status.confirmed_frame = rollback.confirmed_frame;
     status.rollbacks = rollback.rollbacks;

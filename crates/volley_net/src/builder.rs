@@ -138,7 +138,7 @@ impl Default for IceConfig {
 pub struct SessionBuilder {
     pub(crate) room_url: String,
     pub(crate) fallbacks: Vec<String>,
-    pub(crate) resume_file: Option<std::path::PathBuf>,
+    pub(crate) resume: Option<crate::ResumeStore>,
     pub(crate) ice: IceConfig,
     pub(crate) tls: TlsRoots,
     pub(crate) app_version: String,
@@ -160,7 +160,7 @@ impl SessionBuilder {
         SessionBuilder {
             room_url: room_url.to_owned(),
             fallbacks: Vec::new(),
-            resume_file: None,
+            resume: None,
             ice: IceConfig::default(),
             tls: TlsRoots::default(),
             app_version: String::new(),
@@ -187,15 +187,21 @@ impl SessionBuilder {
         self
     }
 
-    /// Keeps the seat's resume token in `path` (written whenever the server
-    /// hands out a new one) and, when the file holds one, comes back with
-    /// it: a process restarted with the same room link gets its seat — its
-    /// id, its room — back, and a running match seats it again. A token
-    /// the server refuses is forgotten and the session joins afresh.
-    /// volley's own transports only.
-    pub fn resume_file(mut self, path: impl Into<std::path::PathBuf>) -> Self {
-        self.resume_file = Some(path.into());
+    /// Keeps the seat's resume token in `store` (rewritten whenever the
+    /// server hands out a new one and at every signaling keepalive) and,
+    /// when it holds a recent one, comes back with it: a process restarted
+    /// or a tab reloaded with the same room link gets its seat — its id,
+    /// its room — back, and a running match seats it again. A token the
+    /// server refuses, or one older than [`crate::RESUME_WITHIN`], is
+    /// forgotten and the session joins afresh. volley's own transports only.
+    pub fn resume_in(mut self, store: impl Into<Option<crate::ResumeStore>>) -> Self {
+        self.resume = store.into();
         self
+    }
+
+    /// [`SessionBuilder::resume_in`] a file.
+    pub fn resume_file(self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.resume_in(crate::ResumeStore::File(path.into()))
     }
 
     /// What one peer may send before it is slowed down or dropped.

@@ -60,6 +60,7 @@ pub mod ice;
 mod inbox;
 pub mod protocol;
 pub mod replication;
+mod resume_store;
 #[cfg(feature = "transport")]
 mod session;
 pub mod signal;
@@ -75,6 +76,7 @@ pub use error::{LeftReason, NetError, SessionEvent};
 pub use guard::{Misbehaviour, PeerLimits};
 /// A peer's id (the same type `matchbox_socket` uses).
 pub use matchbox_protocol::PeerId;
+pub use resume_store::{RESUME_WITHIN, ResumeStore};
 #[cfg(feature = "transport")]
 pub use session::Session;
 pub use stats::{Candidate, CandidateKind, Link, PeerStats};

@@ -34,7 +34,7 @@ impl SessionBuilder {
         let (transport, message_loop) = PlatformTransport::open_via(
             &self.room_url,
             &self.fallbacks,
-            self.resume_file.as_deref(),
+            self.resume.clone(),
             &self.ice,
             &self.tls,
         );

@@ -1,7 +1,8 @@
 //! Seats that outlive connections: a peer that asks (`?resume`) gets a
 //! resume token; lost without a goodbye, its seat is held and it comes
 //! back with the token to the same id and room, its room-mates told
-//! nothing; a restarted server given the same secret takes the token too;
+//! nothing (so is a browser page that goes away, close code 1001); a
+//! restarted server given the same secret takes the token too;
 //! forged tokens are refused.
 
 mod support;
@@ -196,4 +197,44 @@ async fn a_restarted_server_gives_a_match_its_seats_back() {
     quiet(&mut c).await;
     let _ = id_c;
     second.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_page_going_away_keeps_its_seat_a_goodbye_does_not() {
+    use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+    let server = start(config(Duration::from_secs(30))).await;
+    let (mut a, _, _) = join_resumable(&server, "hall?resume").await;
+    let (mut b, id_b, token_b) = join_resumable(&server, "hall?resume").await;
+    assert_eq!(
+        said(&mut a).await,
+        Said::Event(JsonPeerEvent::NewPeer(id_b))
+    );
+    // A browser closes with 1001 when its tab reloads: held, nobody told.
+    let away = CloseFrame {
+        code: CloseCode::Away,
+        reason: "".into(),
+    };
+    b.close(Some(away)).await.expect("close sent");
+    metrics_until(&server, "volley_seats_held", 1.0).await;
+    quiet(&mut a).await;
+    let mut back = connect(&server, &format!("hall?resume={token_b}")).await;
+    assert_eq!(
+        said(&mut back).await,
+        Said::Event(JsonPeerEvent::IdAssigned(id_b))
+    );
+    // Any other close is a goodbye: the room-mates hear it at once, well
+    // within the 30 s hold.
+    let (mut c, id_c, _) = join_resumable(&server, "hall?resume").await;
+    assert_eq!(
+        said(&mut a).await,
+        Said::Event(JsonPeerEvent::NewPeer(id_c))
+    );
+    c.close(None).await.expect("close sent");
+    let left = tokio::time::timeout(Duration::from_secs(5), said(&mut a)).await;
+    assert_eq!(
+        left.expect("told within 5 s"),
+        Said::Event(JsonPeerEvent::PeerLeft(id_c))
+    );
+    server.shutdown().await;
 }

@@ -164,6 +164,11 @@ impl Browser<'_> {
         self.call("POST", "/url", Some(json!({ "url": url })));
     }
 
+    /// Reloads the page, as its reload button does, and waits for it to load.
+    pub fn reload(&self) {
+        self.call("POST", "/refresh", Some(json!({})));
+    }
+
     /// Runs `script` (a function body) in the page and returns its value.
     pub fn eval(&self, script: &str) -> Value {
         self.call(

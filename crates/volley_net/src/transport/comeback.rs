@@ -13,6 +13,7 @@
 
 use std::time::Duration;
 
+use crate::ResumeStore;
 use crate::signal::is_resume_token;
 
 /// Wait before the first attempt after a loss, doubled after each failure.
@@ -63,8 +64,8 @@ pub(super) struct Comeback {
     token: Option<String>,
     wait: Duration,
     /// Where the token is kept across restarts (see
-    /// [`crate::SessionBuilder::resume_file`]).
-    file: Option<std::path::PathBuf>,
+    /// [`crate::SessionBuilder::resume_in`]).
+    store: Option<ResumeStore>,
 }
 
 impl Comeback {
@@ -76,20 +77,15 @@ impl Comeback {
             attempts: 0,
             token: None,
             wait: FIRST_WAIT,
-            file: None,
+            store: None,
         }
     }
 
-    /// Keeps tokens in `file`, and starts with the one it holds (a file
-    /// that is missing or holds no valid token starts afresh).
-    pub(super) fn stored_in(mut self, file: Option<&std::path::Path>) -> Self {
-        self.file = file.map(std::path::Path::to_path_buf);
-        if let Some(file) = &self.file
-            && let Ok(stored) = std::fs::read_to_string(file)
-            && is_resume_token(stored.trim())
-        {
-            self.token = Some(stored.trim().to_owned());
-        }
+    /// Keeps tokens in `store`, and starts with the one it holds if that
+    /// is fresh at `now` (unix seconds; see [`ResumeStore`]).
+    pub(super) fn stored_in(mut self, store: Option<ResumeStore>, now: u64) -> Self {
+        self.token = store.as_ref().and_then(|s| s.load(now));
+        self.store = store;
         self
     }
 
@@ -101,8 +97,8 @@ impl Comeback {
     /// Drops the token (a stored one the server would not take).
     pub(super) fn forget(&mut self) {
         self.token = None;
-        if let Some(file) = &self.file {
-            let _ = std::fs::remove_file(file);
+        if let Some(store) = &self.store {
+            store.remove();
         }
     }
 
@@ -115,23 +111,26 @@ impl Comeback {
         }
     }
 
-    /// The server's latest token; one that could not go into a URL as it
-    /// is (too long, or other characters) is ignored. Stored, when asked:
-    /// written aside and renamed, so a crash never leaves half a token.
-    pub(super) fn token(&mut self, token: String) {
+    /// The server's latest token, at `now` (unix seconds); one that could
+    /// not go into a URL as it is (too long, or other characters) is
+    /// ignored. Stored, when asked.
+    pub(super) fn token(&mut self, token: String, now: u64) {
         if !is_resume_token(&token) {
             tracing::warn!("signaling server: ignored an invalid resume token");
             return;
         }
-        if let Some(file) = &self.file {
-            let aside = file.with_extension("new");
-            let stored =
-                std::fs::write(&aside, &token).and_then(|()| std::fs::rename(&aside, file));
-            if let Err(e) = stored {
-                tracing::warn!("cannot store the resume token in {}: {e}", file.display());
-            }
-        }
         self.token = Some(token);
+        self.touch(now);
+    }
+
+    /// The session is alive at `now` (unix seconds): the stored token's
+    /// record says so, so a restart soon after comes back to the seat.
+    pub(super) fn touch(&self, now: u64) {
+        if let (Some(store), Some(token)) = (&self.store, &self.token)
+            && let Err(e) = store.save(token, now)
+        {
+            tracing::warn!("cannot store the resume token: {e}");
+        }
     }
 
     /// Back in: the next loss starts from the first wait again.
@@ -218,8 +217,8 @@ mod tests {
             assert_eq!(Comeback::new(url, &[]).first_url(), first);
         }
         let mut comeback = Comeback::new("ws://h/r?next=2", &[]);
-        comeback.token("1.ab.cd".into());
-        comeback.token("evil&next=9".into()); // ignored
+        comeback.token("1.ab.cd".into(), 0);
+        comeback.token("evil&next=9".into(), 0); // ignored
         assert_eq!(
             comeback.lost(None),
             Next::Retry {
@@ -232,7 +231,7 @@ mod tests {
     #[test]
     fn waits_back_off_and_reset() {
         let mut comeback = Comeback::new("ws://h/r", &[]);
-        comeback.token("t".into());
+        comeback.token("t".into(), 0);
         let failed = ConnectError::from("refused".to_string());
         let mut waits = vec![];
         for _ in 0..8 {
@@ -255,7 +254,7 @@ mod tests {
             "ws://d".to_string(),
         ];
         let mut comeback = Comeback::new("ws://a:1/r?next=4", &fallbacks);
-        comeback.token("t".into());
+        comeback.token("t".into(), 0);
         let mut tried = vec![];
         for _ in 0..4 {
             if let Next::Retry { url, .. } = comeback.lost(None) {
@@ -284,7 +283,7 @@ mod tests {
             Next::GiveUp(_)
         ));
         let mut comeback = Comeback::new("ws://h/r", &[]);
-        comeback.token("t".into());
+        comeback.token("t".into(), 0);
         for code in FINAL_CLOSES {
             assert!(matches!(comeback.lost(Some(code)), Next::GiveUp(_)));
         }
@@ -303,12 +302,15 @@ mod tests {
         let file = dir.join("seat");
         let _ = std::fs::remove_file(&file);
         let url = "ws://a:1/room?next=2";
-        let mut fresh = Comeback::new(url, &[]).stored_in(Some(&file));
+        let store = || Some(ResumeStore::File(file.clone()));
+        let mut fresh = Comeback::new(url, &[]).stored_in(store(), 1000);
         assert_eq!(fresh.first_url(), "ws://a:1/room?next=2&resume");
-        fresh.token("1.abc.def".into());
-        fresh.token("bad token/with?chars".into());
-        assert_eq!(std::fs::read_to_string(&file).unwrap(), "1.abc.def");
-        let restarted = Comeback::new(url, &[]).stored_in(Some(&file));
+        fresh.token("1.abc.def".into(), 1000);
+        fresh.token("bad token/with?chars".into(), 1001);
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), "1000 1.abc.def");
+        fresh.touch(1030);
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), "1030 1.abc.def");
+        let restarted = Comeback::new(url, &[]).stored_in(store(), 1090);
         assert_eq!(
             restarted.first_url(),
             "ws://a:1/room?next=2&resume=1.abc.def"
@@ -317,8 +319,12 @@ mod tests {
         refused.forget();
         assert!(!file.exists());
         assert_eq!(refused.first_url(), "ws://a:1/room?next=2&resume");
-        std::fs::write(&file, "not a token!").unwrap();
-        assert!(!Comeback::new(url, &[]).stored_in(Some(&file)).has_token());
+        // Too old: the match is most likely over; removed, joins afresh.
+        fresh.touch(1030);
+        assert!(!Comeback::new(url, &[]).stored_in(store(), 1091).has_token());
+        assert!(!file.exists());
+        std::fs::write(&file, "1000 not a token!").unwrap();
+        assert!(!Comeback::new(url, &[]).stored_in(store(), 1000).has_token());
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -20,9 +20,10 @@ use super::comeback::{Comeback, ConnectError, Next};
 use super::driven::{Closing, Driven, Incoming};
 use super::redial::Redial;
 use crate::builder::IceConfig;
+use crate::resume_store::unix_now;
 use crate::signal::{self, Event, PeerSignal, Request};
 use crate::tls::TlsRoots;
-use crate::{PeerId, frame};
+use crate::{PeerId, ResumeStore, frame};
 
 /// Connections at most at once: each binds sockets, so a signaling server
 /// (or a crowd) announcing more peers than a game can play with is
@@ -313,7 +314,7 @@ impl<S: Stack> Peers<S> {
 pub(super) fn open<S: Stack>(
     room_url: &str,
     fallbacks: &[String],
-    resume_file: Option<&std::path::Path>,
+    resume: Option<ResumeStore>,
     ice: &IceConfig,
     tls: &TlsRoots,
 ) -> (
@@ -324,7 +325,7 @@ pub(super) fn open<S: Stack>(
     let (incoming_tx, incoming) = mpsc::unbounded();
     let (closes, closes_rx) = mpsc::unbounded();
     let message_loop = message_loop::<S>(
-        Comeback::new(room_url, fallbacks).stored_in(resume_file),
+        Comeback::new(room_url, fallbacks).stored_in(resume, unix_now()),
         Arc::new(ice.clone()),
         tls.clone(),
         id.clone(),
@@ -471,7 +472,7 @@ async fn message_loop<S: Stack>(
                     peers.offered(id.get().copied(), sender, offer);
                 }
                 Event::Signal { sender, data } => peers.forward(sender, data),
-                Event::ResumeToken(token) => comeback.token(token),
+                Event::ResumeToken(token) => comeback.token(token, unix_now()),
             },
             Woke::Heard(Heard::Nothing) => {}
             Woke::Heard(Heard::Closed { why, code }) => {
@@ -527,6 +528,7 @@ async fn message_loop<S: Stack>(
             }
             Woke::Closed(None) => break, // the session is gone
             Woke::Keepalive => {
+                comeback.touch(unix_now());
                 if let Some((_, writer)) = &mut link {
                     let _ = S::send(writer, &Request::KeepAlive).await;
                 }

@@ -119,6 +119,10 @@ pub(super) async fn signaling(shared: Arc<Shared>, request: Request) -> Response
         .on_upgrade(move |socket| peer(socket, shared, room, tokens, client, slots))
 }
 
+/// The close code a browser sends when its page goes away (reload,
+/// navigation): the player may come straight back.
+const GOING_AWAY: u16 = 1001;
+
 /// Tells connections apart, for a peer that came back on a new one.
 static NEXT_CONNECTION: AtomicU64 = AtomicU64::new(0);
 
@@ -158,7 +162,7 @@ async fn peer(
     let ended = drive(&mut socket, &mut rx, peer, &shared).await;
     let dropped = match &ended {
         Ended::Goodbye => false,
-        Ended::Lost | Ended::Closed(Refusal::IdleTimeout(_)) => true,
+        Ended::Lost | Ended::Away | Ended::Closed(Refusal::IdleTimeout(_)) => true,
         Ended::Closed(_) => false,
     };
     let left = ToActor::Left {
@@ -176,6 +180,10 @@ async fn peer(
 enum Ended {
     /// The client said goodbye (a close frame).
     Goodbye,
+    /// The client's page went away (close code 1001: a browser tab
+    /// reloaded or navigated): it may be back in a moment, so its seat is
+    /// held as for a lost connection.
+    Away,
     /// The client is gone without one (reset, protocol error).
     Lost,
     /// The server closes it, for this reason.
@@ -254,10 +262,13 @@ async fn drive(
                     });
                 }
                 match message {
-                    Message::Close(_) => {
+                    Message::Close(frame) => {
                         // Send the close reply tungstenite queued, bounded in time.
                         let _ = tokio::time::timeout(write, socket.flush()).await;
-                        return Ended::Goodbye;
+                        return match frame {
+                            Some(f) if f.code == GOING_AWAY => Ended::Away,
+                            _ => Ended::Goodbye,
+                        };
                     }
                     Message::Binary(_) => return Ended::Closed(Refusal::BinaryFrame),
                     Message::Ping(_) | Message::Pong(_) => {}

@@ -55,12 +55,12 @@ impl WebTransport {
     pub(crate) fn open_via(
         room_url: &str,
         fallbacks: &[String],
-        resume_file: Option<&std::path::Path>,
+        resume: Option<crate::ResumeStore>,
         ice: &IceConfig,
         tls: &TlsRoots,
     ) -> (Box<dyn Transport>, MessageLoopFuture) {
         let (transport, message_loop) =
-            mesh::open::<WebTransport>(room_url, fallbacks, resume_file, ice, tls);
+            mesh::open::<WebTransport>(room_url, fallbacks, resume, ice, tls);
         (Box::new(transport), Box::pin(message_loop))
     }
 }
