@@ -172,6 +172,20 @@ pub fn run_rooms_directed(
     customize: impl Fn(&mut App, usize, usize),
     mut director: impl FnMut(i32),
 ) -> Vec<RoomReport> {
+    run_rooms_until(run, customize, |frame| {
+        director(frame);
+        true
+    })
+}
+
+/// [`run_rooms_directed`], stopping as soon as `director` returns `false`
+/// (benchmarks use it to end a run when they have their samples; the
+/// reports then say how far the bots got).
+pub fn run_rooms_until(
+    run: &BotRun,
+    customize: impl Fn(&mut App, usize, usize),
+    mut director: impl FnMut(i32) -> bool,
+) -> Vec<RoomReport> {
     let mut bots = Vec::new();
     for room in 0..run.rooms {
         for i in 0..run.bots_per_room {
@@ -206,7 +220,9 @@ pub fn run_rooms_directed(
             bot.observe(run.frames);
         }
         let lowest = bots.iter().filter(|b| b.judged);
-        director(lowest.map(|b| b.report.confirmed_frame).min().unwrap_or(0));
+        if !director(lowest.map(|b| b.report.confirmed_frame).min().unwrap_or(0)) {
+            break;
+        }
         // A bot told its peer is unreachable (no path, not even relayed)
         // will not play: waiting for the timeout would only hide that.
         if done_at.is_none()

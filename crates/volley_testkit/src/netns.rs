@@ -73,6 +73,12 @@ pub fn run_benchmark(args: &[&str]) -> std::process::Output {
     run_isolated_with(args, false, false, 900)
 }
 
+/// [`run_benchmark`] with a mount namespace of its own too, `/run` a
+/// fresh tmpfs (for `ip netns` and iptables' lock).
+pub fn run_benchmark_with_mounts(args: &[&str]) -> std::process::Output {
+    run_isolated_with(args, false, true, 900)
+}
+
 /// [`run_isolated`]; with `mounts`, in a mount namespace of its own too,
 /// `/run` a fresh tmpfs (for `ip netns`); killed after `limit` seconds.
 fn run_isolated_with(

@@ -36,7 +36,7 @@ pub(crate) fn bench(args: &[String]) -> Result<(), String> {
     // Chromium for the web section, redis-server for the cluster rows.
     crate::tools::setup()?;
     let matchbox = matchbox_server()?;
-    let runs: [BenchRun; 4] = [
+    let runs: [BenchRun; 5] = [
         (
             "signaling benchmark",
             "volley_server",
@@ -65,6 +65,13 @@ pub(crate) fn bench(args: &[String]) -> Result<(), String> {
             "replication",
             &["--rounds", "2000"],
             &["--rounds", "50"],
+        ),
+        (
+            "rejoin benchmark",
+            "volley",
+            "rejoin",
+            &["--cycles", "20"],
+            &["--cycles", "2"],
         ),
     ];
     for (name, package, bench, full, brief) in runs {
@@ -107,11 +114,12 @@ pub(crate) fn git_commit() -> String {
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
         .unwrap_or_default()
 }
-pub(crate) const SECTIONS: [&str; 8] = [
+pub(crate) const SECTIONS: [&str; 9] = [
     "signaling",
     "datapath",
     "relay",
     "rollback",
+    "rejoin",
     "state_sync",
     "codec",
     "web",

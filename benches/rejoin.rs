@@ -1,0 +1,237 @@
+//! Time to rejoin a running match: two headless box_game bots play over
+//! real WebRTC; bot 1's connections are bound to an address of its own,
+//! and every cycle iptables drops all its packets for `--cut-ms` (3 s by
+//! default, past the 2 s after which the other lets it go). From the
+//! moment the packets flow again it measures:
+//! - *reconnected*: the bot's connection to the other is up again (the
+//!   redial schedule, ICE and DTLS);
+//! - *playing again*: both bots have restarted the match with it in its
+//!   seat (`RollbackEvent::Restarted`: views, plan, the others reaching the
+//!   planned frame, the state handed over).
+//!
+//! There is no reference to put beside it: neither ggrs nor bevy_ggrs
+//! takes a dropped player back. The bots' loop updates every bot every
+//! 4 ms at most, which bounds the resolution.
+//!
+//! `cargo bench -p volley --bench rejoin [-- --cycles N --cut-ms MS]`, inside
+//! a private network namespace (it re-runs itself under `unshare`).
+
+use std::net::SocketAddr;
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bevy::prelude::*;
+use volley::bevy::rollback::RollbackEvent;
+use volley::bevy::{NetPeerEvent, SessionEvent};
+use volley_bots::{BotRun, run_rooms_until};
+use volley_testkit::netns;
+use volley_testkit::report::{Better, Options, Table};
+use volley_testkit::server::with_server;
+
+/// The cut bot's own address.
+const CUT_IP: &str = "10.77.0.2";
+
+/// Frames played between a restart and the next cut.
+const PLAY_BETWEEN: i32 = 120;
+
+/// A cycle that has not restarted this long after the link came back is
+/// counted as failed.
+const GIVE_UP: Duration = Duration::from_secs(15);
+
+/// What a bot saw, when.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Seen {
+    /// Its connection to the other bot came up.
+    Connected,
+    /// The match restarted.
+    Restarted,
+}
+
+/// Each bot's events, by bot.
+#[derive(Resource, Clone)]
+struct Log {
+    bot: usize,
+    seen: Arc<Mutex<Vec<(usize, Seen, Instant)>>>,
+}
+
+fn record(
+    log: Res<Log>,
+    mut net: MessageReader<NetPeerEvent>,
+    mut rb: MessageReader<RollbackEvent>,
+) {
+    let now = Instant::now();
+    let mut seen = log.seen.lock().unwrap_or_else(|p| p.into_inner());
+    for event in net.read() {
+        if let SessionEvent::Connected(_) = event.0 {
+            seen.push((log.bot, Seen::Connected, now));
+        }
+    }
+    for event in rb.read() {
+        if let RollbackEvent::Restarted { .. } = event {
+            seen.push((log.bot, Seen::Restarted, now));
+        }
+    }
+}
+
+fn run(program: &str, args: &str) {
+    let out = Command::new(program)
+        .args(args.split_whitespace())
+        .output()
+        .unwrap_or_else(|e| panic!("{program} does not run: {e}"));
+    assert!(
+        out.status.success(),
+        "{program} {args}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Drops (`-I`) or lets through again (`-D`) every packet to or from the
+/// cut bot's address.
+fn cut(how: &str) {
+    run("iptables", &format!("-w {how} INPUT -s {CUT_IP} -j DROP"));
+    run("iptables", &format!("-w {how} INPUT -d {CUT_IP} -j DROP"));
+}
+
+/// Where a cycle is.
+#[derive(Clone, Copy)]
+enum Phase {
+    /// Playing; the next cut comes at this confirmed frame.
+    Playing(i32),
+    /// Cut since then.
+    Cut(Instant),
+    /// The link came back then; waiting for both bots to restart.
+    Back(Instant),
+}
+
+/// One cycle's figures (ms from the link coming back).
+struct Cycle {
+    reconnected: Option<f64>,
+    playing: Option<f64>,
+}
+
+fn quantile(mut v: Vec<f64>, q: f64) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(f64::total_cmp);
+    let i = ((v.len() - 1) as f64 * q).round() as usize;
+    v[i.min(v.len() - 1)]
+}
+
+fn main() {
+    if !netns::inside() {
+        let args: Vec<String> = std::env::args().skip(1).collect();
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let status = netns::run_benchmark_with_mounts(&args).status;
+        std::process::exit(status.code().unwrap_or(1));
+    }
+    let o = Options::parse(&["cycles", "cut-ms"]);
+    let cycles: usize = o.get("cycles", 20);
+    let cut_for = Duration::from_millis(o.get("cut-ms", 3000));
+    // A veth pair (no dummy links in every kernel) to hold the address.
+    run("ip", "link add cut0 type veth peer name cut1");
+    run("ip", &format!("addr add {CUT_IP}/32 dev cut0"));
+    run("ip", "link set cut1 up");
+    run("ip", "link set cut0 up");
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let mut done: Vec<Cycle> = Vec::new();
+    with_server(|server| {
+        // The run ends once every cycle is done.
+        let mut bots = BotRun::new(&format!("ws://{}", server.addr()), 1, 2, i32::MAX);
+        bots.timeout = Duration::from_secs(60)
+            + (cut_for + GIVE_UP / 2) * u32::try_from(cycles).unwrap_or(1000);
+        bots.linger = Duration::ZERO;
+        let home: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let own: SocketAddr = format!("{CUT_IP}:0").parse().unwrap();
+        bots.bind = vec![vec![home], vec![own]];
+        let mut phase = Phase::Playing(200);
+        run_rooms_until(
+            &bots,
+            |app, _, bot| {
+                app.insert_resource(Log {
+                    bot,
+                    seen: seen.clone(),
+                })
+                .add_systems(Last, record);
+            },
+            |frame| {
+                phase = match phase {
+                    Phase::Playing(at) if frame >= at => {
+                        cut("-I");
+                        Phase::Cut(Instant::now())
+                    }
+                    Phase::Cut(at) if at.elapsed() >= cut_for => {
+                        cut("-D");
+                        Phase::Back(Instant::now())
+                    }
+                    Phase::Back(at) => {
+                        let seen = seen.lock().unwrap_or_else(|p| p.into_inner());
+                        let after = |bot: usize, what: Seen| {
+                            seen.iter()
+                                .find(|(b, s, t)| *b == bot && *s == what && *t >= at)
+                                .map(|(_, _, t)| t.duration_since(at).as_secs_f64() * 1000.0)
+                        };
+                        let restarted = [after(0, Seen::Restarted), after(1, Seen::Restarted)];
+                        let playing = restarted[0].zip(restarted[1]).map(|(a, b)| a.max(b));
+                        if playing.is_some() || at.elapsed() >= GIVE_UP {
+                            let cycle = Cycle {
+                                reconnected: after(1, Seen::Connected),
+                                playing,
+                            };
+                            println!(
+                                "cycle {}: reconnected {:?} ms, playing again {:?} ms",
+                                done.len() + 1,
+                                cycle.reconnected.map(f64::round),
+                                cycle.playing.map(f64::round)
+                            );
+                            done.push(cycle);
+                            Phase::Playing(frame + PLAY_BETWEEN)
+                        } else {
+                            Phase::Back(at)
+                        }
+                    }
+                    unchanged => unchanged,
+                };
+                done.len() < cycles
+            },
+        );
+    });
+    let failed = done.iter().filter(|c| c.playing.is_none()).count();
+    let reconnected: Vec<f64> = done.iter().filter_map(|c| c.reconnected).collect();
+    let playing: Vec<f64> = done.iter().filter_map(|c| c.playing).collect();
+    let mut table = Table::new(
+        "rejoin",
+        format!(
+            "Time from a cut player's network coming back (after {} ms of silence) to its connection being up again and to both players playing the restarted match, 2-player box_game bots over WebRTC in a network namespace; {} cycles, {failed} not back within {} s.",
+            cut_for.as_millis(),
+            done.len(),
+            GIVE_UP.as_secs()
+        ),
+        &["p50", "p99"],
+    );
+    table.ratio = false;
+    table.row(
+        "reconnected (ms)",
+        Better::Lower,
+        &[
+            quantile(reconnected.clone(), 0.5),
+            quantile(reconnected, 0.99),
+        ],
+    );
+    table.row(
+        "playing again (ms)",
+        Better::Lower,
+        &[quantile(playing.clone(), 0.5), quantile(playing, 0.99)],
+    );
+    table.save();
+    println!("\n{}", table.title);
+    for row in &table.rows {
+        println!(
+            "{:>20}: p50 {:.0}  p99 {:.0}",
+            row.name, row.values[0], row.values[1]
+        );
+    }
+    assert_eq!(done.len(), cycles, "the run ended before every cycle");
+    assert_eq!(failed, 0, "some cycles never restarted");
+}
