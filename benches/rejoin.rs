@@ -1,11 +1,12 @@
-//! Time to rejoin a running match: two headless box_game bots play over
-//! real WebRTC; bot 1's connections are bound to an address of its own,
-//! and every cycle iptables drops all its packets for `--cut-ms` (3 s by
-//! default, past the 2 s after which the other lets it go). From the
+//! Time to rejoin a running match: two (then four) headless box_game bots
+//! play over real WebRTC; the last bot's connections are bound to an
+//! address of its own, and every cycle iptables drops all its packets for
+//! `--cut-ms` (3 s by default, past the 2 s after which the others let it
+//! go). From the
 //! moment the packets flow again it measures:
-//! - *reconnected*: the bot's connection to the other is up again (the
+//! - *reconnected*: the bot's connections to the others are up again (the
 //!   redial schedule, ICE and DTLS);
-//! - *playing again*: both bots have restarted the match with it in its
+//! - *playing again*: every bot has restarted the match with it in its
 //!   seat (`RollbackEvent::Restarted`: views, plan, the others reaching the
 //!   planned frame, the state handed over).
 //!
@@ -119,6 +120,79 @@ fn quantile(mut v: Vec<f64>, q: f64) -> f64 {
     v[i.min(v.len() - 1)]
 }
 
+/// `cycles` cuts of the last of `players` bots in one match: each
+/// cycle's figures.
+fn measure(server: &str, players: usize, cycles: usize, cut_for: Duration) -> Vec<Cycle> {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let mut done: Vec<Cycle> = Vec::new();
+    // The run ends once every cycle is done.
+    let mut bots = BotRun::new(server, 1, players, i32::MAX);
+    bots.room_prefix = format!("rejoin-{players}");
+    bots.timeout =
+        Duration::from_secs(60) + (cut_for + GIVE_UP / 2) * u32::try_from(cycles).unwrap_or(1000);
+    bots.linger = Duration::ZERO;
+    let home: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let own: SocketAddr = format!("{CUT_IP}:0").parse().unwrap();
+    bots.bind = vec![vec![home]; players];
+    bots.bind[players - 1] = vec![own];
+    let cut_bot = players - 1;
+    let mut phase = Phase::Playing(200);
+    run_rooms_until(
+        &bots,
+        |app, _, bot| {
+            app.insert_resource(Log {
+                bot,
+                seen: seen.clone(),
+            })
+            .add_systems(Last, record);
+        },
+        |frame| {
+            phase = match phase {
+                Phase::Playing(at) if frame >= at => {
+                    cut("-I");
+                    Phase::Cut(Instant::now())
+                }
+                Phase::Cut(at) if at.elapsed() >= cut_for => {
+                    cut("-D");
+                    Phase::Back(Instant::now())
+                }
+                Phase::Back(at) => {
+                    let seen = seen.lock().unwrap_or_else(|p| p.into_inner());
+                    // The `n`th time `bot` saw `what` since the link came back.
+                    let nth = |bot: usize, what: Seen, n: usize| {
+                        seen.iter()
+                            .filter(|(b, s, t)| *b == bot && *s == what && *t >= at)
+                            .nth(n)
+                            .map(|(_, _, t)| t.duration_since(at).as_secs_f64() * 1000.0)
+                    };
+                    let playing = (0..players)
+                        .map(|bot| nth(bot, Seen::Restarted, 0))
+                        .try_fold(0.0_f64, |latest, t| Some(latest.max(t?)));
+                    if playing.is_some() || at.elapsed() >= GIVE_UP {
+                        let cycle = Cycle {
+                            reconnected: nth(cut_bot, Seen::Connected, players - 2),
+                            playing,
+                        };
+                        println!(
+                            "{players} players, cycle {}: reconnected {:?} ms, playing again {:?} ms",
+                            done.len() + 1,
+                            cycle.reconnected.map(f64::round),
+                            cycle.playing.map(f64::round)
+                        );
+                        done.push(cycle);
+                        Phase::Playing(frame + PLAY_BETWEEN)
+                    } else {
+                        Phase::Back(at)
+                    }
+                }
+                unchanged => unchanged,
+            };
+            done.len() < cycles
+        },
+    );
+    done
+}
+
 fn main() {
     if !netns::inside() {
         let args: Vec<String> = std::env::args().skip(1).collect();
@@ -134,104 +208,49 @@ fn main() {
     run("ip", &format!("addr add {CUT_IP}/32 dev cut0"));
     run("ip", "link set cut1 up");
     run("ip", "link set cut0 up");
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let mut done: Vec<Cycle> = Vec::new();
+    let mut results = Vec::new();
     with_server(|server| {
-        // The run ends once every cycle is done.
-        let mut bots = BotRun::new(&format!("ws://{}", server.addr()), 1, 2, i32::MAX);
-        bots.timeout = Duration::from_secs(60)
-            + (cut_for + GIVE_UP / 2) * u32::try_from(cycles).unwrap_or(1000);
-        bots.linger = Duration::ZERO;
-        let home: SocketAddr = "127.0.0.1:0".parse().unwrap();
-        let own: SocketAddr = format!("{CUT_IP}:0").parse().unwrap();
-        bots.bind = vec![vec![home], vec![own]];
-        let mut phase = Phase::Playing(200);
-        run_rooms_until(
-            &bots,
-            |app, _, bot| {
-                app.insert_resource(Log {
-                    bot,
-                    seen: seen.clone(),
-                })
-                .add_systems(Last, record);
-            },
-            |frame| {
-                phase = match phase {
-                    Phase::Playing(at) if frame >= at => {
-                        cut("-I");
-                        Phase::Cut(Instant::now())
-                    }
-                    Phase::Cut(at) if at.elapsed() >= cut_for => {
-                        cut("-D");
-                        Phase::Back(Instant::now())
-                    }
-                    Phase::Back(at) => {
-                        let seen = seen.lock().unwrap_or_else(|p| p.into_inner());
-                        let after = |bot: usize, what: Seen| {
-                            seen.iter()
-                                .find(|(b, s, t)| *b == bot && *s == what && *t >= at)
-                                .map(|(_, _, t)| t.duration_since(at).as_secs_f64() * 1000.0)
-                        };
-                        let restarted = [after(0, Seen::Restarted), after(1, Seen::Restarted)];
-                        let playing = restarted[0].zip(restarted[1]).map(|(a, b)| a.max(b));
-                        if playing.is_some() || at.elapsed() >= GIVE_UP {
-                            let cycle = Cycle {
-                                reconnected: after(1, Seen::Connected),
-                                playing,
-                            };
-                            println!(
-                                "cycle {}: reconnected {:?} ms, playing again {:?} ms",
-                                done.len() + 1,
-                                cycle.reconnected.map(f64::round),
-                                cycle.playing.map(f64::round)
-                            );
-                            done.push(cycle);
-                            Phase::Playing(frame + PLAY_BETWEEN)
-                        } else {
-                            Phase::Back(at)
-                        }
-                    }
-                    unchanged => unchanged,
-                };
-                done.len() < cycles
-            },
-        );
+        for players in [2, 4] {
+            let done = measure(&format!("ws://{}", server.addr()), players, cycles, cut_for);
+            results.push((players, done));
+        }
     });
-    let failed = done.iter().filter(|c| c.playing.is_none()).count();
-    let reconnected: Vec<f64> = done.iter().filter_map(|c| c.reconnected).collect();
-    let playing: Vec<f64> = done.iter().filter_map(|c| c.playing).collect();
     let mut table = Table::new(
         "rejoin",
         format!(
-            "Time from a cut player's network coming back (after {} ms of silence) to its connection being up again and to both players playing the restarted match, 2-player box_game bots over WebRTC in a network namespace; {} cycles, {failed} not back within {} s.",
+            "Time from a cut player's network coming back (after {} ms of silence) to its connections being up again and to every player playing the restarted match; box_game bots over WebRTC in a network namespace, {cycles} cycles per match size.",
             cut_for.as_millis(),
-            done.len(),
-            GIVE_UP.as_secs()
         ),
         &["p50", "p99"],
     );
     table.ratio = false;
-    table.row(
-        "reconnected (ms)",
-        Better::Lower,
-        &[
-            quantile(reconnected.clone(), 0.5),
-            quantile(reconnected, 0.99),
-        ],
-    );
-    table.row(
-        "playing again (ms)",
-        Better::Lower,
-        &[quantile(playing.clone(), 0.5), quantile(playing, 0.99)],
-    );
+    let mut failed = 0;
+    for (players, done) in &results {
+        failed += done.iter().filter(|c| c.playing.is_none()).count();
+        let reconnected: Vec<f64> = done.iter().filter_map(|c| c.reconnected).collect();
+        let playing: Vec<f64> = done.iter().filter_map(|c| c.playing).collect();
+        table.row(
+            format!("{players} players: reconnected (ms)"),
+            Better::Lower,
+            &[
+                quantile(reconnected.clone(), 0.5),
+                quantile(reconnected, 0.99),
+            ],
+        );
+        table.row(
+            format!("{players} players: playing again (ms)"),
+            Better::Lower,
+            &[quantile(playing.clone(), 0.5), quantile(playing, 0.99)],
+        );
+        assert_eq!(done.len(), cycles, "{players} players: the run ended early");
+    }
     table.save();
     println!("\n{}", table.title);
     for row in &table.rows {
         println!(
-            "{:>20}: p50 {:.0}  p99 {:.0}",
+            "{:>34}: p50 {:.0}  p99 {:.0}",
             row.name, row.values[0], row.values[1]
         );
     }
-    assert_eq!(done.len(), cycles, "the run ended before every cycle");
-    assert_eq!(failed, 0, "some cycles never restarted");
+    assert_eq!(failed, 0, "some cycles never restarted within {GIVE_UP:?}");
 }

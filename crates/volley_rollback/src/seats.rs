@@ -38,7 +38,9 @@ pub const MAX_SEATING_BYTES: usize = MAX_HANDOVER_BYTES + 64;
 
 /// Frames between the leader's frame and the restart it plans, beyond the
 /// prediction window and the input delay (which bound how far ahead of
-/// it another player can be): time for the plan to reach everyone.
+/// it another player can be): time for the plan to reach everyone, when
+/// no round trip to them is measured (`bevy_volley` otherwise allows the
+/// slowest round trip and a few frames).
 pub const PLAN_LEAD: i32 = 20;
 
 /// Players a match can have: their set travels as a bitmask.

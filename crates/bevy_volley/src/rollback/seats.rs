@@ -6,6 +6,7 @@
 //! update that confirmed the planned frame.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use bevy::ecs::message::MessageReader;
 use bevy::ecs::prelude::*;
@@ -209,14 +210,54 @@ pub(super) fn save_planned(world: &mut World) {
     }
 }
 
+/// Frames between the leader's frame and a restart it plans, for the
+/// players still in the match, who must all save the planned frame (the
+/// returning ones load the state they are handed): the prediction window
+/// and the input delay (how far ahead of the leader they can be), plus
+/// the plan's way to them — the slowest round trip (a whole one, for
+/// jitter) — and [`PLAN_MARGIN`]; [`PLAN_LEAD`] for the way when a round
+/// trip is not measured. A leader left alone needs only the margin.
+fn plan_lead(world: &World, config: &RollbackConfig) -> i32 {
+    let status = world.resource::<RollbackStatus>();
+    let local = status.local_handle;
+    let staying = status
+        .players
+        .iter()
+        .enumerate()
+        .filter(|&(handle, p)| Some(handle) != local && !status.dropped.contains(p));
+    let net = world.get_resource::<crate::NetStats>();
+    let mut slowest = Some(Duration::ZERO);
+    let mut ahead = 0;
+    for (_, player) in staying {
+        ahead = i32::try_from(config.max_prediction + config.input_delay).unwrap_or(0);
+        let rtt = net.and_then(|net| net.peers.get(player)?.rtt);
+        slowest = slowest.zip(rtt).map(|(a, b)| a.max(b));
+    }
+    let transit = match slowest {
+        Some(rtt) => {
+            let frames = (rtt.as_secs_f64() * config.fps as f64).ceil();
+            (frames as i32).saturating_add(PLAN_MARGIN).min(MAX_TRANSIT)
+        }
+        None => PLAN_LEAD,
+    };
+    ahead.saturating_add(transit)
+}
+
+/// Frames of slack in [`plan_lead`] beyond the measured round trip.
+const PLAN_MARGIN: i32 = 4;
+
+/// The most frames [`plan_lead`] allows for the plan's way (2 s at 60
+/// frames/s): a restart further off would keep the returning player
+/// waiting longer than a round trip is worth.
+const MAX_TRANSIT: i32 = 120;
+
 /// After the ggrs update: the seating machine's tick, then whatever needs
 /// the whole world (stopping, restarting, loading a handed-over state).
 pub(super) fn seat_tick<I: RollbackInput>(world: &mut World) {
     let frame = world.resource::<RollbackFrameCount>().0;
     let confirmed = world.resource::<ConfirmedFrameCount>().0;
     let config = *world.resource::<RollbackConfig>();
-    let lead = PLAN_LEAD
-        .saturating_add(i32::try_from(config.max_prediction + config.input_delay).unwrap_or(0));
+    let lead = plan_lead(world, &config);
     let running = world.contains_resource::<bevy_ggrs::Session<VolleyGgrs<I>>>();
     let mut state = world.resource_mut::<RollbackSeats>();
     let planned = state.seats.as_ref().and_then(Seats::saving);
