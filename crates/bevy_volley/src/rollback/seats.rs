@@ -39,7 +39,15 @@ pub(super) struct RollbackSeats {
     /// bitmask), its plan and its state, sent again to any of them whose
     /// connection comes back (it may have dropped before they arrived).
     resend: Option<(u64, Seating, Seating)>,
+    /// Seating messages that came behind the plan that seats a restarted
+    /// player, in the same frame (the state handed over, typically): read
+    /// once it is seated, first. At most [`MAX_EARLY`].
+    early: Vec<(PeerId, Seating)>,
 }
+
+/// Most seating messages kept from behind the plan that seats us (a plan
+/// and its state are two; more is the sender's problem).
+const MAX_EARLY: usize = 4;
 
 impl RollbackSeats {
     /// The epoch rollback packets are tagged with.
@@ -64,20 +72,24 @@ pub(super) fn seat_messages(
         pending,
         heard,
         resend,
+        early,
         ..
     } = &mut *state;
     let Some(seats) = seats.as_mut() else {
         let me = volley.as_mut().and_then(|v| v.session().id());
-        let plans = before_the_match(
+        let mut plans = before_the_match(
             &mut peer_events,
             &mut received,
             volley.as_deref_mut(),
             heard,
-        );
+        )
+        .into_iter();
         // A plan from a running match seats us (see `Seats::from_plan`).
-        if let (Some(me), Some((from, plan))) = (me, plans.into_iter().next()) {
+        let first = plans.find(|(_, m)| matches!(m, Seating::Plan { .. }));
+        if let (Some(me), Some((from, plan))) = (me, first) {
             match Seats::from_plan(me.0.as_u128(), from.0.as_u128(), plan) {
                 Ok(seating) => {
+                    early.extend(plans.take(MAX_EARLY));
                     tracing::info!("volley: seated again as player {}", seating.me());
                     status.players = seating
                         .ids()
@@ -123,17 +135,20 @@ pub(super) fn seat_messages(
         }
     }
     let frame = status.frame - seats.base();
-    for message in received.read() {
-        let Some(from) = handle_of(&message.from) else {
+    let messages = std::mem::take(early)
+        .into_iter()
+        .chain(received.read().map(|m| (m.from, m.message.clone())));
+    for (peer, message) in messages {
+        let Some(from) = handle_of(&peer) else {
             continue;
         };
-        match seats.receive(from, message.message.clone(), frame) {
+        match seats.receive(from, message, frame) {
             Ok(more) => actions.extend(more),
             Err(refused) => {
-                tracing::warn!("volley: refused seating from {}: {refused}", message.from);
+                tracing::warn!("volley: refused seating from {peer}: {refused}");
                 status.invalid_packets += 1;
                 if let Some(volley) = volley.as_mut() {
-                    volley.session().report_invalid(message.from, &refused);
+                    volley.session().report_invalid(peer, &refused);
                 }
             }
         }
@@ -159,7 +174,8 @@ pub(super) fn send(volley: Option<&mut VolleySession>, to: Option<&PeerId>, mess
 }
 
 /// Before our match: our view to every peer that connects, theirs kept;
-/// returns the plans received.
+/// returns the other seating messages received (plans, and what may come
+/// right behind one), in order.
 fn before_the_match(
     peer_events: &mut MessageReader<NetPeerEvent>,
     received: &mut MessageReader<NetReceived<Seating>>,
@@ -187,8 +203,8 @@ fn before_the_match(
             Seating::View { epoch, .. } if heard.len() < volley_rollback::seats::MAX_SEATS => {
                 heard.insert(message.from, *epoch);
             }
-            plan @ Seating::Plan { .. } => plans.push((message.from, plan.clone())),
-            _ => {}
+            Seating::View { .. } => {}
+            other => plans.push((message.from, other.clone())),
         }
     }
     plans
