@@ -18,7 +18,6 @@
 //! a private network namespace (it re-runs itself under `unshare`).
 
 use std::net::SocketAddr;
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -26,12 +25,9 @@ use bevy::prelude::*;
 use volley::bevy::rollback::RollbackEvent;
 use volley::bevy::{NetPeerEvent, SessionEvent};
 use volley_bots::{BotRun, run_rooms_until};
-use volley_testkit::netns;
 use volley_testkit::report::{Better, Options, Table};
 use volley_testkit::server::with_server;
-
-/// The cut bot's own address.
-const CUT_IP: &str = "10.77.0.2";
+use volley_testkit::{netns, outage};
 
 /// Frames played between a restart and the next cut.
 const PLAY_BETWEEN: i32 = 120;
@@ -75,25 +71,6 @@ fn record(
     }
 }
 
-fn run(program: &str, args: &str) {
-    let out = Command::new(program)
-        .args(args.split_whitespace())
-        .output()
-        .unwrap_or_else(|e| panic!("{program} does not run: {e}"));
-    assert!(
-        out.status.success(),
-        "{program} {args}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// Drops (`-I`) or lets through again (`-D`) every packet to or from the
-/// cut bot's address.
-fn cut(how: &str) {
-    run("iptables", &format!("-w {how} INPUT -s {CUT_IP} -j DROP"));
-    run("iptables", &format!("-w {how} INPUT -d {CUT_IP} -j DROP"));
-}
-
 /// Where a cycle is.
 #[derive(Clone, Copy)]
 enum Phase {
@@ -122,7 +99,13 @@ fn quantile(mut v: Vec<f64>, q: f64) -> f64 {
 
 /// `cycles` cuts of the last of `players` bots in one match: each
 /// cycle's figures.
-fn measure(server: &str, players: usize, cycles: usize, cut_for: Duration) -> Vec<Cycle> {
+fn measure(
+    server: &str,
+    own: SocketAddr,
+    players: usize,
+    cycles: usize,
+    cut_for: Duration,
+) -> Vec<Cycle> {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let mut done: Vec<Cycle> = Vec::new();
     // The run ends once every cycle is done.
@@ -132,7 +115,6 @@ fn measure(server: &str, players: usize, cycles: usize, cut_for: Duration) -> Ve
         Duration::from_secs(60) + (cut_for + GIVE_UP / 2) * u32::try_from(cycles).unwrap_or(1000);
     bots.linger = Duration::ZERO;
     let home: SocketAddr = "127.0.0.1:0".parse().unwrap();
-    let own: SocketAddr = format!("{CUT_IP}:0").parse().unwrap();
     bots.bind = vec![vec![home]; players];
     bots.bind[players - 1] = vec![own];
     let cut_bot = players - 1;
@@ -149,11 +131,11 @@ fn measure(server: &str, players: usize, cycles: usize, cut_for: Duration) -> Ve
         |frame| {
             phase = match phase {
                 Phase::Playing(at) if frame >= at => {
-                    cut("-I");
+                    outage::cut(true);
                     Phase::Cut(Instant::now())
                 }
                 Phase::Cut(at) if at.elapsed() >= cut_for => {
-                    cut("-D");
+                    outage::cut(false);
                     Phase::Back(Instant::now())
                 }
                 Phase::Back(at) => {
@@ -203,15 +185,17 @@ fn main() {
     let o = Options::parse(&["cycles", "cut-ms"]);
     let cycles: usize = o.get("cycles", 20);
     let cut_for = Duration::from_millis(o.get("cut-ms", 3000));
-    // A veth pair (no dummy links in every kernel) to hold the address.
-    run("ip", "link add cut0 type veth peer name cut1");
-    run("ip", &format!("addr add {CUT_IP}/32 dev cut0"));
-    run("ip", "link set cut1 up");
-    run("ip", "link set cut0 up");
+    let own = outage::own_address();
     let mut results = Vec::new();
     with_server(|server| {
         for players in [2, 4] {
-            let done = measure(&format!("ws://{}", server.addr()), players, cycles, cut_for);
+            let done = measure(
+                &format!("ws://{}", server.addr()),
+                own,
+                players,
+                cycles,
+                cut_for,
+            );
             results.push((players, done));
         }
     });

@@ -14,15 +14,13 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use volley_bots::{BotRun, run_rooms_directed};
+use volley_testkit::outage;
 use volley_testkit::server::with_server;
 
 /// The frame whose checksums are compared: the cut bot plays alone
 /// meanwhile, so a frame both sides reach before the restart would hold
 /// two different worlds (the restart comes about 5 s after the cut).
 const FRAMES: i32 = 900;
-
-/// The cut bot's own address.
-const CUT_IP: &str = "10.77.0.2";
 
 /// Logs as `RUST_LOG` asks (shown when a test fails).
 fn logs() {
@@ -31,41 +29,17 @@ fn logs() {
         .try_init();
 }
 
-fn run(program: &str, args: &str) {
-    let out = Command::new(program)
-        .args(args.split_whitespace())
-        .output()
-        .unwrap_or_else(|e| panic!("{program} does not run: {e}"));
-    assert!(
-        out.status.success(),
-        "{program} {args}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// Drops (`-I`) or lets through again (`-D`) every packet to or from the
-/// cut bot's address.
-fn cut(how: &str) {
-    run("iptables", &format!("-w {how} INPUT -s {CUT_IP} -j DROP"));
-    run("iptables", &format!("-w {how} INPUT -d {CUT_IP} -j DROP"));
-}
-
 #[test]
 fn a_player_cut_off_for_3_s_is_seated_again() {
     if !volley_testkit::netns::isolate_with_namespaces("a_player_cut_off_for_3_s_is_seated_again") {
         return;
     }
     logs();
-    // A veth pair (no dummy links in every kernel) to hold the address.
-    run("ip", "link add cut0 type veth peer name cut1");
-    run("ip", &format!("addr add {CUT_IP}/32 dev cut0"));
-    run("ip", "link set cut1 up");
-    run("ip", "link set cut0 up");
+    let own = outage::own_address();
     with_server(|server| {
         let mut run = BotRun::new(&format!("ws://{}", server.addr()), 1, 4, FRAMES);
         run.timeout = Duration::from_secs(90);
         let home: SocketAddr = "127.0.0.1:0".parse().unwrap();
-        let own: SocketAddr = format!("{CUT_IP}:0").parse().unwrap();
         run.bind = vec![vec![home], vec![home], vec![home], vec![own]];
         let mut down_at: Option<(i32, Instant)> = None;
         let mut up_at = None;
@@ -74,14 +48,14 @@ fn a_player_cut_off_for_3_s_is_seated_again() {
             |_, _, _| {},
             |frame| {
                 if frame >= 200 && down_at.is_none() {
-                    cut("-I");
+                    outage::cut(true);
                     down_at = Some((frame, Instant::now()));
                 }
                 if let Some((_, at)) = down_at
                     && up_at.is_none()
                     && at.elapsed() >= Duration::from_secs(3)
                 {
-                    cut("-D");
+                    outage::cut(false);
                     up_at = Some(frame);
                 }
             },

@@ -1,6 +1,6 @@
 //! What volley's tests and benchmarks share (`publish = false`): a private
 //! network namespace per WebRTC test ([`netns`]), NAT routers inside it
-//! ([`internet`]), coturn ([`coturn`]), an in-process volley-server
+//! ([`internet`]), a player's outage ([`outage`]), coturn ([`coturn`]), an in-process volley-server
 //! ([`server`]), headless Chromium through chromedriver ([`browser`]),
 //! certificates made at test time ([`pki`]), a real Redis ([`redis`]), and the benchmarks' options
 //! and result tables ([`report`]).
@@ -16,6 +16,7 @@ pub mod browser;
 pub mod coturn;
 pub mod internet;
 pub mod netns;
+pub mod outage;
 pub mod pki;
 pub mod redis;
 pub mod report;
