@@ -105,6 +105,7 @@ fn tab_storage() -> Option<web_sys::Storage> {
 /// The token of `record` if it is well formed and no older than
 /// [`RESUME_WITHIN`] at `now` (a record from the future, a clock set back,
 /// counts as fresh).
+#[cfg(any(feature = "transport", test))]
 fn fresh_token(record: &str, now: u64) -> Option<&str> {
     let (at, token) = record.trim().split_once(' ')?;
     let at: u64 = at.parse().ok()?;
