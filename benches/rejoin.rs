@@ -25,7 +25,7 @@ use bevy::prelude::*;
 use volley::bevy::rollback::RollbackEvent;
 use volley::bevy::{NetPeerEvent, SessionEvent};
 use volley_bots::{BotRun, run_rooms_until};
-use volley_testkit::report::{Better, Options, Table};
+use volley_testkit::report::{Better, Options, Table, quantile};
 use volley_testkit::server::with_server;
 use volley_testkit::{netns, outage};
 
@@ -86,15 +86,6 @@ enum Phase {
 struct Cycle {
     reconnected: Option<f64>,
     playing: Option<f64>,
-}
-
-fn quantile(mut v: Vec<f64>, q: f64) -> f64 {
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    v.sort_by(f64::total_cmp);
-    let i = ((v.len() - 1) as f64 * q).round() as usize;
-    v[i.min(v.len() - 1)]
 }
 
 /// `cycles` cuts of the last of `players` bots in one match: each
@@ -211,20 +202,20 @@ fn main() {
     let mut failed = 0;
     for (players, done) in &results {
         failed += done.iter().filter(|c| c.playing.is_none()).count();
-        let reconnected: Vec<f64> = done.iter().filter_map(|c| c.reconnected).collect();
-        let playing: Vec<f64> = done.iter().filter_map(|c| c.playing).collect();
+        let mut reconnected: Vec<f64> = done.iter().filter_map(|c| c.reconnected).collect();
+        let mut playing: Vec<f64> = done.iter().filter_map(|c| c.playing).collect();
         table.row(
             format!("{players} players: reconnected (ms)"),
             Better::Lower,
             &[
-                quantile(reconnected.clone(), 0.5),
-                quantile(reconnected, 0.99),
+                quantile(&mut reconnected, 0.5),
+                quantile(&mut reconnected, 0.99),
             ],
         );
         table.row(
             format!("{players} players: playing again (ms)"),
             Better::Lower,
-            &[quantile(playing.clone(), 0.5), quantile(playing, 0.99)],
+            &[quantile(&mut playing, 0.5), quantile(&mut playing, 0.99)],
         );
         assert_eq!(done.len(), cycles, "{players} players: the run ended early");
     }

@@ -425,9 +425,7 @@ fn connect(
         .ice(config.ice.clone())
         .tls_roots(config.tls.clone())
         .fallback_servers(config.fallbacks.clone());
-    if let Some(store) = &config.resume {
-        builder = builder.resume_in(store.clone());
-    }
+    builder = builder.resume_in(config.resume.clone());
     if let Some(c) = config.conditioner {
         builder = builder.conditioner(c);
     }

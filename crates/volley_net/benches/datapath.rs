@@ -29,7 +29,7 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 use volley_testkit::coturn;
 use volley_testkit::netns;
-use volley_testkit::report;
+use volley_testkit::report::{self, quantile};
 
 use matchbox_socket::{PeerId, PeerState, RtcIceServerConfig, WebRtcSocket};
 use serde::{Deserialize, Serialize};
@@ -440,13 +440,6 @@ struct Trials {
     lost: usize,
     /// Messages per second, one per trial.
     rates: Vec<f64>,
-}
-
-/// The `q` quantile (nearest rank) of samples.
-fn quantile(v: &mut [f64], q: f64) -> f64 {
-    v.sort_by(f64::total_cmp);
-    let rank = ((v.len() as f64 * q).ceil() as usize).clamp(1, v.len().max(1));
-    v.get(rank - 1).copied().unwrap_or(f64::NAN)
 }
 
 fn ms(d: Duration) -> f64 {

@@ -109,6 +109,14 @@ pub fn save_series(name: &str, title: &str, series: &[(String, Vec<f64>)]) {
     }
 }
 
+/// The `q` quantile (nearest rank) of samples, sorting them; NaN when
+/// there are none.
+pub fn quantile(v: &mut [f64], q: f64) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let rank = ((v.len() as f64 * q).ceil() as usize).clamp(1, v.len().max(1));
+    v.get(rank - 1).copied().unwrap_or(f64::NAN)
+}
+
 /// A benchmark's `--name value` options (cargo's own `--bench` skipped).
 pub struct Options(Vec<(String, String)>);
 

@@ -235,20 +235,18 @@ pub(super) fn save_planned(world: &mut World) {
 /// trip is not measured. A leader left alone needs only the margin.
 fn plan_lead(world: &World, config: &RollbackConfig) -> i32 {
     let status = world.resource::<RollbackStatus>();
-    let local = status.local_handle;
-    let staying = status
-        .players
-        .iter()
-        .enumerate()
-        .filter(|&(handle, p)| Some(handle) != local && !status.dropped.contains(p));
+    let staying: Vec<&PeerId> = (status.players.iter().enumerate())
+        .filter(|&(handle, p)| Some(handle) != status.local_handle && !status.dropped.contains(p))
+        .map(|(_, p)| p)
+        .collect();
+    let ahead = match staying.is_empty() {
+        true => 0,
+        false => i32::try_from(config.max_prediction + config.input_delay).unwrap_or(0),
+    };
     let net = world.get_resource::<crate::NetStats>();
-    let mut slowest = Some(Duration::ZERO);
-    let mut ahead = 0;
-    for (_, player) in staying {
-        ahead = i32::try_from(config.max_prediction + config.input_delay).unwrap_or(0);
-        let rtt = net.and_then(|net| net.peers.get(player)?.rtt);
-        slowest = slowest.zip(rtt).map(|(a, b)| a.max(b));
-    }
+    let slowest = staying.iter().try_fold(Duration::ZERO, |slowest, player| {
+        Some(slowest.max(net?.peers.get(*player)?.rtt?))
+    });
     let transit = match slowest {
         Some(rtt) => {
             let frames = (rtt.as_secs_f64() * config.fps as f64).ceil();
