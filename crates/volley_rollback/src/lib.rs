@@ -7,7 +7,8 @@
 //! it; [`drops`], how the peers still in agree on where a dropped player's
 //! inputs end; [`report`], which checksum reports (what a peer sends when
 //! we desync) are taken, within which limits; [`seats`], how a player who
-//! lost the others is seated again in a running match.
+//! lost the others is seated again in a running match; [`watch`], how
+//! spectators are fed a running match.
 //!
 //! No Bevy here, so the checks can be fuzzed on their own (`cargo xtask
 //! fuzz`); `bevy_volley::rollback` calls them for every packet.
@@ -25,6 +26,7 @@ pub mod pipe;
 pub mod report;
 pub mod rle;
 pub mod seats;
+pub mod watch;
 pub mod wire;
 
 pub use drops::{Action, DropNotice, Drops, MAX_NOTICE_BYTES, NoticeError};
@@ -36,3 +38,4 @@ pub use report::{
     ChecksumReport, MAX_PART_NAME, MAX_REPORT_BYTES, MAX_REPORT_PARTS, Reports, differing_parts,
 };
 pub use seats::{MAX_HANDOVER_BYTES, MAX_SEATING_BYTES, SeatAction, Seating, SeatingError, Seats};
+pub use watch::{MAX_WATCH_BYTES, Watch, WatchError, Watching};
