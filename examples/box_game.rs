@@ -4,7 +4,9 @@
 //! (start `volley-server` first; `--room NAME` picks a room, default `box_game`).
 //! In the browser the server is the page's origin and room and players come
 //! from `?room=…&players=N`. Players are matched in groups of N within a room.
-//! WASD or the arrow keys move your box.
+//! WASD or the arrow keys move your box. `--spectate GROUP` (in the browser
+//! `&spectate=GROUP`, as the lobby's watch links have it) watches a match
+//! in play instead; an empty `GROUP` watches the room's match.
 
 use bevy::prelude::*;
 use volley::bevy::rollback::RollbackPlugin;
@@ -20,6 +22,11 @@ fn main() {
         players: Some(players),
         ..launch
     };
+    // A spectator is fed by one peer.
+    let (rollback, min_peers) = match launch.spectate {
+        Some(_) => (RollbackPlugin::<BoxInput>::spectate(players), 1),
+        None => (RollbackPlugin::<BoxInput>::new(players), players - 1),
+    };
     App::new()
         .add_plugins(DefaultPlugins.set(launch::window("volley box_game")))
         .insert_resource(ClearColor(Color::srgb(0.05, 0.05, 0.07)))
@@ -27,8 +34,8 @@ fn main() {
             launch
                 .plugin()
                 .app_version(box_game::APP_VERSION)
-                .min_peers(players - 1),
-            RollbackPlugin::<BoxInput>::new(players),
+                .min_peers(min_peers),
+            rollback,
             BoxGamePlugin::new(players),
             BoxGameRenderPlugin,
             StatusPlugin,

@@ -36,7 +36,8 @@ use volley_games::box_game::{self, BoxInput};
 /// A bot's app: `MinimalPlugins`, the network, rollback and the game.
 /// `fallbacks`: the nodes it comes back through if its own is lost;
 /// `bind`: the addresses its connections bind to (empty: the default);
-/// `resume_file`: where it keeps its seat's resume token.
+/// `resume_file`: where it keeps its seat's resume token; `spectator`:
+/// it watches (`room_url` asks to spectate) instead of playing.
 pub fn bot_app(
     run: &BotRun,
     room_url: &str,
@@ -44,6 +45,7 @@ pub fn bot_app(
     bind: &[std::net::SocketAddr],
     resume_file: Option<&std::path::Path>,
     seed: u64,
+    spectator: bool,
 ) -> App {
     let mut app = App::new();
     let version = match run.game {
@@ -51,7 +53,10 @@ pub fn bot_app(
     };
     let mut volley = VolleyPlugin::new(room_url)
         .app_version(version)
-        .min_peers(run.players.saturating_sub(1).max(1))
+        .min_peers(match spectator {
+            true => 1,
+            false => run.players.saturating_sub(1).max(1),
+        })
         .tls_roots(run.tls_roots.clone())
         .fallback_servers(fallbacks);
     if let Some(file) = resume_file {
@@ -69,11 +74,11 @@ pub fn bot_app(
             ..c
         });
     }
-    app.add_plugins((
-        MinimalPlugins,
-        volley,
-        RollbackPlugin::<BoxInput>::new(run.players).input_delay(run.input_delay),
-    ));
+    let rollback = match spectator {
+        true => RollbackPlugin::<BoxInput>::spectate(run.players),
+        false => RollbackPlugin::<BoxInput>::new(run.players).input_delay(run.input_delay),
+    };
+    app.add_plugins((MinimalPlugins, volley, rollback));
     match run.game {
         Game::BoxGame => {
             box_game::add_bot(&mut app, run.players, seed);
@@ -94,14 +99,32 @@ struct Bot {
 }
 
 impl Bot {
+    fn new(mut app: App, room: usize, judged: bool) -> Self {
+        while app.plugins_state() == PluginsState::Adding {
+            bevy::tasks::tick_global_task_pools_on_main_thread();
+        }
+        app.finish();
+        app.cleanup();
+        Bot {
+            app,
+            room,
+            judged,
+            started: Instant::now(),
+            report: BotReport::default(),
+            events: MessageCursor::default(),
+        }
+    }
+
     fn done(&self, frame: i32) -> bool {
         self.report.checksum.is_some() && self.report.confirmed_frame >= frame
     }
 
-    fn observe(&mut self, frame: i32) {
+    fn observe(&mut self, frame: i32, check_from: Option<i32>) {
         let world = self.app.world_mut();
         if let Some(status) = world.get_resource::<RollbackStatus>() {
-            if self.report.connect_time.is_none() && status.local_handle.is_some() {
+            self.report.spectator = status.spectating;
+            let started = status.local_handle.is_some() || status.spectating;
+            if self.report.connect_time.is_none() && started {
                 self.report.connect_time = Some(self.started.elapsed());
             }
             self.report.handle = status.local_handle;
@@ -118,6 +141,17 @@ impl Bot {
         {
             let playing = self.started.elapsed().saturating_sub(connected);
             self.report.frame_rate = Some(f64::from(frame) / playing.as_secs_f64().max(1e-3));
+        }
+        if let (Some(from), Some(history)) = (check_from, world.get_resource::<ChecksumHistory>()) {
+            let last = self.report.confirmed_frame.min(frame);
+            let first = (self.report.checksums.last_key_value())
+                .map_or(from, |(f, _)| f + 1)
+                .max(from);
+            for f in first..=last {
+                if let Some(c) = history.get(f) {
+                    self.report.checksums.insert(f, c.total);
+                }
+            }
         }
         if self.report.checksum.is_none() && self.report.confirmed_frame >= frame {
             self.report.checksum = world
@@ -193,23 +227,12 @@ pub fn run_rooms_until(
             let seed = run.seed.wrapping_mul(1_000_003) ^ ((room as u64) << 16 | i as u64);
             let bind = run.bind.get(i).map_or(&[][..], Vec::as_slice);
             let resume = run.resume_files.get(i).map(std::path::PathBuf::as_path);
-            let mut app = bot_app(run, &url, run.bot_fallbacks(i), bind, resume, seed);
+            let mut app = bot_app(run, &url, run.bot_fallbacks(i), bind, resume, seed, false);
             customize(&mut app, room, i);
-            while app.plugins_state() == PluginsState::Adding {
-                bevy::tasks::tick_global_task_pools_on_main_thread();
-            }
-            app.finish();
-            app.cleanup();
-            bots.push(Bot {
-                app,
-                room,
-                judged: !run.unjudged.contains(&i),
-                started: Instant::now(),
-                report: BotReport::default(),
-                events: MessageCursor::default(),
-            });
+            bots.push(Bot::new(app, room, !run.unjudged.contains(&i)));
         }
     }
+    let mut spectating = false;
     let deadline = Instant::now() + run.timeout;
     let mut timed_out = false;
     let mut done_at: Option<Instant> = None;
@@ -217,11 +240,22 @@ pub fn run_rooms_until(
         let tick = Instant::now();
         for bot in &mut bots {
             bot.app.update();
-            bot.observe(run.frames);
+            bot.observe(run.frames, run.check_from);
         }
         let lowest = bots.iter().filter(|b| b.judged);
-        if !director(lowest.map(|b| b.report.confirmed_frame).min().unwrap_or(0)) {
+        let lowest = lowest.map(|b| b.report.confirmed_frame).min().unwrap_or(0);
+        if !director(lowest) {
             break;
+        }
+        if !spectating && run.spectators > 0 && lowest >= run.spectate_at {
+            spectating = true;
+            for room in 0..run.rooms {
+                for i in 0..run.spectators {
+                    let seed = run.seed ^ 0x5EC7 ^ ((room as u64) << 16 | i as u64);
+                    let app = bot_app(run, &run.watch_url(room), Vec::new(), &[], None, seed, true);
+                    bots.push(Bot::new(app, room, true));
+                }
+            }
         }
         // A bot told its peer is unreachable (no path, not even relayed)
         // will not play: waiting for the timeout would only hide that.
@@ -259,7 +293,7 @@ pub fn run_rooms_until(
         reports[bot.room].bots.push(bot.report);
     }
     for report in &mut reports {
-        report.judge(timed_out);
+        report.judge(timed_out, run.check_from);
     }
     reports
 }

@@ -41,6 +41,10 @@ pub struct BotReport {
     pub signaling_restored: u32,
     /// Restarts of the match it took part in (players seated again).
     pub rejoins: u64,
+    /// It watched the match (a spectator) instead of playing.
+    pub spectator: bool,
+    /// Its checksums of every frame from [`crate::BotRun::check_from`].
+    pub checksums: std::collections::BTreeMap<i32, u128>,
 }
 
 /// One room's outcome.
@@ -62,8 +66,19 @@ impl RoomReport {
         self.failure.is_none()
     }
 
-    pub(crate) fn judge(&mut self, timed_out: bool) {
+    pub(crate) fn judge(&mut self, timed_out: bool, check_from: Option<i32>) {
         let checksums: Vec<Option<u128>> = self.bots.iter().map(|b| b.checksum).collect();
+        // Empty without `check_from`.
+        let frames = check_from.unwrap_or(self.frame + 1)..=self.frame;
+        let incomplete = self
+            .bots
+            .iter()
+            .position(|b| frames.clone().any(|f| !b.checksums.contains_key(&f)));
+        let differing = frames.clone().find(|f| {
+            let mut seen = self.bots.iter().filter_map(|b| b.checksums.get(f));
+            let first = seen.next();
+            seen.any(|c| Some(c) != first)
+        });
         let desyncs: u64 = self.bots.iter().map(|b| b.desyncs).sum();
         self.failure = if checksums.iter().any(Option::is_none) {
             Some(if timed_out {
@@ -79,6 +94,12 @@ impl RoomReport {
             })
         } else if checksums.windows(2).any(|w| w[0] != w[1]) {
             Some(format!("checksums differ at frame {}", self.frame))
+        } else if let Some(frame) = differing {
+            Some(format!("checksums differ at frame {frame}"))
+        } else if let Some(bot) = incomplete {
+            Some(format!(
+                "bot {bot} has no checksum for some frames of {frames:?}"
+            ))
         } else if desyncs > 0 {
             Some(format!("{desyncs} desyncs detected"))
         } else {
@@ -98,8 +119,12 @@ impl fmt::Display for RoomReport {
         for bot in &self.bots {
             writeln!(
                 f,
-                "  player {:>4}  connect {:>7}  frames {:>5}  rollbacks {:>4} ({:>5} frames)  desyncs {}  rtt {:>8}  checksum {}  scores {:?}",
-                bot.handle.map_or("-".to_string(), |h| h.to_string()),
+                "  {:>11}  connect {:>7}  frames {:>5}  rollbacks {:>4} ({:>5} frames)  desyncs {}  rtt {:>8}  checksum {}  scores {:?}",
+                match (bot.handle, bot.spectator) {
+                    (Some(h), _) => format!("player {h}"),
+                    (None, true) => "spectator".to_string(),
+                    (None, false) => "player -".to_string(),
+                },
                 bot.connect_time
                     .map_or("-".to_string(), |d| format!("{} ms", d.as_millis())),
                 bot.confirmed_frame,

@@ -58,6 +58,15 @@ pub struct BotRun {
     /// Where bot `i` keeps its seat's resume token, when `resume_files[i]`
     /// is there (a bot process restarted with it comes back to its seat).
     pub resume_files: Vec<std::path::PathBuf>,
+    /// Spectator bots per room ([`BotRun::watch_url`]), judged like the
+    /// players: each must confirm the frames they do, with their checksums.
+    pub spectators: usize,
+    /// The frame the slowest judged player has confirmed when the
+    /// spectators join.
+    pub spectate_at: i32,
+    /// Checksums compared from this frame to `frames`, every frame (and
+    /// every bot must have them all); `None` compares `frames` only.
+    pub check_from: Option<i32>,
 }
 
 impl BotRun {
@@ -81,6 +90,9 @@ impl BotRun {
             tls_roots: TlsRoots::default(),
             bind: Vec::new(),
             resume_files: Vec::new(),
+            spectators: 0,
+            spectate_at: 0,
+            check_from: None,
         }
     }
 
@@ -94,6 +106,13 @@ impl BotRun {
             format!("{}-{room}", self.room_prefix)
         };
         format!("{}/{name}?next={}", self.server, self.players)
+    }
+
+    /// The URL spectators of room `r` join: [`BotRun::room_url`], watching
+    /// the match in play there (`spectate` with no group: the server picks
+    /// the room's running match).
+    pub fn watch_url(&self, room: usize) -> String {
+        format!("{}&spectate=", self.room_url(room))
     }
 
     /// The nodes bot `bot` comes back through when its own is lost: the

@@ -1,8 +1,10 @@
 //! Where a sample connects: from the command line on the desktop
-//! (`--server ws://HOST:PORT --room NAME --players N`, and `--tls-root
-//! CA.pem` for a `wss://` server with a private CA), from the page's own
-//! URL in the browser (`/play/<game>?room=NAME&players=N`, the server being
-//! the page's origin, so one bundle works behind any host name).
+//! (`--server ws://HOST:PORT --room NAME --players N`, `--spectate GROUP`
+//! to watch a match, and `--tls-root CA.pem` for a `wss://` server with a
+//! private CA), from the page's own URL in the browser
+//! (`/play/<game>?room=NAME&players=N`, `&spectate=GROUP` to watch, the
+//! server being the page's origin, so one bundle works behind any host
+//! name). An empty `GROUP` watches the room's match in play.
 
 /// The window every sample opens: titled, and in the browser drawn into
 /// the page's `#volley-canvas` (see `assets/web/game.html`), filling it.
@@ -32,6 +34,9 @@ pub struct Launch {
     pub players: Option<usize>,
     /// The roots trusted for a `wss://` server (desktop only).
     pub tls_roots: TlsRoots,
+    /// Watch rather than play: the match's group id (empty: the match in
+    /// play in the room).
+    pub spectate: Option<String>,
 }
 
 impl Launch {
@@ -58,9 +63,15 @@ impl Launch {
             room: default_room.to_string(),
             players: default_players,
             tls_roots: TlsRoots::default(),
+            spectate: None,
         };
-        let mut args = args.into_iter();
+        let mut args = args.into_iter().peekable();
         while let Some(arg) = args.next() {
+            if arg == "--spectate" {
+                let group = args.next_if(|next| !next.starts_with("--"));
+                launch.spectate = Some(group_id(&group.unwrap_or_default()));
+                continue;
+            }
             let mut value = || args.next().unwrap_or_default();
             match arg.as_str() {
                 "--server" => launch.server = value(),
@@ -86,9 +97,14 @@ impl Launch {
     /// The signaling URL for [`bevy_volley::VolleyPlugin::new`]: the room,
     /// as a match of `players` when set.
     pub fn room_url(&self) -> String {
-        match self.players {
+        let url = match self.players {
             Some(n) => format!("{}/{}?next={n}", self.server, self.room),
             None => format!("{}/{}", self.server, self.room),
+        };
+        match (&self.spectate, self.players) {
+            (None, _) => url,
+            (Some(group), Some(_)) => format!("{url}&spectate={group}"),
+            (Some(_), None) => format!("{url}?spectate"),
         }
     }
 
@@ -134,8 +150,21 @@ impl Launch {
                 .and_then(|p| p.parse().ok())
                 .or(default_players),
             tls_roots: TlsRoots::default(),
+            spectate: (query.trim_start_matches('?').split('&'))
+                .find_map(|kv| kv.strip_prefix("spectate"))
+                .filter(|rest| rest.is_empty() || rest.starts_with('='))
+                .map(|rest| group_id(rest.trim_start_matches('='))),
         }
     }
+}
+
+/// A group id as it may go into the room URL: a uuid's characters only
+/// (a link's `spectate` must not add parameters of its own).
+fn group_id(raw: &str) -> String {
+    raw.chars()
+        .filter(|c| c.is_ascii_hexdigit() || *c == '-')
+        .take(36)
+        .collect()
 }
 
 #[cfg(test)]
@@ -153,6 +182,21 @@ mod tests {
         assert_eq!(launch.room_url(), "ws://x/abc?next=4");
         let launch = Launch::from_query("ws://x", "?rooms=no&players=many", "d", Some(2));
         assert_eq!(launch.room_url(), "ws://x/d?next=2");
+        let watch = ["--players", "2", "--spectate", "00ff-1", "--room", "r"];
+        let launch = Launch::from_args(watch.map(String::from), "d", None);
+        assert_eq!(
+            launch.room_url(),
+            "ws://127.0.0.1:3536/r?next=2&spectate=00ff-1"
+        );
+        let launch = Launch::from_args(["--spectate"].map(String::from), "d", None);
+        assert_eq!(launch.room_url(), "ws://127.0.0.1:3536/d?spectate");
+        let page = "?room=abc&spectate=12ab%26resume%3Dx&players=2";
+        let launch = Launch::from_query("ws://x", page, "d", None);
+        assert_eq!(launch.room_url(), "ws://x/abc?next=2&spectate=12ab26ee3D");
+        let launch = Launch::from_query("ws://x", "?room=abc&spectate", "d", Some(2));
+        assert_eq!(launch.room_url(), "ws://x/abc?next=2&spectate=");
+        let launch = Launch::from_query("ws://x", "?spectated=1", "d", None);
+        assert_eq!(launch.spectate, None);
         let missing = ["--tls-root", "/nonexistent/ca.pem"].map(String::from);
         let launch = Launch::from_args(missing, "d", None);
         assert_eq!(launch.tls_roots, TlsRoots::PublicWeb);

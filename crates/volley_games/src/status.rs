@@ -23,6 +23,8 @@ pub struct GameStatus {
     pub state: String,
     /// Our player handle, once the match started.
     pub local_handle: Option<usize>,
+    /// We watch the match (a spectator), once it is loaded.
+    pub spectating: bool,
     /// Players in the match.
     pub players: usize,
     /// How many times the match restarted to seat a returning player
@@ -96,6 +98,7 @@ fn update_status(
     }
     let Some(rollback) = rollback else { return };
     status.local_handle = rollback.local_handle;
+    status.spectating = rollback.spectating;
     status.players = rollback.players.len();
     status.epoch = rollback.epoch;
     status.frame = rollback.frame;

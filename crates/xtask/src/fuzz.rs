@@ -18,13 +18,14 @@ use crate::tools::cargo_install;
 use crate::{cargo, root, step, succeeds, target_dir};
 
 /// Every fuzz target (`fuzz/fuzz_targets/<name>.rs`).
-pub const TARGETS: [&str; 9] = [
+pub const TARGETS: [&str; 10] = [
     "rollback_guard",
     "rollback_match",
     "net_frame",
     "replication",
     "checksum_report",
     "drop_notice",
+    "watch_feed",
     "signaling",
     "ticket",
     "cluster",

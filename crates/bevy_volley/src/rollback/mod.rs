@@ -37,12 +37,14 @@ mod pipe;
 mod seats;
 mod session;
 mod state;
+mod watch;
 
 use checksum::{ChecksumNames, ReportsAsked, compare_reports, record_checksum};
 use drop::{RollbackDrops, drop_players};
 use pipe::{RollbackGuard, RollbackPipe, pipe_in, pipe_out};
 use seats::{RollbackSeats, save_planned, seat_messages, seat_tick};
 use session::{ggrs_events, start_p2p, start_sync_test, sync_test_mismatch};
+use watch::{RollbackWatch, feed_watchers, record_inputs, save_watched, spectate, watch_messages};
 
 use std::marker::PhantomData;
 use std::time::Duration;
@@ -68,7 +70,8 @@ pub use state::{RollbackStateApp, StateError, load_state, save_state};
 use volley_rollback::Pipe;
 pub use volley_rollback::{
     DropNotice, Guard, GuardConfig, MAX_HANDOVER_BYTES, MAX_NOTICE_BYTES, MAX_PART_NAME,
-    MAX_REPORT_BYTES, MAX_REPORT_PARTS, MAX_SEATING_BYTES, PIPE_INBOX, Rejected, Seating,
+    MAX_REPORT_BYTES, MAX_REPORT_PARTS, MAX_SEATING_BYTES, MAX_WATCH_BYTES, PIPE_INBOX, Rejected,
+    Seating, Watching,
 };
 
 /// The ggrs configuration volley uses: the game's input, peers by [`PeerId`].
@@ -95,6 +98,10 @@ pub enum RollbackMode {
         /// Frames between a simulation and its re-simulation.
         check_distance: usize,
     },
+    /// Watching a running match of the room (the room URL asks the server
+    /// to `spectate`): fed its state and confirmed inputs by one peer, a
+    /// few frames behind the players (see [`volley_rollback::watch`]).
+    Spectate,
 }
 
 /// Starts a rollback session: P2P once the room has `players` players (the
@@ -150,6 +157,15 @@ impl<I: RollbackInput> RollbackPlugin<I> {
         plugin.config.mode = RollbackMode::SyncTest { check_distance };
         // ggrs needs the prediction window beyond the check distance.
         plugin.config.max_prediction = plugin.config.max_prediction.max(check_distance + 1);
+        plugin
+    }
+
+    /// Watches a running match of `players` players instead of playing
+    /// (the room URL must ask the server to `spectate`): no input is read,
+    /// nothing is predicted, frames are shown a few behind the players.
+    pub fn spectate(players: usize) -> Self {
+        let mut plugin = Self::new(players);
+        plugin.config.mode = RollbackMode::Spectate;
         plugin
     }
 
@@ -233,6 +249,13 @@ pub enum RollbackEvent {
     Disconnected(PeerId),
     /// ggrs recommends waiting `frames` frames for the others.
     WaitRecommendation(u32),
+    /// A spectator loaded the match it watches, at match frame `frame`.
+    Watching {
+        /// The players' peer ids, by handle.
+        players: Vec<PeerId>,
+        /// The frame it shows from.
+        frame: i32,
+    },
     /// The match restarted to seat players again (see
     /// [`volley_rollback::seats`]): same handles, a new epoch, going on
     /// from match frame `frame`.
@@ -249,6 +272,9 @@ pub enum RollbackEvent {
 pub struct RollbackStatus {
     /// Our player handle, once started.
     pub local_handle: Option<usize>,
+    /// We watch the match (see [`RollbackPlugin::spectate`]): frames are
+    /// all confirmed, `local_handle` stays `None`.
+    pub spectating: bool,
     /// Restarts of the match so far (each seats players again).
     pub epoch: u32,
     /// The match frame the current epoch started at: ggrs counts frames
@@ -311,6 +337,7 @@ impl<I: RollbackInput> Plugin for RollbackPlugin<I> {
             .init_resource::<ChecksumHistory>()
             .init_resource::<LastAdvanced>()
             .init_resource::<ChecksumNames>()
+            .insert_resource(RollbackWatch::new(config.mode == RollbackMode::Spectate))
             .add_message::<DesyncDetected>()
             .add_message::<RollbackEvent>()
             // Registered in every build, so debug and release peers agree
@@ -318,21 +345,34 @@ impl<I: RollbackInput> Plugin for RollbackPlugin<I> {
             .add_net_message_limited::<ChecksumReport>(Channel::Reliable, MAX_REPORT_BYTES)
             .add_net_message_limited::<DropNotice>(Channel::Reliable, MAX_NOTICE_BYTES)
             .add_net_message_limited::<Seating>(Channel::Reliable, MAX_SEATING_BYTES)
+            .add_net_message_limited::<Watching>(Channel::Reliable, MAX_WATCH_BYTES)
             .add_systems(
                 SaveWorld,
-                (record_checksum, save_planned).in_set(SaveWorldSystems::Snapshot),
+                (record_checksum, save_planned, save_watched).in_set(SaveWorldSystems::Snapshot),
             )
             .add_systems(LoadWorld, count_rollback)
-            .add_systems(AdvanceWorld, count_advance)
+            .add_systems(AdvanceWorld, (count_advance, record_inputs::<I>))
             .add_observer(sync_test_mismatch);
         match self.config.mode {
             RollbackMode::SyncTest { check_distance } => {
                 app.add_systems(Startup, start_sync_test::<I>(check_distance));
             }
+            RollbackMode::Spectate => {
+                app.add_systems(
+                    PreUpdate,
+                    (
+                        watch_messages::<I>
+                            .after(VolleySet::Receive)
+                            .before(RunGgrsSystems),
+                        spectate::<I>.after(RunGgrsSystems),
+                    ),
+                );
+            }
             RollbackMode::P2P => {
                 app.add_systems(
                     PreUpdate,
                     (
+                        watch_messages::<I>,
                         start_p2p::<I>,
                         drop_players::<I>,
                         seat_messages,
@@ -344,7 +384,13 @@ impl<I: RollbackInput> Plugin for RollbackPlugin<I> {
                 )
                 .add_systems(
                     PreUpdate,
-                    (pipe_out, ggrs_events::<I>, compare_reports, seat_tick::<I>)
+                    (
+                        pipe_out,
+                        ggrs_events::<I>,
+                        compare_reports,
+                        seat_tick::<I>,
+                        feed_watchers::<I>,
+                    )
                         .chain()
                         .after(RunGgrsSystems)
                         .after(VolleySet::Receive),

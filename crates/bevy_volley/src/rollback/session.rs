@@ -13,6 +13,7 @@ use super::checksum::{ChecksumHistory, ChecksumReport, ReportsAsked};
 use super::drop::{RollbackDrops, notify_delay, silence_limit};
 use super::pipe::{RollbackGuard, RollbackPipe};
 use super::seats::RollbackSeats;
+use super::watch::RollbackWatch;
 use super::{
     DesyncDetected, RollbackConfig, RollbackEvent, RollbackInput, RollbackStatus, VolleyGgrs,
     player_order,
@@ -70,6 +71,7 @@ pub(super) fn start_p2p<I: RollbackInput>(
     guard: Res<RollbackGuard>,
     mut drops: ResMut<RollbackDrops>,
     mut seats: ResMut<RollbackSeats>,
+    watch: Res<RollbackWatch>,
     mut status: ResMut<RollbackStatus>,
     mut events: MessageWriter<RollbackEvent>,
 ) {
@@ -79,7 +81,11 @@ pub(super) fn start_p2p<I: RollbackInput>(
     let Some(mut volley) = volley else { return };
     let session = volley.session();
     let Some(me) = session.id() else { return };
-    let mut everyone: Vec<PeerId> = session.connected_peers().collect();
+    // Spectators we feed are no players (one that has not asked yet sends
+    // no view, so the match waits for it to ask).
+    let mut everyone: Vec<PeerId> = (session.connected_peers())
+        .filter(|p| !watch.watch.feeds(p))
+        .collect();
     everyone.push(me);
     if everyone.len() < config.players {
         return;

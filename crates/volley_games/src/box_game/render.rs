@@ -173,7 +173,7 @@ fn scoreboard(
     let Ok(mut text) = text.single_mut() else {
         return;
     };
-    if status.local_handle.is_none() {
+    if status.local_handle.is_none() && !status.spectating {
         text.0 = format!(
             "{:?}: waiting for players... (WASD or arrows to move)",
             state.get()
@@ -206,6 +206,9 @@ fn scoreboard(
             line.join("   ")
         ),
     };
+    if status.spectating {
+        text.0.insert_str(0, "Watching - ");
+    }
 }
 
 fn overlay(
