@@ -1,7 +1,8 @@
 //! The browser half, end to end: headless Chromium (through chromedriver)
 //! loads the web bundle from an in-process volley-server and plays box_game
 //! against a native headless bot and against another browser, and comes
-//! back to its seat after a reload of its tab; and the
+//! back to its seat after a reload of its tab, and watches a match of
+//! bots as a spectator; and the
 //! lobby's "new private room" link opens the game in that room. Inside a
 //! private network namespace (see `volley_testkit::netns`), like every WebRTC test.
 
@@ -159,6 +160,66 @@ fn a_browser_player_reloads_its_tab_and_is_seated_again() {
                 theirs,
                 "browser and bot disagree at frame {AFTER_RELOAD}"
             );
+        },
+    );
+}
+
+#[test]
+fn a_browser_spectator_joins_at_frame_300_and_shows_the_players_checksums() {
+    browser_test(
+        "a_browser_spectator_joins_at_frame_300_and_shows_the_players_checksums",
+        |server, driver| {
+            let browser = driver.browser();
+            let mut run = BotRun::new(&format!("ws://{}", server.addr()), 1, 2, AFTER_RELOAD);
+            run.room_prefix = "e2e-watch".into();
+            run.check_from = Some(400);
+            run.linger = Duration::from_secs(5);
+            run.timeout = Duration::from_secs(120);
+            let (at_300, joined) = std::sync::mpsc::channel();
+            let bots = std::thread::spawn(move || {
+                let mut told = false;
+                volley_bots::run_rooms_directed(
+                    &run,
+                    |_, _, _| {},
+                    |frame| {
+                        if frame >= 300 && !std::mem::replace(&mut told, true) {
+                            let _ = at_300.send(frame);
+                        }
+                    },
+                )
+            });
+            let frame = joined
+                .recv_timeout(Duration::from_secs(90))
+                .expect("the players reached frame 300");
+            // The lobby's watch link, with no group: the room's match in play.
+            browser.goto(&format!(
+                "http://{}/play/box_game?room=e2e-watch&players=2&spectate=",
+                server.addr()
+            ));
+            println!("the spectator's page opened at the players' frame {frame}");
+            let mut seen = Value::Null;
+            let mut ours = Vec::new();
+            for frame in [400, 500, 600] {
+                let sum = wait_for(
+                    "the spectator to show the checkpoint",
+                    Duration::from_secs(150),
+                    || checkpoint_at(&browser, frame, &mut seen),
+                );
+                ours.push((frame, sum));
+            }
+            let reports = bots.join().expect("the bots ran");
+            let room = &reports[0];
+            print!("{room}");
+            println!("spectator: {seen}");
+            assert!(room.ok(), "{room}");
+            assert_eq!(seen["spectating"], true, "{seen}");
+            assert_eq!(seen["local_handle"], Value::Null, "{seen}");
+            for (frame, sum) in ours {
+                for bot in &room.bots {
+                    let theirs = bot.checksums.get(&frame).map(|c| format!("{c:032x}"));
+                    assert_eq!(Some(&sum), theirs.as_ref(), "frame {frame}: {room}");
+                }
+            }
         },
     );
 }

@@ -69,6 +69,7 @@ fuzz_target!(|data: &[u8]| {
                         name: format!("r{}", room % 3),
                         next,
                         resume,
+                        watch: None,
                     },
                     at: now,
                 }

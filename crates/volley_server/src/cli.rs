@@ -220,6 +220,14 @@ pub struct ServeArgs {
     /// (its match goes on meanwhile). 0s: never.
     #[arg(long, env = "VOLLEY_SEAT_HOLD", default_value = "15s", value_parser = humantime::parse_duration)]
     pub seat_hold: Duration,
+    /// Spectators per room or match (`?spectate`); more are refused (close
+    /// 4011, too_many_spectators). 0: no spectators.
+    #[arg(long, env = "VOLLEY_MAX_SPECTATORS", default_value_t = 32)]
+    pub max_spectators: usize,
+    /// Spectators one peer feeds at most (a player, or a spectator relaying
+    /// to others): what spectators cost a player, however many watch.
+    #[arg(long, env = "VOLLEY_WATCH_FANOUT", default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub watch_fanout: u16,
     /// Sign resume tokens (`?resume`) with this secret: give it to a
     /// restarted server and to every node of a cluster, so that players
     /// keep their seats. Default: derived from --ticket-secret when set,
@@ -285,6 +293,8 @@ impl ServeArgs {
                 max_private_rooms_per_owner: self.max_private_rooms_per_ip,
                 match_grace: self.match_grace,
                 seat_hold: self.seat_hold,
+                max_spectators: self.max_spectators,
+                watch_fanout: usize::from(self.watch_fanout),
                 ..LobbyConfig::default()
             },
             max_message_size: self.max_message_size,
@@ -403,6 +413,18 @@ mod tests {
         }
         assert_eq!(config.lobby.match_grace, library.lobby.match_grace);
         assert_eq!(config.lobby.seat_hold, library.lobby.seat_hold);
+        assert_eq!(config.lobby.max_spectators, library.lobby.max_spectators);
+        assert_eq!(config.lobby.watch_fanout, library.lobby.watch_fanout);
+        let spectators = Cli::parse_from([
+            "volley-server",
+            "--max-spectators",
+            "0",
+            "--watch-fanout",
+            "3",
+        ]);
+        let lobby = spectators.serve.config().unwrap().lobby;
+        assert_eq!((lobby.max_spectators, lobby.watch_fanout), (0, 3));
+        assert!(Cli::try_parse_from(["volley-server", "--watch-fanout", "0"]).is_err());
         assert_eq!(config.resume_ttl, library.resume_ttl);
         assert_eq!(
             config.lobby.max_private_rooms_per_owner,

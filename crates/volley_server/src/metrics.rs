@@ -55,6 +55,8 @@ pub struct Metrics {
     pub resumes: Counter,
     /// Seats held for peers whose connection was lost.
     pub seats_held: Gauge,
+    /// Spectators watching (`?spectate`), waiting ones included.
+    pub spectators: Gauge,
 }
 
 impl Metrics {
@@ -88,7 +90,7 @@ impl Metrics {
             tls_handshakes,
             tls_reloads,
             cluster,
-            (resumes, seats_held),
+            (resumes, seats_held, spectators),
         ) = metrics::with_local_recorder(&recorder, || {
             (
                 metrics::gauge!("volley_peers_connected"),
@@ -115,6 +117,7 @@ impl Metrics {
                 (
                     metrics::counter!("volley_resumes_total"),
                     metrics::gauge!("volley_seats_held"),
+                    metrics::gauge!("volley_spectators"),
                 ),
             )
         });
@@ -150,6 +153,7 @@ impl Metrics {
             cluster_remote_peers,
             resumes,
             seats_held,
+            spectators,
         }
     }
 

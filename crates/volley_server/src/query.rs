@@ -1,5 +1,6 @@
 //! What a client writes into a URL, read without any I/O: the signaling
-//! join (`/<room>?next=N&ticket=T`) and `/api/ice?room=R&ticket=T`. Kept
+//! join (`/<room>?next=N&ticket=T`, a spectator's `/<room>?spectate` or
+//! `/<room>?next=N&spectate=<group id>`) and `/api/ice?room=R&ticket=T`. Kept
 //! apart from the handlers so that every byte a client chooses here can be
 //! tested and fuzzed on its own (`fuzz/fuzz_targets/signaling.rs`).
 //!
@@ -18,7 +19,7 @@
 
 use serde::Deserialize;
 
-use crate::lobby::{PeerId, RoomRequest};
+use crate::lobby::{PeerId, RoomRequest, Watch};
 use crate::refusal::Refusal;
 use crate::resume::{self, ResumeError};
 
@@ -41,6 +42,9 @@ pub struct Join<'a> {
     /// `?resume` (empty: send me resume tokens) or `?resume=<token>` (and
     /// put me back in my seat), checked by [`Join::resumed`].
     pub resume: Option<String>,
+    /// `?spectate` (empty: watch the named room) or `?spectate=<group id>`
+    /// (with `?next=N`: watch that group), checked by [`Join::room_request`].
+    pub spectate: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -48,6 +52,7 @@ struct JoinQuery {
     next: Option<String>,
     ticket: Option<String>,
     resume: Option<String>,
+    spectate: Option<String>,
 }
 
 /// Splits the signaling URL (`path`, and the query after `?` if any).
@@ -56,36 +61,48 @@ pub fn join<'a>(path: &'a str, query: Option<&str>) -> Result<Join<'a>, QueryErr
         next,
         ticket,
         resume,
+        spectate,
     } = form(query)?;
     Ok(Join {
         room: path.trim_start_matches('/'),
         next,
         ticket,
         resume,
+        spectate,
     })
 }
 
 impl Join<'_> {
     /// What the peer asks the lobby for; refused (after the upgrade, as a
-    /// close frame) when the room name or `next` is invalid.
+    /// close frame) when the room name, `next` or `spectate` is invalid,
+    /// or when a spectator brings a resume token.
     pub fn room_request(&self, max_room_size: usize) -> Result<RoomRequest, Refusal> {
-        RoomRequest::parse(self.room, self.next.as_deref(), max_room_size)
+        let mut request = RoomRequest::parse(self.room, self.next.as_deref(), max_room_size)?;
+        if let Some(value) = &self.spectate {
+            if self.token().is_some() {
+                return Err(Watch::invalid(value));
+            }
+            request.watch = Some(Watch::parse(value, request.next)?);
+        }
+        Ok(request)
     }
 
-    /// Whether the client takes resume tokens (`?resume`, with or without one).
+    /// Whether the client takes resume tokens (`?resume`, with or without
+    /// one). A spectator never does: it has no seat to come back to.
     pub fn wants_tokens(&self) -> bool {
-        self.resume.is_some()
+        self.resume.is_some() && self.spectate.is_none()
     }
 
     /// A returning peer (`?resume=<token>`): its id and seat, checked
     /// against `secret` at `now` (unix seconds) and against the URL's room
-    /// and `next`. `Ok(None)` for a newcomer.
+    /// and `next`. `Ok(None)` for a newcomer, and for a spectator (whose
+    /// token [`Join::room_request`] refuses).
     pub fn resumed(
         &self,
         secret: &[u8],
         now: u64,
     ) -> Result<Option<(PeerId, RoomRequest)>, ResumeError> {
-        let Some(token) = self.resume.as_deref().filter(|t| !t.is_empty()) else {
+        let Some(token) = self.token().filter(|_| self.spectate.is_none()) else {
             return Ok(None);
         };
         let (peer, seat) = resume::verify(secret, token, now)?;
@@ -94,6 +111,11 @@ impl Join<'_> {
             return Err(ResumeError::WrongRoom);
         }
         Ok(Some((peer, seat.request())))
+    }
+
+    /// `?resume=<token>`'s token, if not empty.
+    fn token(&self) -> Option<&str> {
+        self.resume.as_deref().filter(|t| !t.is_empty())
     }
 }
 
@@ -132,6 +154,7 @@ mod tests {
                 name: "arena".into(),
                 next: Some(4),
                 resume: None,
+                watch: None,
             })
         );
         let bare = super::join("/", None).unwrap();
@@ -186,10 +209,60 @@ mod tests {
 
     #[test]
     fn repeated_keys_are_refused() {
-        for query in ["next=2&next=3", "ticket=a&ticket=a", "resume&resume=x"] {
+        for query in [
+            "next=2&next=3",
+            "ticket=a&ticket=a",
+            "resume&resume=x",
+            "spectate&spectate",
+        ] {
             assert!(join("/r", Some(query)).is_err(), "{query}");
         }
         assert!(ice(Some("room=a&room=b")).is_err());
+    }
+
+    #[test]
+    fn spectators_name_a_room_or_a_group() {
+        let group = PeerId(uuid::Uuid::from_u128(9));
+        let watch = |room: &str, query: &str| join(room, Some(query)).unwrap().room_request(16);
+        let named = watch("/arena", "spectate").unwrap();
+        assert_eq!(named.watch, Some(Watch { group: None }));
+        assert_eq!((named.name.as_str(), named.next), ("arena", None));
+        let query = format!("next=2&spectate={group}");
+        let grouped = watch("/arena", &query).unwrap();
+        assert_eq!(grouped.watch, Some(Watch { group: Some(group) }));
+        assert_eq!(grouped.next, Some(2));
+        assert_eq!(watch("/arena", "").unwrap().watch, None);
+        // Without an id: the name's match in play.
+        let any = watch("/arena", "next=2&spectate").unwrap();
+        assert_eq!(
+            (any.watch, any.next),
+            (Some(Watch { group: None }), Some(2))
+        );
+        // A group id needs its `next`; ids are UUIDs.
+        for query in [
+            format!("spectate={group}"),
+            "next=2&spectate=abc".into(),
+            "spectate=%FF".into(),
+        ] {
+            assert!(
+                matches!(
+                    watch("/arena", &query),
+                    Err(Refusal::InvalidSpectate { .. })
+                ),
+                "{query}"
+            );
+        }
+        // A spectator asking for tokens gets none; one bringing a token is
+        // refused (and the token is not even read).
+        let asks = join("/arena", Some("spectate&resume")).unwrap();
+        assert!(!asks.wants_tokens());
+        assert!(asks.room_request(16).is_ok());
+        let token = join("/arena", Some("spectate&resume=1.x.y")).unwrap();
+        assert_eq!(token.resumed(b"k", 1), Ok(None));
+        assert!(matches!(
+            token.room_request(16),
+            Err(Refusal::InvalidSpectate { .. })
+        ));
     }
 
     #[test]

@@ -166,6 +166,27 @@ pub enum Refusal {
     /// replaces this one.
     #[error("replaced by a newer connection of the same peer")]
     Replaced,
+    /// `?spectate=` was neither empty (the named room, or with `?next=N`
+    /// the name's match in play) nor a group's id with `?next=N`, or it
+    /// came with a resume token (a spectator has no seat).
+    #[error("invalid spectate={value:?}: empty, or a group id with next=N; no resume token")]
+    InvalidSpectate {
+        /// The value as the client sent it (cut).
+        value: String,
+    },
+    /// A spectator asked for a named room with no member present, or a
+    /// `?next=N` group that is not in play (unknown, or not full).
+    #[error("nothing to watch here: no match in play")]
+    NothingToWatch,
+    /// The room already has `max` spectators (`--max-spectators`).
+    #[error("too many spectators ({max})")]
+    TooManySpectators {
+        /// The limit.
+        max: usize,
+    },
+    /// The room a spectator watched ended: its last member left.
+    #[error("the match is over")]
+    MatchOver,
 
     // --- Cut without an answer. ---
     /// No complete request head within `--handshake-timeout`.
@@ -219,6 +240,10 @@ impl Refusal {
             NodeLost => Answer::Close(4006),
             SeatLost => Answer::Close(4007),
             Replaced => Answer::Close(4008),
+            InvalidSpectate { .. } => Answer::Close(4009),
+            NothingToWatch => Answer::Close(4010),
+            TooManySpectators { .. } => Answer::Close(4011),
+            MatchOver => Answer::Close(4012),
             ClusterUnavailable => Answer::Close(1013),
             HandshakeTimeout | SlowHttpReader | HttpTimeout | TlsHandshakeTimeout
             | TlsHandshakeFailed => Answer::Cut,
@@ -274,6 +299,10 @@ impl Refusal {
             NodeLost => "node_lost",
             SeatLost => "seat_lost",
             Replaced => "replaced",
+            InvalidSpectate { .. } => "invalid_spectate",
+            NothingToWatch => "nothing_to_watch",
+            TooManySpectators { .. } => "too_many_spectators",
+            MatchOver => "match_over",
             HandshakeTimeout => "handshake_timeout",
             SlowHttpReader => "slow_http_reader",
             HttpTimeout => "http_timeout",
@@ -319,6 +348,17 @@ mod tests {
     }
 
     #[test]
+    fn a_long_spectate_value_still_fits_its_reason() {
+        let refusal = crate::lobby::Watch::invalid(&"ü".repeat(100));
+        assert_eq!(refusal.close_code(), 4009);
+        let text = refusal.frame_text();
+        assert!(text.len() <= 123, "{text}");
+        let uuid = "00000000-0000-0000-0000-000000000001";
+        let whole = crate::lobby::Watch::invalid(uuid).frame_text();
+        assert!(whole.ends_with("no resume token"), "{whole}");
+    }
+
+    #[test]
     fn answers_and_labels() {
         let cases = [
             (Refusal::TooManyConnections, Answer::Http(503)),
@@ -332,6 +372,9 @@ mod tests {
             (Refusal::SlowHttpReader, Answer::Cut),
             (Refusal::TlsHandshakeFailed, Answer::Cut),
             (Refusal::PlainHttpOnTls, Answer::Http(400)),
+            (Refusal::NothingToWatch, Answer::Close(4010)),
+            (Refusal::TooManySpectators { max: 1 }, Answer::Close(4011)),
+            (Refusal::MatchOver, Answer::Close(4012)),
         ];
         for (refusal, answer) in cases {
             assert_eq!(refusal.answer(), answer, "{refusal:?}");

@@ -115,15 +115,21 @@ fn players_on_different_nodes_are_matched_and_signal_each_other() {
         let (mut c, id_c) = join(n1, "other").await;
         signal(&mut c, id_a, "1").await;
         signal(&mut b, id_c, "2").await;
-        // Either node lists the rooms of both; /api/nodes lists both nodes.
+        // Either node lists the rooms of both, the match in play with what
+        // to watch it by; /api/nodes lists both nodes.
         let (_lobby, _) = join(n0, "lobby").await;
-        let rooms = http_until(n1, "/api/rooms", |b| {
-            b.contains("\"lobby\"") && b.contains("\"other\"")
+        let watch = format!("duel?next=2&spectate={id_a}");
+        http_until(n1, "/api/rooms", |b| {
+            b.contains("\"lobby\"") && b.contains("\"other\"") && b.contains(&watch)
         })
         .await;
+        // A spectator through the node that is not the match's home: its
+        // join goes home, and a (on the home) feeds it across nodes.
+        let (mut s, id_s) = join(n1, &watch).await;
+        assert_eq!(event(&mut a).await, JsonPeerEvent::NewPeer(id_s));
+        signal(&mut a, id_s, r#"{"offer":"to s"}"#).await;
         assert!(
-            !rooms.contains("duel"),
-            "a sealed match is not listed: {rooms}"
+            matches!(event(&mut s).await, JsonPeerEvent::Signal { sender, .. } if sender == id_a)
         );
         http_until(n0, "/api/nodes", |b| {
             b.contains("\"n0\"") && b.contains("\"n1\"")

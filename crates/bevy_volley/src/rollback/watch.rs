@@ -202,30 +202,39 @@ pub(super) fn feed_watchers<I: RollbackInput>(
     if session.is_none() || status.local_handle.is_none() {
         return;
     }
-    state.watch.confirm(status.base.saturating_add(confirmed.0));
+    // ggrs may know a frame's inputs before it simulated the frame: only
+    // frames simulated (and recorded) count.
+    let simulated = frame.0.saturating_sub(1);
+    let last = status.base.saturating_add(confirmed.0.min(simulated));
+    state.watch.confirm(last);
     if state.watch.wants_snapshot() && state.target.is_none() {
         state.target = Some(frame.0 + 1);
     }
-    if let Some(target) = state.target
-        && confirmed.0 >= target
-    {
-        match state.saved.take().filter(|(at, _)| *at == target) {
-            Some((_, bytes)) => {
-                let at = status.base.saturating_add(target);
-                let snapshot = Watching::Snapshot {
-                    epoch: status.epoch,
-                    base: status.base,
-                    frame: at,
-                    players: status.players.iter().map(|p| p.0.as_u128()).collect(),
-                    state: bytes,
-                };
-                for to in state.watch.snapshot_taken(at) {
-                    send(volley.as_deref_mut(), to, &snapshot);
-                }
+    // ggrs saves a frame as it leaves it: the snapshot goes out once its
+    // frame is saved and confirmed, or is planned again if it was missed.
+    if let Some(target) = state.target {
+        let saved = state.saved.as_ref().is_some_and(|(at, _)| *at == target);
+        if saved && confirmed.0 >= target {
+            let at = status.base.saturating_add(target);
+            let snapshot = Watching::Snapshot {
+                epoch: status.epoch,
+                base: status.base,
+                frame: at,
+                players: status.players.iter().map(|p| p.0.as_u128()).collect(),
+                state: state
+                    .saved
+                    .take()
+                    .map(|(_, bytes)| bytes)
+                    .unwrap_or_default(),
+            };
+            for to in state.watch.snapshot_taken(at) {
+                send(volley.as_deref_mut(), to, &snapshot);
             }
-            None => tracing::debug!("volley: the spectators' frame was not saved; again"),
+            state.target = None;
+        } else if !saved && frame.0 > target {
+            tracing::debug!("volley: the spectators' frame was not saved; again");
+            state.target = None;
         }
-        state.target = None;
     }
     for (to, inputs) in state.watch.poll() {
         send(volley.as_deref_mut(), to, &inputs);

@@ -23,8 +23,10 @@ pub(super) const FIRST_WAIT: Duration = Duration::from_millis(250);
 pub(super) const MAX_WAIT: Duration = Duration::from_secs(5);
 
 /// Close codes after which coming back is pointless: duplicate peer
-/// (4005), seat gone (4007), replaced by a newer connection of ours (4008).
-const FINAL_CLOSES: [u16; 3] = [4005, 4007, 4008];
+/// (4005), seat gone (4007), replaced by a newer connection of ours
+/// (4008), and a spectator's: invalid `spectate` (4009), nothing to watch
+/// (4010), too many spectators (4011), the match is over (4012).
+const FINAL_CLOSES: [u16; 7] = [4005, 4007, 4008, 4009, 4010, 4011, 4012];
 
 /// A failed connection attempt.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -10,7 +10,7 @@ use matchbox_protocol::PeerId;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use crate::lobby::{RoomRequest, Seat, SeatClaim, ServerMessage};
+use crate::lobby::{RoomRequest, Seat, SeatClaim, ServerMessage, Watch};
 use crate::refusal::Refusal;
 
 /// Largest node message read: a signal (at most the server's message size,
@@ -149,6 +149,9 @@ enum Wire<'a> {
         next: Option<usize>,
         #[serde(default)]
         resume: Option<SeatClaim>,
+        /// A spectator's (left out otherwise, for nodes that predate it).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        watch: Option<Watch>,
     },
     Signal {
         from: PeerId,
@@ -207,6 +210,7 @@ impl NodeMessage {
                 room: room.name.clone(),
                 next: room.next,
                 resume: room.resume,
+                watch: room.watch,
             },
             NodeMessage::Signal { from, to, data } => Wire::Signal {
                 from: *from,
@@ -249,12 +253,14 @@ impl NodeMessage {
                 room,
                 next,
                 resume,
+                watch,
             } => NodeMessage::Join {
                 peer,
                 room: RoomRequest {
                     name: checked_name(room)?,
                     next,
                     resume,
+                    watch,
                 },
             },
             Wire::Signal { from, to, data } => NodeMessage::Signal {
@@ -307,6 +313,16 @@ mod tests {
                         group: Some(id(8)),
                         sealed: true,
                     }),
+                    watch: None,
+                },
+            },
+            NodeMessage::Join {
+                peer: id(2),
+                room: RoomRequest {
+                    name: "arena".into(),
+                    next: Some(2),
+                    resume: None,
+                    watch: Some(Watch { group: Some(id(8)) }),
                 },
             },
             NodeMessage::Signal {
@@ -349,6 +365,13 @@ mod tests {
             let text = message.encode().unwrap();
             assert_eq!(NodeMessage::decode(text.as_bytes()).unwrap(), message);
         }
+        // A player's join reads as before spectators: nodes that predate
+        // them refuse unknown fields.
+        let join = NodeMessage::Join {
+            peer: id(1),
+            room: RoomRequest::parse("arena", Some("2"), 16).unwrap(),
+        };
+        assert!(!join.encode().unwrap().contains("watch"));
     }
 
     #[test]

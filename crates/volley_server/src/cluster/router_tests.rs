@@ -12,7 +12,7 @@ use proptest::prelude::*;
 use super::message::{NodeId, NodeMessage};
 use super::router::{Action, Input, ReserveError, Router, RouterConfig};
 use crate::lobby::{
-    Command, Event, Lobby, LobbyConfig, PrivateRoomError, RoomRequest, ServerMessage,
+    Command, Event, Lobby, LobbyConfig, PrivateRoomError, RoomRequest, ServerMessage, Watch,
 };
 use crate::refusal::Refusal;
 
@@ -201,6 +201,12 @@ enum Op {
         room: u8,
         next: Option<usize>,
     },
+    /// A spectator through `node` of the room the `of`th joiner asked
+    /// for (the group it opened, if it opened one).
+    Spectate {
+        node: usize,
+        of: usize,
+    },
     Leave(usize),
     Signal(usize, usize),
     Wait(u64),
@@ -210,6 +216,7 @@ fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         4 => (0usize..3, 0u8..3, prop_oneof![Just(None), (2usize..5).prop_map(Some)])
             .prop_map(|(node, room, next)| Op::Join { node, room, next }),
+        2 => (0usize..3, 0usize..64).prop_map(|(node, of)| Op::Spectate { node, of }),
         2 => (0usize..64).prop_map(Op::Leave),
         2 => (0usize..64, 0usize..64).prop_map(|(a, b)| Op::Signal(a, b)),
         1 => (1u64..8).prop_map(Op::Wait),
@@ -219,7 +226,8 @@ fn op() -> impl Strategy<Value = Op> {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
     /// Three nodes are one lobby: the same peers hear the same messages in
-    /// the same order, the same matches form, the same peers are refused.
+    /// the same order, the same matches form, the same peers are refused;
+    /// spectators watch wherever the room lives.
     /// Names are released when unused (a short linger) and claimed again by
     /// whichever node's peer comes next.
     #[test]
@@ -233,6 +241,7 @@ proptest! {
         let mut lobby = Lobby::new(lobby_config);
         let mut single = Single::default();
         let mut joined: Vec<(PeerId, usize)> = Vec::new();
+        let mut asked: Vec<RoomRequest> = Vec::new();
         let mut left = vec![false; 0];
         let t0 = Instant::now();
         let mut ms = 0u64;
@@ -244,7 +253,19 @@ proptest! {
                     let peer = id(joined.len() as u128 + 1);
                     joined.push((peer, node));
                     left.push(false);
-                    let room = RoomRequest { name: format!("r{room}"), next, resume: None };
+                    let room = RoomRequest { name: format!("r{room}"), next, resume: None, watch: None };
+                    asked.push(room.clone());
+                    cluster.input(node, Input::Joined { peer, room: room.clone(), at }, at);
+                    single.feed(&mut lobby, Event::Joined { peer, room, at });
+                }
+                Op::Spectate { node, of } => {
+                    let (Some(room), Some(&(opener, _))) = (asked.get(of), joined.get(of)) else { continue };
+                    let watch = Watch { group: room.next.map(|_| opener) };
+                    let room = RoomRequest { watch: Some(watch), ..room.clone() };
+                    let peer = id(joined.len() as u128 + 1);
+                    joined.push((peer, node));
+                    asked.push(room.clone());
+                    left.push(false);
                     cluster.input(node, Input::Joined { peer, room: room.clone(), at }, at);
                     single.feed(&mut lobby, Event::Joined { peer, room, at });
                 }

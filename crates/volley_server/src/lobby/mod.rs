@@ -32,8 +32,10 @@ pub use matchbox_protocol::PeerId;
 use crate::refusal::Refusal;
 
 mod request;
+mod watch;
 
-pub use request::{MAX_ROOM_NAME, RoomRequest, Seat, SeatClaim};
+pub use request::{MAX_ROOM_NAME, RoomRequest, Seat, SeatClaim, Watch};
+use watch::Audience;
 
 /// Limits and timings of the lobby.
 #[derive(Debug, Clone)]
@@ -58,6 +60,12 @@ pub struct LobbyConfig {
     /// Signaling only sets connections up, so a game in progress goes on
     /// meanwhile. Zero drops at once.
     pub seat_hold: Duration,
+    /// Spectators per room or group (see `watch.rs`); 0 refuses them all.
+    pub max_spectators: usize,
+    /// Spectators one peer (a member, or a spectator relaying) feeds at
+    /// most: what spectators cost a player, however many watch. 0 counts
+    /// as 1.
+    pub watch_fanout: usize,
 }
 
 impl Default for LobbyConfig {
@@ -69,6 +77,8 @@ impl Default for LobbyConfig {
             max_private_rooms_per_owner: 20,
             match_grace: Duration::from_secs(10),
             seat_hold: Duration::from_secs(15),
+            max_spectators: 32,
+            watch_fanout: 2,
         }
     }
 }
@@ -134,9 +144,11 @@ impl Event {
 pub enum ServerMessage {
     /// The receiver's own id; always the first message.
     IdAssigned(PeerId),
-    /// Another peer joined the receiver's room: the receiver should connect to it.
+    /// Another peer joined the receiver's room, or a spectator is the
+    /// receiver's to feed: the receiver should connect to it.
     NewPeer(PeerId),
-    /// A peer of the receiver's room left.
+    /// A peer of the receiver's room left (or a spectator it fed, or the
+    /// receiver's own feeder).
     PeerLeft(PeerId),
     /// Signaling data relayed from `sender`.
     Signal {
@@ -175,7 +187,8 @@ pub enum Command {
         /// How long each member waited from connecting to the match.
         waited: Vec<Duration>,
     },
-    /// A signal was not relayed: the receiver is unknown or in another room.
+    /// A signal was not relayed: the receiver is unknown, in another room,
+    /// or a spectator the sender neither feeds nor is fed by.
     SignalDropped {
         /// The sender.
         from: PeerId,
@@ -187,7 +200,9 @@ pub enum Command {
 /// A public room as listed by `GET /api/rooms`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RoomInfo {
-    /// What to put in the URL: `name`, or `name?next=N` for a filling group.
+    /// What to put in the URL to join: `name`, or `name?next=N` for a
+    /// group. A group in play (sealed: `watch` is set) takes nobody: a
+    /// join by its id goes to another group.
     pub id: String,
     /// Peers in it now.
     pub players: usize,
@@ -195,6 +210,15 @@ pub struct RoomInfo {
     pub capacity: usize,
     /// Seconds since it was created.
     pub age_secs: u64,
+    /// Spectators watching it (absent from older servers' lists).
+    #[serde(default)]
+    pub spectators: usize,
+    /// What to put in the URL (path and query) to watch it:
+    /// `name?spectate` for a named room with a member present,
+    /// `name?next=N&spectate=<group id>` for a group in play; `None` when
+    /// there is nothing to watch.
+    #[serde(default)]
+    pub watch: Option<String>,
 }
 
 /// Why a private room could not be reserved.
@@ -228,6 +252,8 @@ struct Room {
     formed: Option<Instant>,
     /// A `?next=N` group's id (see [`SeatClaim::group`]).
     group: Option<PeerId>,
+    /// Its spectators and who feeds whom.
+    audience: Audience,
 }
 
 impl Room {
@@ -286,6 +312,8 @@ pub struct Lobby {
     groups: HashMap<PeerId, RoomKey>,
     /// Peers whose connection is lost, their seats held, since when.
     away: HashMap<PeerId, Instant>,
+    /// Spectators (never in `peers`), and the room each watches.
+    spectators: HashMap<PeerId, RoomKey>,
     next_key: RoomKey,
 }
 
@@ -303,6 +331,7 @@ impl Lobby {
             names: HashMap::new(),
             groups: HashMap::new(),
             away: HashMap::new(),
+            spectators: HashMap::new(),
             next_key: 0,
         }
     }
@@ -312,7 +341,8 @@ impl Lobby {
         &self.config
     }
 
-    /// Peers currently admitted, away ones included.
+    /// Members currently admitted, away ones included (spectators are
+    /// [`Lobby::spectator_count`]).
     pub fn peer_count(&self) -> usize {
         self.peers.len()
     }
@@ -334,7 +364,8 @@ impl Lobby {
         self.names.contains_key(name) || self.private.contains_key(name)
     }
 
-    /// The members of `peer`'s room or match, in join order (for tests and tools).
+    /// The members of `peer`'s room or match, in join order (for tests and
+    /// tools); `None` for a spectator, which is no member.
     pub fn room_of(&self, peer: PeerId) -> Option<&[PeerId]> {
         let entry = self.peers.get(&peer)?;
         self.rooms.get(&entry.room).map(|r| r.members.as_slice())
@@ -343,7 +374,17 @@ impl Lobby {
     /// Feeds one event; appends the resulting commands to `out`.
     pub fn handle(&mut self, event: Event, out: &mut Vec<Command>) {
         match event {
-            Event::Joined { peer, room, at } => self.join(peer, room, at, out),
+            Event::Joined { peer, room, at } => match room.watch {
+                Some(watch) => self.spectate(peer, &room, watch, out),
+                None => {
+                    self.join(peer, room, at, out);
+                    // A newcomer, or a member back, may feed spectators
+                    // waiting for a feeder.
+                    if let Some(entry) = self.peers.get(&peer) {
+                        self.feed(entry.room, out);
+                    }
+                }
+            },
             Event::Signal { from, to, data } => self.signal(from, to, data, out),
             Event::Left { peer, at } => self.leave(peer, at, out),
             Event::Dropped { peer, at } => self.dropped(peer, at, out),
@@ -396,13 +437,13 @@ impl Lobby {
         self.owners.get(&owner).copied().unwrap_or(0)
     }
 
-    /// The public rooms (named rooms and filling groups that are not private),
-    /// sorted by id.
+    /// The public rooms (named rooms and groups, filling or in play, that
+    /// are not private), sorted by id (groups of one id by their `watch`).
     pub fn public_rooms(&self, now: Instant) -> Vec<RoomInfo> {
         let mut list: Vec<RoomInfo> = self
             .rooms
             .values()
-            .filter(|r| !r.sealed && !self.private.contains_key(&r.name))
+            .filter(|r| !self.private.contains_key(&r.name))
             .map(|r| RoomInfo {
                 id: match r.next {
                     None => r.name.clone(),
@@ -411,13 +452,22 @@ impl Lobby {
                 players: r.members.len(),
                 capacity: r.capacity,
                 age_secs: now.saturating_duration_since(r.created).as_secs(),
+                spectators: r.audience.len(),
+                watch: self.watch_link(r),
             })
             .collect();
-        list.sort_by(|a, b| a.id.cmp(&b.id));
+        list.sort_by(|a, b| (&a.id, &a.watch).cmp(&(&b.id, &b.watch)));
         list
     }
 
     fn join(&mut self, peer: PeerId, request: RoomRequest, at: Instant, out: &mut Vec<Command>) {
+        if self.spectators.contains_key(&peer) {
+            out.push(Command::Close {
+                peer,
+                reason: Refusal::DuplicatePeer,
+            });
+            return;
+        }
         if let Some(entry) = self.peers.get(&peer) {
             // Back while its old connection is held, or not yet seen gone.
             let room = self.rooms.get(&entry.room);
@@ -450,7 +500,7 @@ impl Lobby {
         if room.members.len() >= room.capacity || (request.resume.is_some() && !room.is(&request)) {
             let capacity = room.capacity;
             if room.members.is_empty() {
-                self.remove_room(key);
+                self.remove_room(key, out);
             }
             let reason = match request.resume {
                 Some(_) => Refusal::SeatLost,
@@ -589,7 +639,8 @@ impl Lobby {
             }
             _ => false,
         };
-        if same_room {
+        // A spectator signals its feeder and its own spectators only.
+        if same_room || self.feeds(from, to) || self.feeds(to, from) {
             out.push(Command::Send {
                 to: vec![to],
                 message: ServerMessage::Signal { sender: from, data },
@@ -600,6 +651,9 @@ impl Lobby {
     }
 
     fn leave(&mut self, peer: PeerId, at: Instant, out: &mut Vec<Command>) {
+        if self.spectators.contains_key(&peer) {
+            return self.unwatch(peer, out);
+        }
         let Some(entry) = self.peers.remove(&peer) else {
             return; // refused at join, or left twice
         };
@@ -609,7 +663,8 @@ impl Lobby {
         };
         room.members.retain(|p| *p != peer);
         if room.members.is_empty() {
-            self.remove_room(entry.room);
+            // Its spectators too: the match is over.
+            self.remove_room(entry.room, out);
             return;
         }
         let members = present(&room.members, &self.away);
@@ -629,11 +684,15 @@ impl Lobby {
                 .or_default()
                 .insert(entry.room);
         }
+        self.feeder_lost(entry.room, peer, out);
     }
 
-    /// Holds a lost peer's seat, except in a group still filling: a queue
-    /// keeps no ghosts.
+    /// Holds a lost member's seat, except in a group still filling: a
+    /// queue keeps no ghosts. A spectator just leaves: it has no seat.
     fn dropped(&mut self, peer: PeerId, at: Instant, out: &mut Vec<Command>) {
+        if self.spectators.contains_key(&peer) {
+            return self.unwatch(peer, out);
+        }
         let Some(entry) = self.peers.get(&peer) else {
             return;
         };
@@ -644,7 +703,10 @@ impl Lobby {
         if filling || self.config.seat_hold.is_zero() {
             return self.leave(peer, at, out);
         }
+        let room = entry.room;
         self.away.entry(peer).or_insert(at);
+        // Its spectators cannot wait out the hold: they are fed anew.
+        self.feeder_lost(room, peer, out);
     }
 
     /// Held seats whose time is up: their peers leave.
@@ -707,15 +769,24 @@ impl Lobby {
                 sealed: false,
                 formed: None,
                 group,
+                audience: Audience::default(),
             },
         );
         key
     }
 
-    fn remove_room(&mut self, key: RoomKey) {
+    /// Forgets a room whose last member left, closing its spectators.
+    fn remove_room(&mut self, key: RoomKey, out: &mut Vec<Command>) {
         let Some(room) = self.rooms.remove(&key) else {
             return;
         };
+        for spectator in room.audience.spectators() {
+            self.spectators.remove(&spectator);
+            out.push(Command::Close {
+                peer: spectator,
+                reason: Refusal::MatchOver,
+            });
+        }
         if let Some(group) = room.group {
             self.groups.remove(&group);
         }
@@ -762,3 +833,5 @@ fn tell_room_mates(peer: PeerId, members: Vec<PeerId>, out: &mut Vec<Command>) {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod watch_tests;

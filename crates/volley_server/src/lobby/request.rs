@@ -1,5 +1,5 @@
 //! What a peer asks the lobby for: a room, and, when it comes back, the
-//! seat it had.
+//! seat it had; or, for a spectator, the room or group it watches.
 
 use matchbox_protocol::PeerId;
 
@@ -18,6 +18,48 @@ pub struct RoomRequest {
     /// A returning peer's seat, from its verified resume token: it goes
     /// back to that seat rather than to a new one.
     pub resume: Option<SeatClaim>,
+    /// A spectator's request (`?spectate`): it watches the room or group
+    /// that `name` and `next` name, without a seat in it.
+    pub watch: Option<Watch>,
+}
+
+/// What a spectator watches, beyond its request's room name and `next`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Watch {
+    /// The `?next=N` group's id ([`SeatClaim::group`]); `None` for the
+    /// named room.
+    pub group: Option<PeerId>,
+}
+
+impl Watch {
+    /// Validates the raw `spectate` query value against the request's
+    /// `next`: empty watches the named room (no `next`) or the oldest
+    /// `?next=N` group in play under the name, a group's id (a UUID)
+    /// watches that group.
+    pub fn parse(value: &str, next: Option<usize>) -> Result<Self, Refusal> {
+        match (value.is_empty(), next) {
+            (true, _) => Ok(Watch { group: None }),
+            (false, Some(_)) => match peer_id(value) {
+                Some(group) => Ok(Watch { group: Some(group) }),
+                None => Err(Watch::invalid(value)),
+            },
+            _ => Err(Watch::invalid(value)),
+        }
+    }
+
+    /// The refusal of a `spectate` value (cut to a UUID's length and a bit).
+    pub(crate) fn invalid(value: &str) -> Refusal {
+        Refusal::InvalidSpectate {
+            value: value.chars().take(40).collect(),
+        }
+    }
+}
+
+/// A peer id from its text (a UUID), read as matchbox's JSON spells it:
+/// the `uuid` crate is only a dependency of the `server` feature.
+fn peer_id(text: &str) -> Option<PeerId> {
+    serde_json::from_value(serde_json::Value::String(text.to_owned())).ok()
 }
 
 /// Where a returning peer sat, beyond its room's name and `next`: enough
@@ -55,6 +97,7 @@ impl Seat {
             name: self.name.clone(),
             next: self.next,
             resume: Some(self.claim),
+            watch: None,
         }
     }
 }
@@ -86,6 +129,7 @@ impl RoomRequest {
             name: name.to_owned(),
             next,
             resume: None,
+            watch: None,
         })
     }
 }

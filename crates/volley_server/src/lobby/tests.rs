@@ -148,7 +148,7 @@ proptest! {
                 Op::Join { room, next } => {
                     let p = id(joined.len() as u128 + 1);
                     joined.push(p);
-                    let room = RoomRequest { name: format!("r{room}"), next, resume: None };
+                    let room = RoomRequest { name: format!("r{room}"), next, resume: None, watch: None };
                     join(&mut lobby, &mut model, p, room, at, max, &mut out)?;
                 }
                 Op::Resume(i) => {
@@ -411,9 +411,14 @@ fn a_group_broken_while_connecting_is_refilled() {
     for n in 1..=3 {
         join(&mut lobby, n, t0, &mut out);
     }
-    // A fourth peer starts the next group.
+    // A fourth peer starts the next group; the full one is listed as in play.
     join(&mut lobby, 4, t0, &mut out);
-    assert_eq!(lobby.public_rooms(t0).len(), 1);
+    let listed: Vec<_> = lobby
+        .public_rooms(t0)
+        .into_iter()
+        .map(|r| (r.players, r.watch.is_some()))
+        .collect();
+    assert_eq!(listed, vec![(1, false), (3, true)]);
     // Peer 2 drops out 1 s after the match formed: the others hear of it
     // and the group takes the next newcomer, before the younger group.
     out.clear();
@@ -532,6 +537,7 @@ fn requests_are_validated() {
         name: "r".into(),
         next: Some(1),
         resume: None,
+        watch: None,
     };
     lobby.handle(
         Event::Joined {

@@ -257,6 +257,9 @@ impl Actor {
         self.metrics
             .seats_held
             .set(self.router.lobby().away_count() as f64);
+        self.metrics
+            .spectators
+            .set(self.router.lobby().spectator_count() as f64);
     }
 
     fn cluster_event(&mut self, event: ClusterEvent) {
