@@ -193,7 +193,8 @@ pub fn run_rooms(run: &BotRun) -> Vec<RoomReport> {
 }
 
 /// [`run_rooms`], with `customize(app, room, bot)` applied to every bot's
-/// app before it starts (tests use it to break a bot on purpose).
+/// app before it starts (tests use it to break a bot on purpose);
+/// spectators are bots `bots_per_room..`.
 pub fn run_rooms_with(run: &BotRun, customize: impl Fn(&mut App, usize, usize)) -> Vec<RoomReport> {
     run_rooms_directed(run, customize, |_| {})
 }
@@ -252,7 +253,9 @@ pub fn run_rooms_until(
             for room in 0..run.rooms {
                 for i in 0..run.spectators {
                     let seed = run.seed ^ 0x5EC7 ^ ((room as u64) << 16 | i as u64);
-                    let app = bot_app(run, &run.watch_url(room), Vec::new(), &[], None, seed, true);
+                    let url = run.watch_url(room);
+                    let mut app = bot_app(run, &url, Vec::new(), &[], None, seed, true);
+                    customize(&mut app, room, run.bots_per_room + i);
                     bots.push(Bot::new(app, room, true));
                 }
             }

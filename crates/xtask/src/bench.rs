@@ -36,7 +36,7 @@ pub(crate) fn bench(args: &[String]) -> Result<(), String> {
     // Chromium for the web section, redis-server for the cluster rows.
     crate::tools::setup()?;
     let matchbox = matchbox_server()?;
-    let runs: [BenchRun; 5] = [
+    let runs: [BenchRun; 6] = [
         (
             "signaling benchmark",
             "volley_server",
@@ -70,6 +70,13 @@ pub(crate) fn bench(args: &[String]) -> Result<(), String> {
             "rejoin benchmark",
             "volley",
             "rejoin",
+            &["--cycles", "20"],
+            &["--cycles", "2"],
+        ),
+        (
+            "spectator benchmark",
+            "volley",
+            "spectate",
             &["--cycles", "20"],
             &["--cycles", "2"],
         ),
@@ -114,12 +121,13 @@ pub(crate) fn git_commit() -> String {
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
         .unwrap_or_default()
 }
-pub(crate) const SECTIONS: [&str; 9] = [
+pub(crate) const SECTIONS: [&str; 10] = [
     "signaling",
     "datapath",
     "relay",
     "rollback",
     "rejoin",
+    "spectate",
     "state_sync",
     "codec",
     "web",

@@ -68,6 +68,7 @@ pub use checksum::{
 };
 pub use state::{RollbackStateApp, StateError, load_state, save_state};
 use volley_rollback::Pipe;
+pub use volley_rollback::watch::{MAX_BUFFERED, MAX_CATCH_UP, MAX_FED, WATCH_DELAY};
 pub use volley_rollback::{
     DropNotice, Guard, GuardConfig, MAX_HANDOVER_BYTES, MAX_NOTICE_BYTES, MAX_PART_NAME,
     MAX_REPORT_BYTES, MAX_REPORT_PARTS, MAX_SEATING_BYTES, MAX_WATCH_BYTES, PIPE_INBOX, Rejected,
