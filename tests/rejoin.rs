@@ -41,6 +41,10 @@ fn a_player_cut_off_for_3_s_is_seated_again() {
         run.timeout = Duration::from_secs(90);
         let home: SocketAddr = "127.0.0.1:0".parse().unwrap();
         run.bind = vec![vec![home], vec![home], vec![home], vec![own]];
+        // A player who stays records the match, restart included.
+        let replay =
+            std::env::temp_dir().join(format!("volley-rejoin-{}.replay", std::process::id()));
+        run.record = Some(replay.clone());
         let mut down_at: Option<(i32, Instant)> = None;
         let mut up_at = None;
         let reports = run_rooms_directed(
@@ -70,6 +74,19 @@ fn a_player_cut_off_for_3_s_is_seated_again() {
         for bot in &reports[0].bots {
             assert!(bot.rejoins >= 1, "the match never restarted: {bot:?}");
         }
+        // The recording plays back across the restart: a segment per
+        // epoch, every checkpoint it plays equal.
+        let bytes = std::fs::read(&replay).expect("the match was recorded");
+        let _ = std::fs::remove_file(&replay);
+        let segments = volley::bevy::rollback::Replay::decode(&bytes)
+            .expect("the recording decodes")
+            .segments
+            .len();
+        let status = volley_bots::replay::play(&bytes).expect("the recording plays");
+        println!("replayed {segments} segments: {status:?}");
+        assert!(segments >= 2, "no segment for the restart");
+        assert_eq!(status.verdict.mismatch, None);
+        assert!(status.verdict.verified >= 50, "{status:?}");
     });
 }
 

@@ -18,6 +18,7 @@
 
 pub mod forger;
 pub mod hostile;
+pub mod replay;
 mod report;
 mod run;
 
@@ -36,8 +37,8 @@ use volley_games::box_game::{self, BoxInput};
 /// A bot's app: `MinimalPlugins`, the network, rollback and the game.
 /// `fallbacks`: the nodes it comes back through if its own is lost;
 /// `bind`: the addresses its connections bind to (empty: the default);
-/// `resume_file`: where it keeps its seat's resume token; `spectator`:
-/// it watches (`room_url` asks to spectate) instead of playing.
+/// `resume_file`: where it keeps its seat's resume token; `role`: whether
+/// it watches (`room_url` asks to spectate) and records.
 pub fn bot_app(
     run: &BotRun,
     room_url: &str,
@@ -45,8 +46,9 @@ pub fn bot_app(
     bind: &[std::net::SocketAddr],
     resume_file: Option<&std::path::Path>,
     seed: u64,
-    spectator: bool,
+    role: BotRole,
 ) -> App {
+    let spectator = role.spectator;
     let mut app = App::new();
     let version = match run.game {
         Game::BoxGame => box_game::APP_VERSION,
@@ -74,10 +76,13 @@ pub fn bot_app(
             ..c
         });
     }
-    let rollback = match spectator {
+    let mut rollback = match spectator {
         true => RollbackPlugin::<BoxInput>::spectate(run.players),
         false => RollbackPlugin::<BoxInput>::new(run.players).input_delay(run.input_delay),
     };
+    if let Some(path) = role.record {
+        rollback = rollback.record(path);
+    }
     app.add_plugins((MinimalPlugins, volley, rollback));
     match run.game {
         Game::BoxGame => {
@@ -85,6 +90,15 @@ pub fn bot_app(
         }
     }
     app
+}
+
+/// What a bot does besides playing box_game.
+#[derive(Debug, Clone, Default)]
+pub struct BotRole {
+    /// It watches (its room URL asks to spectate) instead of playing.
+    pub spectator: bool,
+    /// It records the match into this file.
+    pub record: Option<std::path::PathBuf>,
 }
 
 struct Bot {
@@ -228,7 +242,11 @@ pub fn run_rooms_until(
             let seed = run.seed.wrapping_mul(1_000_003) ^ ((room as u64) << 16 | i as u64);
             let bind = run.bind.get(i).map_or(&[][..], Vec::as_slice);
             let resume = run.resume_files.get(i).map(std::path::PathBuf::as_path);
-            let mut app = bot_app(run, &url, run.bot_fallbacks(i), bind, resume, seed, false);
+            let role = BotRole {
+                spectator: false,
+                record: run.record.clone().filter(|_| room == 0 && i == 0),
+            };
+            let mut app = bot_app(run, &url, run.bot_fallbacks(i), bind, resume, seed, role);
             customize(&mut app, room, i);
             bots.push(Bot::new(app, room, !run.unjudged.contains(&i)));
         }
@@ -254,7 +272,11 @@ pub fn run_rooms_until(
                 for i in 0..run.spectators {
                     let seed = run.seed ^ 0x5EC7 ^ ((room as u64) << 16 | i as u64);
                     let url = run.watch_url(room);
-                    let mut app = bot_app(run, &url, Vec::new(), &[], None, seed, true);
+                    let role = BotRole {
+                        spectator: true,
+                        record: None,
+                    };
+                    let mut app = bot_app(run, &url, Vec::new(), &[], None, seed, role);
                     customize(&mut app, room, run.bots_per_room + i);
                     bots.push(Bot::new(app, room, true));
                 }

@@ -1,5 +1,7 @@
 //! `volley-bots`: plays rooms of headless bots against a signaling server
 //! and reports per room; exits non-zero on any desync or failure.
+//! `volley-bots replay FILE` plays a recorded match back and checks every
+//! checkpoint (`--record FILE` records one).
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -57,6 +59,46 @@ struct Cli {
     /// Give up after this long.
     #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
     timeout: Duration,
+    /// Record the first room's match into this file (first bot's view).
+    #[arg(long)]
+    record: Option<std::path::PathBuf>,
+}
+
+/// `volley-bots replay FILE`.
+fn replay(file: Option<&String>) -> ExitCode {
+    let Some(file) = file else {
+        eprintln!("usage: volley-bots replay FILE");
+        return ExitCode::from(2);
+    };
+    let bytes = match std::fs::read(file) {
+        Ok(bytes) => bytes,
+        Err(e) => {
+            eprintln!("volley-bots: {file}: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match volley_bots::replay::play(&bytes) {
+        Ok(status) => {
+            let v = &status.verdict;
+            println!(
+                "{file}: {} frames, {} checkpoints equal, {} in frames not played again (a restart)",
+                status.end, v.verified, v.skipped
+            );
+            match v.mismatch {
+                None => ExitCode::SUCCESS,
+                Some((frame, recorded, ours)) => {
+                    println!(
+                        "{file}: differs at frame {frame}: recorded {recorded:#034x}, replayed {ours:#034x}"
+                    );
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Err(e) => {
+            eprintln!("volley-bots: {file}: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// CPU time of this process so far (user + system), from /proc; 0 elsewhere.
@@ -84,6 +126,10 @@ fn main() -> ExitCode {
             }),
         )
         .init();
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("replay") {
+        return replay(args.get(2));
+    }
     let cli = Cli::parse();
     if cli.players < 2 || cli.players > 4 {
         eprintln!("volley-bots: --players must be 2 to 4");
@@ -110,6 +156,7 @@ fn main() -> ExitCode {
     run.seed = cli.seed;
     run.timeout = cli.timeout;
     run.input_delay = cli.input_delay;
+    run.record = cli.record.clone();
     if let Some(bots) = cli.bots {
         if bots == 0 || bots > cli.players {
             eprintln!("volley-bots: --bots must be 1 to --players");

@@ -67,6 +67,8 @@ pub struct BotRun {
     /// Checksums compared from this frame to `frames`, every frame (and
     /// every bot must have them all); `None` compares `frames` only.
     pub check_from: Option<i32>,
+    /// The first bot of the first room records the match into this file.
+    pub record: Option<std::path::PathBuf>,
 }
 
 impl BotRun {
@@ -93,6 +95,7 @@ impl BotRun {
             spectators: 0,
             spectate_at: 0,
             check_from: None,
+            record: None,
         }
     }
 

@@ -1,7 +1,8 @@
 //! Where a sample connects: from the command line on the desktop
 //! (`--server ws://HOST:PORT --room NAME --players N`, `--spectate GROUP`
 //! to watch a match, and `--tls-root CA.pem` for a `wss://` server with a
-//! private CA), from the page's own URL in the browser
+//! private CA, `--record FILE` to record the match and `--replay FILE` to
+//! play one back), from the page's own URL in the browser
 //! (`/play/<game>?room=NAME&players=N`, `&spectate=GROUP` to watch, the
 //! server being the page's origin, so one bundle works behind any host
 //! name). An empty `GROUP` watches the room's match in play.
@@ -37,6 +38,11 @@ pub struct Launch {
     /// Watch rather than play: the match's group id (empty: the match in
     /// play in the room).
     pub spectate: Option<String>,
+    /// Record the match into this file (`--record FILE`, desktop only).
+    pub record: Option<std::path::PathBuf>,
+    /// Play this recorded match back instead (`--replay FILE`, desktop
+    /// only).
+    pub replay: Option<std::path::PathBuf>,
 }
 
 impl Launch {
@@ -64,6 +70,8 @@ impl Launch {
             players: default_players,
             tls_roots: TlsRoots::default(),
             spectate: None,
+            record: None,
+            replay: None,
         };
         let mut args = args.into_iter().peekable();
         while let Some(arg) = args.next() {
@@ -77,6 +85,8 @@ impl Launch {
                 "--server" => launch.server = value(),
                 "--room" => launch.room = value(),
                 "--players" => launch.players = value().parse().ok().or(default_players),
+                "--record" => launch.record = Some(value().into()),
+                "--replay" => launch.replay = Some(value().into()),
                 "--tls-root" => match TlsRoots::from_pem_file(std::path::Path::new(&value())) {
                     Ok(roots) => launch.tls_roots = roots,
                     Err(e) => eprintln!("--tls-root: {e}; trusting the public web PKI"),
@@ -154,6 +164,8 @@ impl Launch {
                 .find_map(|kv| kv.strip_prefix("spectate"))
                 .filter(|rest| rest.is_empty() || rest.starts_with('='))
                 .map(|rest| group_id(rest.trim_start_matches('='))),
+            record: None,
+            replay: None,
         }
     }
 }
@@ -165,6 +177,20 @@ fn group_id(raw: &str) -> String {
         .filter(|c| c.is_ascii_hexdigit() || *c == '-')
         .take(36)
         .collect()
+}
+
+/// Reads a replay file (`--replay FILE`).
+pub fn read_replay(path: &std::path::Path) -> Result<bevy_volley::rollback::Replay, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    bevy_volley::rollback::Replay::decode(&bytes).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// What the samples' overlays read of the network, for an app without one
+/// (a replay played back): no peers, no connection.
+pub fn offline(app: &mut bevy::app::App) {
+    use bevy::state::app::AppExtStates;
+    app.init_resource::<bevy_volley::NetStats>()
+        .init_state::<bevy_volley::ConnectionState>();
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@
 //! inputs end; [`report`], which checksum reports (what a peer sends when
 //! we desync) are taken, within which limits; [`seats`], how a player who
 //! lost the others is seated again in a running match; [`watch`], how
-//! spectators are fed a running match.
+//! spectators are fed a running match; [`replay`], a match as a file.
 //!
 //! No Bevy here, so the checks can be fuzzed on their own (`cargo xtask
 //! fuzz`); `bevy_volley::rollback` calls them for every packet.
@@ -23,6 +23,7 @@ pub mod guard;
 pub mod harness;
 pub mod mirror;
 pub mod pipe;
+pub mod replay;
 pub mod report;
 pub mod rle;
 pub mod seats;

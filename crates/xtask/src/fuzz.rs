@@ -18,7 +18,7 @@ use crate::tools::cargo_install;
 use crate::{cargo, root, step, succeeds, target_dir};
 
 /// Every fuzz target (`fuzz/fuzz_targets/<name>.rs`).
-pub const TARGETS: [&str; 10] = [
+pub const TARGETS: [&str; 11] = [
     "rollback_guard",
     "rollback_match",
     "net_frame",
@@ -26,6 +26,7 @@ pub const TARGETS: [&str; 10] = [
     "checksum_report",
     "drop_notice",
     "watch_feed",
+    "replay_file",
     "signaling",
     "ticket",
     "cluster",

@@ -34,6 +34,7 @@
 mod checksum;
 mod drop;
 mod pipe;
+mod replay;
 mod seats;
 mod session;
 mod state;
@@ -42,6 +43,7 @@ mod watch;
 use checksum::{ChecksumNames, ReportsAsked, compare_reports, record_checksum};
 use drop::{RollbackDrops, drop_players};
 use pipe::{RollbackGuard, RollbackPipe, pipe_in, pipe_out};
+use replay::{Playback, RECORDER, play_back, record_checkpoints, verify_replay};
 use seats::{RollbackSeats, save_planned, seat_messages, seat_tick};
 use session::{ggrs_events, start_p2p, start_sync_test, sync_test_mismatch};
 use watch::{RollbackWatch, feed_watchers, record_inputs, save_watched, spectate, watch_messages};
@@ -66,8 +68,10 @@ pub use bevy_ggrs;
 pub use checksum::{
     CHECKSUM_HISTORY, ChecksumApp, ChecksumHistory, ChecksumReport, FrameChecksum, differing_parts,
 };
+pub use replay::{ReplayStatus, RollbackRecording};
 pub use state::{RollbackStateApp, StateError, load_state, save_state};
 use volley_rollback::Pipe;
+pub use volley_rollback::replay::{Replay, ReplayError, Verdict};
 pub use volley_rollback::watch::{MAX_BUFFERED, MAX_CATCH_UP, MAX_FED, WATCH_DELAY};
 pub use volley_rollback::{
     DropNotice, Guard, GuardConfig, MAX_HANDOVER_BYTES, MAX_NOTICE_BYTES, MAX_PART_NAME,
@@ -103,6 +107,8 @@ pub enum RollbackMode {
     /// to `spectate`): fed its state and confirmed inputs by one peer, a
     /// few frames behind the players (see [`volley_rollback::watch`]).
     Spectate,
+    /// Playing a recorded match back, alone (see [`RollbackPlugin::replay`]).
+    Replay,
 }
 
 /// Starts a rollback session: P2P once the room has `players` players (the
@@ -110,6 +116,10 @@ pub enum RollbackMode {
 #[derive(Resource)]
 pub struct RollbackPlugin<I> {
     config: RollbackConfig,
+    /// Record the match (into this file, if any).
+    record: Option<Option<std::path::PathBuf>>,
+    /// The replay to play, and whether in real time.
+    playback: Option<(Replay, bool)>,
     _input: PhantomData<fn() -> I>,
 }
 
@@ -147,6 +157,8 @@ impl<I: RollbackInput> RollbackPlugin<I> {
                 disconnect_timeout: Duration::from_secs(2),
                 mode: RollbackMode::P2P,
             },
+            record: None,
+            playback: None,
             _input: PhantomData,
         }
     }
@@ -168,6 +180,25 @@ impl<I: RollbackInput> RollbackPlugin<I> {
         let mut plugin = Self::new(players);
         plugin.config.mode = RollbackMode::Spectate;
         plugin
+    }
+
+    /// Plays a recorded match back (no network): frames run as fast as
+    /// the app updates allow (`realtime`: at the game's rate), and every
+    /// checkpoint's checksum is checked ([`ReplayStatus`]).
+    pub fn replay(replay: Replay, realtime: bool) -> Self {
+        let mut plugin = Self::spectate(replay.players.len());
+        plugin.config.mode = RollbackMode::Replay;
+        plugin.playback = Some((replay, realtime));
+        plugin
+    }
+
+    /// Records the match, as a player or a spectator: what a spectator
+    /// would be fed, and this peer's checksums every few frames
+    /// ([`RollbackRecording`]). Written to `path` (when given) every few
+    /// seconds of match and when the app ends.
+    pub fn record(mut self, path: impl Into<Option<std::path::PathBuf>>) -> Self {
+        self.record = Some(path.into());
+        self
     }
 
     /// Frames local input is delayed.
@@ -338,7 +369,7 @@ impl<I: RollbackInput> Plugin for RollbackPlugin<I> {
             .init_resource::<ChecksumHistory>()
             .init_resource::<LastAdvanced>()
             .init_resource::<ChecksumNames>()
-            .insert_resource(RollbackWatch::new(config.mode == RollbackMode::Spectate))
+            .insert_resource(watching(config.mode, self.record.is_some()))
             .add_message::<DesyncDetected>()
             .add_message::<RollbackEvent>()
             // Registered in every build, so debug and release peers agree
@@ -354,6 +385,10 @@ impl<I: RollbackInput> Plugin for RollbackPlugin<I> {
             .add_systems(LoadWorld, count_rollback)
             .add_systems(AdvanceWorld, (count_advance, record_inputs::<I>))
             .add_observer(sync_test_mismatch);
+        if let Some(path) = &self.record {
+            let game = std::any::type_name::<I>();
+            app.insert_resource(RollbackRecording::new(game, path.clone()));
+        }
         match self.config.mode {
             RollbackMode::SyncTest { check_distance } => {
                 app.add_systems(Startup, start_sync_test::<I>(check_distance));
@@ -365,9 +400,34 @@ impl<I: RollbackInput> Plugin for RollbackPlugin<I> {
                         watch_messages::<I>
                             .after(VolleySet::Receive)
                             .before(RunGgrsSystems),
-                        spectate::<I>.after(RunGgrsSystems),
+                        (spectate::<I>, record_checkpoints)
+                            .chain()
+                            .after(RunGgrsSystems),
                     ),
                 );
+            }
+            RollbackMode::Replay => {
+                let ours = std::any::type_name::<I>();
+                match &self.playback {
+                    Some((replay, realtime)) if replay.app == ours => {
+                        app.insert_resource(Playback::new(replay.clone(), *realtime));
+                        app.init_resource::<ReplayStatus>();
+                        app.add_systems(
+                            PreUpdate,
+                            (play_back, spectate::<I>, verify_replay, record_checkpoints)
+                                .chain()
+                                .after(RunGgrsSystems),
+                        );
+                    }
+                    other => {
+                        let theirs = other.as_ref().map(|(r, _)| r.app.clone());
+                        tracing::warn!("volley: a replay of {theirs:?} cannot play as {ours}");
+                        app.insert_resource(ReplayStatus {
+                            refused: Some(format!("a replay of {theirs:?}, not of {ours}")),
+                            ..Default::default()
+                        });
+                    }
+                }
             }
             RollbackMode::P2P => {
                 app.add_systems(
@@ -391,6 +451,7 @@ impl<I: RollbackInput> Plugin for RollbackPlugin<I> {
                         compare_reports,
                         seat_tick::<I>,
                         feed_watchers::<I>,
+                        record_checkpoints,
                     )
                         .chain()
                         .after(RunGgrsSystems)
@@ -399,6 +460,17 @@ impl<I: RollbackInput> Plugin for RollbackPlugin<I> {
             }
         }
     }
+}
+
+/// This peer's side of watching, with its recording among the spectators
+/// it feeds when it records.
+fn watching(mode: RollbackMode, record: bool) -> RollbackWatch {
+    let spectator = matches!(mode, RollbackMode::Spectate | RollbackMode::Replay);
+    let mut watch = RollbackWatch::new(spectator);
+    if record {
+        let _ = watch.watch.receive(RECORDER, Watching::Watch);
+    }
+    watch
 }
 
 #[derive(Resource, Default)]

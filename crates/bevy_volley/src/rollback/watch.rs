@@ -14,6 +14,7 @@ use bevy_ggrs::{AdvanceWorld, ConfirmedFrameCount, PlayerInputs, RollbackFrameCo
 use volley_net::{PeerId, SessionEvent};
 use volley_rollback::watch::{Load, MAX_FRAME_INPUTS, Watch, Watching, frames_to_show};
 
+use super::replay::{RECORDER, RollbackRecording};
 use super::state::{load_state, save_state};
 use super::{RollbackConfig, RollbackEvent, RollbackInput, RollbackStatus, VolleyGgrs};
 use crate::{NetPeerEvent, NetReceived, VolleySession};
@@ -29,7 +30,7 @@ pub(super) struct RollbackWatch {
     /// The epoch the recorded inputs belong to (a restart replays frames).
     epoch: u32,
     /// A snapshot a spectator is to load.
-    load: Option<Load>,
+    pub(super) load: Option<Load>,
     /// A spectator's frame within its epoch (ggrs counts from 0 in each).
     count: i32,
     /// A spectator's frames owed by its clock, in frames.
@@ -141,6 +142,36 @@ pub(super) fn watch_messages<I: RollbackInput>(
     }
 }
 
+/// To a spectator over the network, or to this peer's own recording.
+fn deliver(
+    volley: Option<&mut VolleySession>,
+    recording: Option<&mut RollbackRecording>,
+    to: PeerId,
+    message: &Watching,
+) {
+    match (to == RECORDER, recording) {
+        (true, Some(recording)) => recording.record(message),
+        (true, None) => {}
+        (false, _) => send(volley, to, message),
+    }
+}
+
+/// [`deliver`], for an exclusive system.
+fn deliver_all(world: &mut World, out: Vec<(PeerId, Watching)>) {
+    if out.is_empty() {
+        return;
+    }
+    // Out of the world while the recording is borrowed (a replay has none).
+    let mut volley = world.remove_resource::<VolleySession>();
+    let mut recording = world.get_resource_mut::<RollbackRecording>();
+    for (to, message) in &out {
+        deliver(volley.as_mut(), recording.as_deref_mut(), *to, message);
+    }
+    if let Some(volley) = volley {
+        world.insert_resource(volley);
+    }
+}
+
 fn send(volley: Option<&mut VolleySession>, to: PeerId, message: &Watching) {
     if let Some(volley) = volley
         && let Err(e) = volley.session().send(to, message)
@@ -192,6 +223,7 @@ pub(super) fn feed_watchers<I: RollbackInput>(
     status: Res<RollbackStatus>,
     mut state: ResMut<RollbackWatch>,
     mut volley: Option<ResMut<VolleySession>>,
+    mut recording: Option<ResMut<RollbackRecording>>,
 ) {
     let state = &mut *state;
     if state.epoch != status.epoch {
@@ -228,7 +260,12 @@ pub(super) fn feed_watchers<I: RollbackInput>(
                     .unwrap_or_default(),
             };
             for to in state.watch.snapshot_taken(at) {
-                send(volley.as_deref_mut(), to, &snapshot);
+                deliver(
+                    volley.as_deref_mut(),
+                    recording.as_deref_mut(),
+                    to,
+                    &snapshot,
+                );
             }
             state.target = None;
         } else if !saved && frame.0 > target {
@@ -237,7 +274,7 @@ pub(super) fn feed_watchers<I: RollbackInput>(
         }
     }
     for (to, inputs) in state.watch.poll() {
-        send(volley.as_deref_mut(), to, &inputs);
+        deliver(volley.as_deref_mut(), recording.as_deref_mut(), to, &inputs);
     }
     let keep = status.base.saturating_add(confirmed.0).saturating_sub(8);
     state.watch.forget_before(keep);
@@ -374,19 +411,17 @@ fn feed_from_here(world: &mut World) {
                     .resource_mut::<RollbackWatch>()
                     .watch
                     .snapshot_taken(frame);
-                let mut volley = world.get_resource_mut::<VolleySession>();
-                for peer in to {
-                    send(volley.as_deref_mut(), peer, &snapshot);
-                }
+                let out = to
+                    .into_iter()
+                    .map(|peer| (peer, snapshot.clone()))
+                    .collect();
+                deliver_all(world, out);
             }
             Err(e) => tracing::warn!("volley: cannot save the state for spectators: {e}"),
         }
     }
     let out = world.resource_mut::<RollbackWatch>().watch.poll();
-    let mut volley = world.get_resource_mut::<VolleySession>();
-    for (to, inputs) in out {
-        send(volley.as_deref_mut(), to, &inputs);
-    }
+    deliver_all(world, out);
     world.resource_mut::<RollbackWatch>().watch.forget_before(0);
 }
 
