@@ -167,12 +167,7 @@ fn measure(
 }
 
 fn main() {
-    if !netns::inside() {
-        let args: Vec<String> = std::env::args().skip(1).collect();
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let status = netns::run_benchmark_with_mounts(&args).status;
-        std::process::exit(status.code().unwrap_or(1));
-    }
+    netns::benchmark_inside(true);
     let o = Options::parse(&["cycles", "cut-ms"]);
     let cycles: usize = o.get("cycles", 20);
     let cut_for = Duration::from_millis(o.get("cut-ms", 3000));

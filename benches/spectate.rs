@@ -124,12 +124,7 @@ fn measure(server: &str, cycle: usize, join_at: i32) -> Cycle {
 }
 
 fn main() {
-    if !netns::inside() {
-        let args: Vec<String> = std::env::args().skip(1).collect();
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let status = netns::run_benchmark_with_mounts(&args).status;
-        std::process::exit(status.code().unwrap_or(1));
-    }
+    netns::benchmark_inside(true);
     let o = Options::parse(&["cycles", "join-at"]);
     let cycles: usize = o.get("cycles", 20);
     let join_at: i32 = o.get("join-at", 300);

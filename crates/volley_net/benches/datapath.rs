@@ -447,12 +447,7 @@ fn ms(d: Duration) -> f64 {
 }
 
 fn main() {
-    if !netns::inside() {
-        let args: Vec<String> = std::env::args().skip(1).collect();
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let status = netns::run_benchmark(&args).status;
-        std::process::exit(status.code().unwrap_or(1));
-    }
+    netns::benchmark_inside(false);
     let o = options();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

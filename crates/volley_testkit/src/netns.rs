@@ -68,15 +68,19 @@ pub fn run_isolated(args: &[&str], capture: bool) -> std::process::Output {
 /// A test's time inside its namespace, at most (seconds).
 const TEST_LIMIT: u32 = 180;
 
-/// A benchmark re-run inside a namespace, its output ours: at most 15 min.
-pub fn run_benchmark(args: &[&str]) -> std::process::Output {
-    run_isolated_with(args, false, false, 900)
-}
-
-/// [`run_benchmark`] with a mount namespace of its own too, `/run` a
-/// fresh tmpfs (for `ip netns` and iptables' lock).
-pub fn run_benchmark_with_mounts(args: &[&str]) -> std::process::Output {
-    run_isolated_with(args, false, true, 900)
+/// A benchmark's first line: outside its namespace, runs this benchmark
+/// again inside one (with a mount namespace too when `mounts`: `/run` a
+/// fresh tmpfs, for `ip netns` and iptables' lock), with the same
+/// arguments, its output ours, for at most 15 min, and exits with its
+/// status; inside, returns.
+pub fn benchmark_inside(mounts: bool) {
+    if inside() {
+        return;
+    }
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let status = run_isolated_with(&args, false, mounts, 900).status;
+    std::process::exit(status.code().unwrap_or(1));
 }
 
 /// [`run_isolated`]; with `mounts`, in a mount namespace of its own too,

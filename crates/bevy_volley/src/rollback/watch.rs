@@ -248,17 +248,8 @@ pub(super) fn feed_watchers<I: RollbackInput>(
         let saved = state.saved.as_ref().is_some_and(|(at, _)| *at == target);
         if saved && confirmed.0 >= target {
             let at = status.base.saturating_add(target);
-            let snapshot = Watching::Snapshot {
-                epoch: status.epoch,
-                base: status.base,
-                frame: at,
-                players: status.players.iter().map(|p| p.0.as_u128()).collect(),
-                state: state
-                    .saved
-                    .take()
-                    .map(|(_, bytes)| bytes)
-                    .unwrap_or_default(),
-            };
+            let bytes = state.saved.take().map(|(_, bytes)| bytes);
+            let snapshot = snapshot(&status, at, bytes.unwrap_or_default());
             for to in state.watch.snapshot_taken(at) {
                 deliver(
                     volley.as_deref_mut(),
@@ -399,14 +390,7 @@ fn feed_from_here(world: &mut World) {
     if let Some(frame) = wants {
         match save_state(world) {
             Ok(bytes) => {
-                let status = world.resource::<RollbackStatus>();
-                let snapshot = Watching::Snapshot {
-                    epoch: status.epoch,
-                    base: status.base,
-                    frame,
-                    players: status.players.iter().map(|p| p.0.as_u128()).collect(),
-                    state: bytes,
-                };
+                let snapshot = snapshot(world.resource::<RollbackStatus>(), frame, bytes);
                 let to = world
                     .resource_mut::<RollbackWatch>()
                     .watch
@@ -423,6 +407,17 @@ fn feed_from_here(world: &mut World) {
     let out = world.resource_mut::<RollbackWatch>().watch.poll();
     deliver_all(world, out);
     world.resource_mut::<RollbackWatch>().watch.forget_before(0);
+}
+
+/// The snapshot of match frame `frame` of the match `status` describes.
+fn snapshot(status: &RollbackStatus, frame: i32, state: Vec<u8>) -> Watching {
+    Watching::Snapshot {
+        epoch: status.epoch,
+        base: status.base,
+        frame,
+        players: status.players.iter().map(|p| p.0.as_u128()).collect(),
+        state,
+    }
 }
 
 /// One `PlayerInputs` from bevy_ggrs, which makes them only inside its
