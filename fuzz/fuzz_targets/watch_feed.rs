@@ -20,7 +20,7 @@
 use libfuzzer_sys::fuzz_target;
 use volley_fuzz::Input;
 use volley_net::codec::{Bincode, Codec};
-use volley_rollback::watch::{MAX_BUFFERED, MAX_FED, Watch, Watching};
+use volley_rollback::watch::{MAX_BUFFERED, MAX_FED, Snapshot, Watch, Watching};
 
 /// Operations read from one input.
 const MAX_OPS: usize = 256;
@@ -49,13 +49,13 @@ fuzz_target!(|data: &[u8]| {
         let peer = op / 7 % PEERS;
         let message = match op % 7 {
             0 => Bincode.decode::<Watching>(input.packet()).ok(),
-            1 => Some(Watching::Snapshot {
+            1 => Some(Watching::Snapshot(Snapshot {
                 epoch: 0,
                 base: 0,
                 frame: i32::from(input.u16()),
                 players: vec![1, 2],
                 state: Vec::new(),
-            }),
+            })),
             2 => {
                 let frame = i32::from(input.u16());
                 let count = usize::from(input.u8());

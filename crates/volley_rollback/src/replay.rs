@@ -18,7 +18,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::seats::{MAX_HANDOVER_BYTES, MAX_SEATS};
-use crate::watch::{MAX_BATCH, MAX_FRAME_INPUTS, Watching};
+use crate::watch::{MAX_BATCH, MAX_FRAME_INPUTS, Snapshot, Watching};
 
 /// The first bytes of a replay file (and its format's version).
 pub const REPLAY_MAGIC: &[u8; 8] = b"VLYRPL01";
@@ -183,13 +183,13 @@ impl Replay {
         };
         let frames = self.frames_of(i);
         let count = usize::try_from(frames.end - frames.start).unwrap_or(0);
-        let mut out = vec![Watching::Snapshot {
+        let mut out = vec![Watching::Snapshot(Snapshot {
             epoch: segment.epoch,
             base: segment.base,
             frame: segment.frame,
             players: self.players.clone(),
             state: segment.state.clone(),
-        }];
+        })];
         let mut frame = segment.frame;
         for chunk in segment.inputs[..count].chunks(MAX_BATCH) {
             out.push(Watching::Inputs {
@@ -237,13 +237,13 @@ impl Recorder {
     pub fn record(&mut self, message: Watching) {
         match message {
             Watching::Watch => {}
-            Watching::Snapshot {
+            Watching::Snapshot(Snapshot {
                 epoch,
                 base,
                 frame,
                 players,
                 state,
-            } => {
+            }) => {
                 if self.replay.segments.len() >= MAX_SEGMENTS {
                     return;
                 }

@@ -56,18 +56,7 @@ pub enum Watching {
     /// A spectator asks to be fed.
     Watch,
     /// The state of a confirmed frame; inputs follow from that frame on.
-    Snapshot {
-        /// The match's epoch (a restart sends a new snapshot).
-        epoch: u32,
-        /// The match frame the epoch started at.
-        base: i32,
-        /// The match frame whose state this is (before its inputs).
-        frame: i32,
-        /// The players' ids, by handle.
-        players: Vec<u128>,
-        /// The world, as the driver saved it.
-        state: Vec<u8>,
-    },
+    Snapshot(Snapshot),
     /// Confirmed inputs of frames `frame`, `frame + 1`, … in order.
     Inputs {
         /// The first frame.
@@ -111,18 +100,18 @@ pub enum WatchError {
     },
 }
 
-/// A snapshot a spectator is to load.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Load {
-    /// The match's epoch.
+/// The state of a confirmed frame: what a spectator loads.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// The match's epoch (a restart sends a new snapshot).
     pub epoch: u32,
     /// The match frame the epoch started at.
     pub base: i32,
-    /// The match frame of the state.
+    /// The match frame whose state this is (before its inputs).
     pub frame: i32,
     /// The players' ids, by handle.
     pub players: Vec<u128>,
-    /// The world.
+    /// The world, as the driver saved it.
     pub state: Vec<u8>,
 }
 
@@ -232,11 +221,11 @@ impl<P: Copy + Ord> Watch<P> {
         }
     }
 
-    /// A message from `from`: `Ok(Some(load))` when a spectator is to
+    /// A message from `from`: `Ok(Some(snapshot))` when a spectator is to
     /// load a snapshot. Benign races (a spectator asked by its own feeder,
     /// a snapshot or inputs from a peer that is not our feeder) are
     /// ignored.
-    pub fn receive(&mut self, from: P, message: Watching) -> Result<Option<Load>, WatchError> {
+    pub fn receive(&mut self, from: P, message: Watching) -> Result<Option<Snapshot>, WatchError> {
         match message {
             Watching::Watch => {
                 // Its own feeder asked it before learning it feeds it.
@@ -246,16 +235,16 @@ impl<P: Copy + Ord> Watch<P> {
                 }
                 Ok(None)
             }
-            Watching::Snapshot { .. } | Watching::Inputs { .. } if !self.spectator => {
+            Watching::Snapshot(_) | Watching::Inputs { .. } if !self.spectator => {
                 Err(WatchError::NotWatching)
             }
-            Watching::Snapshot {
-                epoch,
-                base,
-                frame,
-                players,
-                state,
-            } => {
+            Watching::Snapshot(snapshot) => {
+                let Snapshot {
+                    base,
+                    frame,
+                    ref players,
+                    ..
+                } = snapshot;
                 // One feeder at a time, and never one we feed from our
                 // state (a peer asked before it knew we would feed it
                 // counts only once we have a state).
@@ -278,13 +267,7 @@ impl<P: Copy + Ord> Watch<P> {
                 self.inputs.clear();
                 // Our state jumped: whoever we feed starts again from it.
                 self.fed.values_mut().for_each(|next| *next = None);
-                Ok(Some(Load {
-                    epoch,
-                    base,
-                    frame,
-                    players,
-                    state,
-                }))
+                Ok(Some(snapshot))
             }
             Watching::Inputs { frame, inputs } => {
                 if self.source != Some(from) {

@@ -144,9 +144,6 @@ impl Playback {
     }
 }
 
-/// The source a replay is fed from (no peer has this id either).
-const FILE: PeerId = RECORDER;
-
 /// Hands the watcher the replay's feed: a segment's snapshot once the one
 /// before is all shown, its inputs as fast as it holds them (or only a
 /// few frames ahead, in real time).
@@ -188,7 +185,8 @@ pub(super) fn play_back(mut playback: ResMut<Playback>, mut state: ResMut<Rollba
             }
             other => other,
         };
-        match state.watch.receive(FILE, message) {
+        // Fed as if from a recorder: an id no peer has.
+        match state.watch.receive(RECORDER, message) {
             Ok(Some(load)) => state.load = Some(load),
             Ok(None) => {}
             Err(e) => {

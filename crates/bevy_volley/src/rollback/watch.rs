@@ -12,7 +12,7 @@ use bevy::time::Time;
 use bevy_ggrs::ggrs::InputStatus;
 use bevy_ggrs::{AdvanceWorld, ConfirmedFrameCount, PlayerInputs, RollbackFrameCount, SaveWorld};
 use volley_net::{PeerId, SessionEvent};
-use volley_rollback::watch::{Load, MAX_FRAME_INPUTS, Watch, Watching, frames_to_show};
+use volley_rollback::watch::{MAX_FRAME_INPUTS, Snapshot, Watch, Watching, frames_to_show};
 
 use super::replay::{RECORDER, RollbackRecording};
 use super::state::{load_state, save_state};
@@ -30,7 +30,7 @@ pub(super) struct RollbackWatch {
     /// The epoch the recorded inputs belong to (a restart replays frames).
     epoch: u32,
     /// A snapshot a spectator is to load.
-    pub(super) load: Option<Load>,
+    pub(super) load: Option<Snapshot>,
     /// A spectator's frame within its epoch (ggrs counts from 0 in each).
     count: i32,
     /// A spectator's frames owed by its clock, in frames.
@@ -336,7 +336,7 @@ pub(super) const MAX_OWED: f64 = 4.0;
 struct Stash<I: RollbackInput>(PlayerInputs<VolleyGgrs<I>>);
 
 /// Loads a snapshot and shows the match from its frame on.
-fn start_watching<I: RollbackInput>(world: &mut World, load: Load) {
+fn start_watching<I: RollbackInput>(world: &mut World, load: Snapshot) {
     if let Err(e) = load_state(world, &load.state) {
         // The feeder's state does not fit our game: it counts against it.
         let source = world.resource::<RollbackWatch>().watch.source();
@@ -411,13 +411,13 @@ fn feed_from_here(world: &mut World) {
 
 /// The snapshot of match frame `frame` of the match `status` describes.
 fn snapshot(status: &RollbackStatus, frame: i32, state: Vec<u8>) -> Watching {
-    Watching::Snapshot {
+    Watching::Snapshot(Snapshot {
         epoch: status.epoch,
         base: status.base,
         frame,
         players: status.players.iter().map(|p| p.0.as_u128()).collect(),
         state,
-    }
+    })
 }
 
 /// One `PlayerInputs` from bevy_ggrs, which makes them only inside its

@@ -1,13 +1,13 @@
 use super::*;
 
 fn snapshot(epoch: u32, base: i32, frame: i32) -> Watching {
-    Watching::Snapshot {
+    Watching::Snapshot(Snapshot {
         epoch,
         base,
         frame,
         players: vec![1, 2],
         state: vec![epoch as u8; 3],
-    }
+    })
 }
 
 fn inputs(frame: i32, count: usize) -> Watching {

@@ -7,13 +7,13 @@ const A: u8 = 1;
 const B: u8 = 2;
 
 fn snapshot(frame: i32) -> Watching {
-    Watching::Snapshot {
+    Watching::Snapshot(Snapshot {
         epoch: 0,
         base: 0,
         frame,
         players: vec![10, 11],
         state: vec![7],
-    }
+    })
 }
 
 /// Delivers everything `from` sends `to`, in order.
@@ -221,25 +221,25 @@ fn hostile_feeds_are_refused() {
     assert!(spectator.buffered() <= MAX_BUFFERED);
     for bad in [(-1, 0), (5, 6)] {
         let mut fresh = Watch::spectator();
-        let message = Watching::Snapshot {
+        let message = Watching::Snapshot(Snapshot {
             epoch: 0,
             base: bad.1,
             frame: bad.0,
             players: vec![1],
             state: Vec::new(),
-        };
+        });
         assert!(matches!(
             fresh.receive(PLAYER, message),
             Err(WatchError::Snapshot { .. })
         ));
     }
-    let nobody = Watching::Snapshot {
+    let nobody = Watching::Snapshot(Snapshot {
         epoch: 0,
         base: 0,
         frame: 0,
         players: Vec::new(),
         state: Vec::new(),
-    };
+    });
     assert!(Watch::spectator().receive(PLAYER, nobody).is_err());
 }
 

@@ -67,13 +67,13 @@ fn a_spectator_shows_the_frames_it_is_fed_with_the_players_checksums() {
         .watch
         .receive(
             feeder,
-            Watching::Snapshot {
+            Watching::Snapshot(Snapshot {
                 epoch: 0,
                 base: 0,
                 frame: 10,
                 players: vec![1, 2],
                 state: snapshot,
-            },
+            }),
         )
         .unwrap();
     feed.load = load;
