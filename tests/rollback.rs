@@ -154,12 +154,15 @@ fn cheat(round: Res<Round>, mut players: Query<(&Player, &mut Score)>) {
 }
 
 #[test]
-fn a_desync_between_peers_is_detected_and_named() {
-    if !volley_testkit::netns::isolate("a_desync_between_peers_is_detected_and_named") {
+fn a_desync_between_peers_is_detected_named_and_dumped() {
+    if !volley_testkit::netns::isolate("a_desync_between_peers_is_detected_named_and_dumped") {
         return;
     }
+    let dir = std::env::temp_dir().join(format!("volley-desyncs-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
     with_server(|server| {
-        let run = BotRun::new(&format!("ws://{}", server.addr()), 1, 2, 300);
+        let mut run = BotRun::new(&format!("ws://{}", server.addr()), 1, 2, 300);
+        run.desync_dir = Some(dir.clone());
         let reports = run_rooms_with(&run, |app, _, bot| {
             if bot == 0 {
                 app.add_systems(GgrsSchedule, cheat.after(BoxGameStep));
@@ -184,6 +187,35 @@ fn a_desync_between_peers_is_detected_and_named() {
             "only Score differs, yet: {named:?}"
         );
     });
+    // Each peer dumped its world of the first desynced frames: the diff of
+    // the first frame both dumped names Score, of player 0's entity only.
+    // (Files are named desync-<frame>-<peer>.vdsync: sorted, a frame's
+    // two dumps are neighbours.)
+    let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(&dir)
+        .expect("no desync dumps written")
+        .map(|entry| entry.unwrap().path())
+        .collect();
+    files.sort();
+    let frame = |file: &std::path::PathBuf| {
+        file.to_string_lossy()
+            .rsplit_once('-')
+            .unwrap()
+            .0
+            .to_string()
+    };
+    let pair = files
+        .windows(2)
+        .find(|w| frame(&w[0]) == frame(&w[1]))
+        .unwrap_or_else(|| panic!("no frame dumped by both peers: {files:?}"));
+    let diff = volley_bots::desync::compare(&pair[0], &pair[1]).unwrap();
+    println!("{diff}");
+    let [difference] = &diff.differences[..] else {
+        panic!("one value differs, not: {diff}");
+    };
+    assert!(difference.part.ends_with("box_game::Score"), "{diff}");
+    assert_eq!(difference.label.as_deref(), Some("player 0"), "{diff}");
+    assert_ne!(difference.ours, difference.theirs);
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// From `frame` on, this bot's player is gone: it closes every connection

@@ -16,6 +16,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod desync;
 pub mod forger;
 pub mod hostile;
 pub mod replay;
@@ -80,6 +81,9 @@ pub fn bot_app(
         true => RollbackPlugin::<BoxInput>::spectate(run.players),
         false => RollbackPlugin::<BoxInput>::new(run.players).input_delay(run.input_delay),
     };
+    if let (false, Some(dir)) = (spectator, &run.desync_dir) {
+        rollback = rollback.dump_desyncs(dir.clone());
+    }
     if let Some(path) = role.record {
         rollback = rollback.record(path);
     }

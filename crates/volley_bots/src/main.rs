@@ -1,7 +1,9 @@
 //! `volley-bots`: plays rooms of headless bots against a signaling server
 //! and reports per room; exits non-zero on any desync or failure.
 //! `volley-bots replay FILE` plays a recorded match back and checks every
-//! checkpoint (`--record FILE` records one).
+//! checkpoint (`--record FILE` records one). `volley-bots desync OURS
+//! THEIRS` prints what differs between two peers' desync dumps
+//! (`--desync-dir DIR` makes the bots write them).
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -62,6 +64,9 @@ struct Cli {
     /// Record the first room's match into this file (first bot's view).
     #[arg(long)]
     record: Option<std::path::PathBuf>,
+    /// Write desync dumps into this directory.
+    #[arg(long)]
+    desync_dir: Option<std::path::PathBuf>,
 }
 
 /// `volley-bots replay FILE`.
@@ -101,6 +106,29 @@ fn replay(file: Option<&String>) -> ExitCode {
     }
 }
 
+/// `volley-bots desync OURS THEIRS`: what differs between two peers'
+/// dumps of a desynced frame, component by component, entity by entity.
+/// Exits 0 when nothing differs, 1 when something does, 2 on trouble.
+fn desync(files: &[String]) -> ExitCode {
+    let [ours, theirs] = files else {
+        eprintln!("usage: volley-bots desync OURS THEIRS (two peers' .vdsync files)");
+        return ExitCode::from(2);
+    };
+    match volley_bots::desync::compare(ours.as_ref(), theirs.as_ref()) {
+        Ok(diff) => {
+            println!("{diff}");
+            match diff.differences.is_empty() {
+                true => ExitCode::SUCCESS,
+                false => ExitCode::FAILURE,
+            }
+        }
+        Err(e) => {
+            eprintln!("volley-bots: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
 /// CPU time of this process so far (user + system), from /proc; 0 elsewhere.
 fn process_cpu_seconds() -> f64 {
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
@@ -130,6 +158,9 @@ fn main() -> ExitCode {
     if args.get(1).map(String::as_str) == Some("replay") {
         return replay(args.get(2));
     }
+    if args.get(1).map(String::as_str) == Some("desync") {
+        return desync(&args[2..]);
+    }
     let cli = Cli::parse();
     if cli.players < 2 || cli.players > 4 {
         eprintln!("volley-bots: --players must be 2 to 4");
@@ -157,6 +188,7 @@ fn main() -> ExitCode {
     run.timeout = cli.timeout;
     run.input_delay = cli.input_delay;
     run.record = cli.record.clone();
+    run.desync_dir = cli.desync_dir.clone();
     if let Some(bots) = cli.bots {
         if bots == 0 || bots > cli.players {
             eprintln!("volley-bots: --bots must be 1 to --players");

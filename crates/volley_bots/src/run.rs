@@ -69,6 +69,9 @@ pub struct BotRun {
     pub check_from: Option<i32>,
     /// The first bot of the first room records the match into this file.
     pub record: Option<std::path::PathBuf>,
+    /// Every player bot dumps desynced worlds into this directory (see
+    /// `RollbackPlugin::dump_desyncs`).
+    pub desync_dir: Option<std::path::PathBuf>,
 }
 
 impl BotRun {
@@ -96,6 +99,7 @@ impl BotRun {
             spectate_at: 0,
             check_from: None,
             record: None,
+            desync_dir: None,
         }
     }
 

@@ -8,7 +8,8 @@
 //! inputs end; [`report`], which checksum reports (what a peer sends when
 //! we desync) are taken, within which limits; [`seats`], how a player who
 //! lost the others is seated again in a running match; [`watch`], how
-//! spectators are fed a running match; [`replay`], a match as a file.
+//! spectators are fed a running match; [`replay`], a match as a file;
+//! [`desync`], a desynced world as a file, and what differs between two.
 //!
 //! No Bevy here, so the checks can be fuzzed on their own (`cargo xtask
 //! fuzz`); `bevy_volley::rollback` calls them for every packet.
@@ -16,6 +17,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod desync;
 mod drop_driver;
 pub mod drops;
 pub mod guard;

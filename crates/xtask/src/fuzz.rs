@@ -18,7 +18,7 @@ use crate::tools::cargo_install;
 use crate::{cargo, root, step, succeeds, target_dir};
 
 /// Every fuzz target (`fuzz/fuzz_targets/<name>.rs`).
-pub const TARGETS: [&str; 11] = [
+pub const TARGETS: [&str; 12] = [
     "rollback_guard",
     "rollback_match",
     "net_frame",
@@ -27,6 +27,7 @@ pub const TARGETS: [&str; 11] = [
     "drop_notice",
     "watch_feed",
     "replay_file",
+    "desync_dump",
     "signaling",
     "ticket",
     "cluster",

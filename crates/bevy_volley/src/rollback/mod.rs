@@ -32,6 +32,7 @@
 //! ```
 
 mod checksum;
+mod desync;
 mod drop;
 mod pipe;
 mod replay;
@@ -41,6 +42,7 @@ mod state;
 mod watch;
 
 use checksum::{ChecksumNames, ReportsAsked, compare_reports, record_checksum};
+use desync::{KeptWorlds, dump_desyncs, keep_world};
 use drop::{RollbackDrops, drop_players};
 use pipe::{RollbackGuard, RollbackPipe, pipe_in, pipe_out};
 use replay::{Playback, RECORDER, play_back, record_checkpoints, verify_replay};
@@ -68,9 +70,11 @@ pub use bevy_ggrs;
 pub use checksum::{
     CHECKSUM_HISTORY, ChecksumApp, ChecksumHistory, ChecksumReport, FrameChecksum, differing_parts,
 };
+pub use desync::{DESYNC_KEPT, DesyncDump, DesyncDumps, MAX_DESYNC_DUMPS};
 pub use replay::{ReplayStatus, RollbackRecording};
 pub use state::{RollbackStateApp, StateError, load_state, save_state};
 use volley_rollback::Pipe;
+pub use volley_rollback::desync::{Diff, Difference, Dump, DumpError};
 pub use volley_rollback::replay::{Replay, ReplayError, Verdict};
 pub use volley_rollback::watch::{MAX_BUFFERED, MAX_CATCH_UP, MAX_FED, WATCH_DELAY};
 pub use volley_rollback::{
@@ -120,6 +124,8 @@ pub struct RollbackPlugin<I> {
     record: Option<Option<std::path::PathBuf>>,
     /// The replay to play, and whether in real time.
     playback: Option<(Replay, bool)>,
+    /// Dump desynced worlds (into this directory, if any).
+    desync_dumps: Option<Option<std::path::PathBuf>>,
     _input: PhantomData<fn() -> I>,
 }
 
@@ -159,6 +165,7 @@ impl<I: RollbackInput> RollbackPlugin<I> {
             },
             record: None,
             playback: None,
+            desync_dumps: None,
             _input: PhantomData,
         }
     }
@@ -198,6 +205,17 @@ impl<I: RollbackInput> RollbackPlugin<I> {
     /// seconds of match and when the app ends.
     pub fn record(mut self, path: impl Into<Option<std::path::PathBuf>>) -> Self {
         self.record = Some(path.into());
+        self
+    }
+
+    /// Keeps the world of every frame whose checksums are compared, and
+    /// on a desync writes that frame's world (every registered rollback
+    /// component and resource) into `dir` (when given; [`DesyncDumps`]
+    /// holds it either way). `volley-bots desync OURS THEIRS` names what
+    /// differs between two peers' dumps. Costs a save of the state every
+    /// [`Self::desync_interval`] frames.
+    pub fn dump_desyncs(mut self, dir: impl Into<Option<std::path::PathBuf>>) -> Self {
+        self.desync_dumps = Some(dir.into());
         self
     }
 
@@ -430,6 +448,22 @@ impl<I: RollbackInput> Plugin for RollbackPlugin<I> {
                 }
             }
             RollbackMode::P2P => {
+                if let Some(dir) = &self.desync_dumps {
+                    app.insert_resource(desync::DesyncDumps::new(dir.clone()))
+                        .init_resource::<KeptWorlds>()
+                        .add_systems(
+                            SaveWorld,
+                            keep_world
+                                .after(record_checksum)
+                                .in_set(SaveWorldSystems::Snapshot),
+                        )
+                        .add_systems(
+                            PreUpdate,
+                            dump_desyncs::<I>
+                                .after(ggrs_events::<I>)
+                                .after(RunGgrsSystems),
+                        );
+                }
                 app.add_systems(
                     PreUpdate,
                     (

@@ -15,6 +15,7 @@ use bevy_ggrs::{RollbackApp, RollbackId, RollbackOrdered};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use volley_rollback::MAX_HANDOVER_BYTES;
+use volley_rollback::desync::{Part, Value};
 
 use super::checksum::ChecksumApp;
 
@@ -42,10 +43,21 @@ pub enum StateError {
 
 type Save = fn(&mut World) -> Result<Vec<u8>, StateError>;
 type Load = fn(&mut World, &[u8]) -> Result<(), StateError>;
+/// A saved part's values one by one (unlabelled), for desync dumps.
+type Describe = fn(&[u8]) -> Result<Vec<Value>, StateError>;
+
+/// One registered part.
+#[derive(Clone)]
+struct Registered {
+    name: String,
+    save: Save,
+    load: Load,
+    describe: Describe,
+}
 
 /// The registered parts, in registration order.
 #[derive(Resource, Default, Clone)]
-pub(super) struct StateRegistry(Vec<(String, Save, Load)>);
+pub(super) struct StateRegistry(Vec<Registered>);
 
 /// Registers rollback state in one call (see the module docs).
 pub trait RollbackStateApp {
@@ -56,6 +68,7 @@ pub trait RollbackStateApp {
         C: Component<Mutability = bevy::ecs::component::Mutable>
             + Clone
             + Hash
+            + std::fmt::Debug
             + Serialize
             + DeserializeOwned;
 
@@ -65,6 +78,7 @@ pub trait RollbackStateApp {
         R: Resource<Mutability = bevy::ecs::component::Mutable>
             + Clone
             + Hash
+            + std::fmt::Debug
             + Serialize
             + DeserializeOwned;
 }
@@ -75,12 +89,18 @@ impl RollbackStateApp for bevy::app::App {
         C: Component<Mutability = bevy::ecs::component::Mutable>
             + Clone
             + Hash
+            + std::fmt::Debug
             + Serialize
             + DeserializeOwned,
     {
         self.rollback_component_with_clone::<C>()
             .checksum_component_named::<C>();
-        register::<C>(self, save_component::<C>, load_component::<C>)
+        register::<C>(
+            self,
+            save_component::<C>,
+            load_component::<C>,
+            describe_component::<C>,
+        )
     }
 
     fn rollback_state_resource<R>(&mut self) -> &mut Self
@@ -88,22 +108,38 @@ impl RollbackStateApp for bevy::app::App {
         R: Resource<Mutability = bevy::ecs::component::Mutable>
             + Clone
             + Hash
+            + std::fmt::Debug
             + Serialize
             + DeserializeOwned,
     {
         self.rollback_resource_with_clone::<R>()
             .checksum_resource_named::<R>();
-        register::<R>(self, save_resource::<R>, load_resource::<R>)
+        register::<R>(
+            self,
+            save_resource::<R>,
+            load_resource::<R>,
+            describe_resource::<R>,
+        )
     }
 }
 
 /// `T`'s place in the state, under its type name.
-fn register<T>(app: &mut bevy::app::App, save: Save, load: Load) -> &mut bevy::app::App {
+fn register<T>(
+    app: &mut bevy::app::App,
+    save: Save,
+    load: Load,
+    describe: Describe,
+) -> &mut bevy::app::App {
     let name = std::any::type_name::<T>().to_string();
     app.world_mut()
         .get_resource_or_init::<StateRegistry>()
         .0
-        .push((name, save, load));
+        .push(Registered {
+            name,
+            save,
+            load,
+            describe,
+        });
     app
 }
 
@@ -173,6 +209,19 @@ where
     Ok(())
 }
 
+fn describe_component<C: Serialize + DeserializeOwned + std::fmt::Debug>(
+    bytes: &[u8],
+) -> Result<Vec<Value>, StateError> {
+    let values: Vec<(u64, C)> = decode(bytes)?;
+    values
+        .into_iter()
+        .map(|(place, value)| {
+            let text = format!("{value:?}");
+            Ok(Value::new(Some(place), None, encode(&value)?, &text))
+        })
+        .collect()
+}
+
 fn save_resource<R: Resource + Clone + Serialize>(
     world: &mut World,
 ) -> Result<Vec<u8>, StateError> {
@@ -192,6 +241,18 @@ where
     Ok(())
 }
 
+fn describe_resource<R: Serialize + DeserializeOwned + std::fmt::Debug>(
+    bytes: &[u8],
+) -> Result<Vec<Value>, StateError> {
+    match decode::<Option<R>>(bytes)? {
+        Some(value) => {
+            let text = format!("{value:?}");
+            Ok(vec![Value::new(None, None, encode(&value)?, &text)])
+        }
+        None => Ok(Vec::new()),
+    }
+}
+
 /// The registered rollback state of the world as it is now.
 pub fn save_state(world: &mut World) -> Result<Vec<u8>, StateError> {
     let registry = world
@@ -199,8 +260,8 @@ pub fn save_state(world: &mut World) -> Result<Vec<u8>, StateError> {
         .cloned()
         .unwrap_or_default();
     let mut parts = Vec::with_capacity(registry.0.len());
-    for (name, save, _) in &registry.0 {
-        parts.push((name.clone(), save(world)?));
+    for part in &registry.0 {
+        parts.push((part.name.clone(), (part.save)(world)?));
     }
     let bytes = encode(&parts)?;
     if bytes.len() > MAX_HANDOVER_BYTES {
@@ -217,17 +278,46 @@ pub fn load_state(world: &mut World, bytes: &[u8]) -> Result<(), StateError> {
         .get_resource::<StateRegistry>()
         .cloned()
         .unwrap_or_default();
+    let parts = ours(&registry, bytes)?;
+    for (registered, (_, part)) in registry.0.iter().zip(&parts) {
+        (registered.load)(world, part)?;
+    }
+    Ok(())
+}
+
+/// A state's parts, when they are the ones registered.
+fn ours(registry: &StateRegistry, bytes: &[u8]) -> Result<Vec<(String, Vec<u8>)>, StateError> {
     let parts: Vec<(String, Vec<u8>)> = decode(bytes)?;
     let theirs: Vec<&String> = parts.iter().map(|(name, _)| name).collect();
-    let ours: Vec<&String> = registry.0.iter().map(|(name, _, _)| name).collect();
+    let ours: Vec<&String> = registry.0.iter().map(|part| &part.name).collect();
     if theirs != ours {
         return Err(StateError::Parts {
             theirs: theirs.into_iter().cloned().collect(),
             ours: ours.into_iter().cloned().collect(),
         });
     }
-    for ((_, _, load), (_, part)) in registry.0.iter().zip(&parts) {
-        load(world, part)?;
+    Ok(parts)
+}
+
+/// A state [`save_state`] made, value by value, for a desync dump: each
+/// part's name and its values, labelled with their entity's `Name` here.
+pub(super) fn describe_state(world: &mut World, bytes: &[u8]) -> Result<Vec<Part>, StateError> {
+    let registry = world
+        .get_resource::<StateRegistry>()
+        .cloned()
+        .unwrap_or_default();
+    let order = by_order(world);
+    let label = |place: Option<u64>| {
+        let entity = order.get(&place?)?;
+        Some(world.get::<Name>(*entity)?.as_str().to_string())
+    };
+    let mut described = Vec::new();
+    for (registered, (name, part)) in registry.0.iter().zip(ours(&registry, bytes)?) {
+        let mut values = (registered.describe)(&part)?;
+        for value in &mut values {
+            value.label = label(value.entity);
+        }
+        described.push(Part { name, values });
     }
-    Ok(())
+    Ok(described)
 }

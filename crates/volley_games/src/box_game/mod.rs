@@ -236,11 +236,20 @@ impl Plugin for BoxGamePlugin {
 fn spawn(mut commands: Commands, players: Res<Players>, mut round: ResMut<Round>) {
     for handle in 0..players.0 {
         let (x, y) = spawn_point(handle);
-        commands.spawn((Player { handle }, Body { x, y, ..default() }, Score(0)));
+        commands.spawn((
+            Player { handle },
+            Body { x, y, ..default() },
+            Score(0),
+            Name::new(format!("player {handle}")),
+        ));
     }
     for id in 0..COINS {
         let (x, y) = round.coin_spot();
-        commands.spawn((Coin { id }, Body { x, y, ..default() }));
+        commands.spawn((
+            Coin { id },
+            Body { x, y, ..default() },
+            Name::new(format!("coin {id}")),
+        ));
     }
 }
 
