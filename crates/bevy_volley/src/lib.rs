@@ -33,6 +33,8 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+#[cfg(all(feature = "winit", target_arch = "wasm32"))]
+pub mod hidden_tab;
 pub mod replication;
 pub mod rollback;
 
@@ -58,6 +60,8 @@ pub use volley_net::{
 
 /// Everything a game needs in one `use`.
 pub mod prelude {
+    #[cfg(all(feature = "winit", target_arch = "wasm32"))]
+    pub use crate::hidden_tab::PageHidden;
     pub use crate::{
         Channel, ConditionerConfig, ConnectionState, IceConfig, IcePolicy, IceServer, LeftReason,
         NetAppExt, NetPeerEvent, NetReceived, NetSend, NetStats, NetTarget, PeerId, PeerLimits,
@@ -366,6 +370,8 @@ impl Plugin for VolleyPlugin {
                     .chain()
                     .in_set(VolleySet::Poll),
             );
+        #[cfg(all(feature = "winit", target_arch = "wasm32"))]
+        hidden_tab::plugin(app);
     }
 }
 

@@ -32,6 +32,14 @@ const CHROMIUM_ARGS: &[&str] = &[
     "--window-size=1024,700",
 ];
 
+/// The flags in [`CHROMIUM_ARGS`] that spare hidden pages the throttling
+/// a browser applies to them ([`Driver::browser_throttled`] leaves them out).
+const UNTHROTTLED: &[&str] = &[
+    "--disable-background-timer-throttling",
+    "--disable-renderer-backgrounding",
+    "--disable-backgrounding-occluded-windows",
+];
+
 /// A running chromedriver; killed on drop.
 pub struct Driver {
     child: Child,
@@ -106,11 +114,23 @@ impl Driver {
 
     /// [`Driver::browser`] with more command-line flags.
     pub fn browser_with(&self, extra: &[String]) -> Browser<'_> {
-        let args: Vec<String> = CHROMIUM_ARGS
-            .iter()
-            .map(|a| a.to_string())
-            .chain(extra.iter().cloned())
-            .collect();
+        self.open(
+            CHROMIUM_ARGS
+                .iter()
+                .map(|a| a.to_string())
+                .chain(extra.iter().cloned()),
+        )
+    }
+
+    /// [`Driver::browser`] that throttles a hidden page's timers and
+    /// renderer as a desktop Chromium does.
+    pub fn browser_throttled(&self) -> Browser<'_> {
+        let args = CHROMIUM_ARGS.iter().filter(|a| !UNTHROTTLED.contains(a));
+        self.open(args.map(|a| a.to_string()))
+    }
+
+    fn open(&self, args: impl Iterator<Item = String>) -> Browser<'_> {
+        let args: Vec<String> = args.collect();
         let capabilities = json!({
             "capabilities": { "alwaysMatch": {
                 "browserName": "chrome",
@@ -176,6 +196,37 @@ impl Browser<'_> {
             "/execute/sync",
             Some(json!({ "script": script, "args": [] })),
         )
+    }
+
+    /// Minimises the window: its page is hidden as a tab in the background
+    /// is (`visibilityState` `hidden`: no animation frames, and, in a
+    /// [`Driver::browser_throttled`], throttled timers).
+    pub fn hide(&self) {
+        self.call("POST", "/window/minimize", Some(json!({})));
+    }
+
+    /// Freezes (`true`) or thaws the page (Page Lifecycle `frozen`: no code
+    /// runs in it, workers included) through the DevTools protocol.
+    pub fn freeze(&self, frozen: bool) {
+        let state = if frozen { "frozen" } else { "active" };
+        self.call(
+            "POST",
+            "/goog/cdp/execute",
+            Some(json!({ "cmd": "Page.setWebLifecycleState", "params": { "state": state } })),
+        );
+    }
+
+    /// Shows a minimised window again.
+    pub fn show(&self) {
+        self.call("POST", "/window/maximize", Some(json!({})));
+    }
+
+    /// The page's `document.visibilityState`.
+    pub fn visibility(&self) -> String {
+        self.eval("return document.visibilityState;")
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
     }
 
     /// Saves a PNG of the window.
