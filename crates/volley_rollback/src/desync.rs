@@ -17,12 +17,14 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use crate::file::{self, Refused};
+
 /// The first bytes of a desync dump (and its format's version).
 pub const DUMP_MAGIC: &[u8; 8] = b"VLYDSY01";
 
 /// Largest dump read: a world of [`crate::MAX_HANDOVER_BYTES`] encoded,
 /// plus each value's `Debug` text (at most [`MAX_VALUE_TEXT`]).
-pub const MAX_DUMP_BYTES: usize = 64 << 20;
+pub const MAX_DUMP_BYTES: usize = crate::file::MAX_FILE_BYTES;
 
 /// A value's `Debug` text is cut to this many characters (values are
 /// compared by their bytes, so a cut text hides nothing from [`Dump::diff`]).
@@ -110,37 +112,26 @@ pub enum DumpError {
     Frames(i32, i32),
 }
 
-fn config() -> bincode::config::Configuration<
-    bincode::config::LittleEndian,
-    bincode::config::Varint,
-    bincode::config::Limit<MAX_DUMP_BYTES>,
-> {
-    bincode::config::standard().with_limit::<MAX_DUMP_BYTES>()
+impl From<Refused> for DumpError {
+    fn from(refused: Refused) -> Self {
+        match refused {
+            Refused::Magic => DumpError::Magic,
+            Refused::TooLarge(n) => DumpError::TooLarge(n),
+            Refused::Decode(e) => DumpError::Decode(e),
+        }
+    }
 }
 
 impl Dump {
     /// The file's bytes.
     pub fn encode(&self) -> Result<Vec<u8>, DumpError> {
-        let mut bytes = DUMP_MAGIC.to_vec();
-        bincode::serde::encode_into_std_write(self, &mut bytes, config())
-            .map_err(|e| DumpError::Decode(e.to_string()))?;
-        Ok(bytes)
+        Ok(file::encode(DUMP_MAGIC, self)?)
     }
 
     /// Reads a file's bytes, within the limits; each part once, each
     /// entity once per part.
     pub fn decode(bytes: &[u8]) -> Result<Dump, DumpError> {
-        if bytes.len() > MAX_DUMP_BYTES {
-            return Err(DumpError::TooLarge(bytes.len()));
-        }
-        let body = bytes
-            .strip_prefix(DUMP_MAGIC.as_slice())
-            .ok_or(DumpError::Magic)?;
-        let (dump, read): (Dump, usize) = bincode::serde::decode_from_slice(body, config())
-            .map_err(|e| DumpError::Decode(e.to_string()))?;
-        if read != body.len() {
-            return Err(DumpError::Decode("bytes after the dump".into()));
-        }
+        let dump: Dump = file::decode(DUMP_MAGIC, bytes)?;
         let mut names: Vec<&String> = dump.parts.iter().map(|p| &p.name).collect();
         names.sort_unstable();
         if names.windows(2).any(|w| w[0] == w[1]) {

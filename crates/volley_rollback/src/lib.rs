@@ -20,6 +20,7 @@
 pub mod desync;
 mod drop_driver;
 pub mod drops;
+mod file;
 pub mod guard;
 #[cfg(feature = "harness")]
 pub mod harness;

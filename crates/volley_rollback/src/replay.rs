@@ -17,6 +17,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::file::{self, Refused};
 use crate::seats::{MAX_HANDOVER_BYTES, MAX_SEATS};
 use crate::watch::{MAX_BATCH, MAX_FRAME_INPUTS, Snapshot, Watching};
 
@@ -25,7 +26,7 @@ pub const REPLAY_MAGIC: &[u8; 8] = b"VLYRPL01";
 
 /// Largest replay file read: an hour at 60 frames/s of 4 players is
 /// about 2 MiB of inputs, plus a state per restart.
-pub const MAX_REPLAY_BYTES: usize = 64 << 20;
+pub const MAX_REPLAY_BYTES: usize = crate::file::MAX_FILE_BYTES;
 
 /// Most segments (restarts + 1) a replay has.
 pub const MAX_SEGMENTS: usize = 1024;
@@ -78,37 +79,26 @@ pub enum ReplayError {
     Inconsistent(&'static str),
 }
 
-fn config() -> bincode::config::Configuration<
-    bincode::config::LittleEndian,
-    bincode::config::Varint,
-    bincode::config::Limit<MAX_REPLAY_BYTES>,
-> {
-    bincode::config::standard().with_limit::<MAX_REPLAY_BYTES>()
+impl From<Refused> for ReplayError {
+    fn from(refused: Refused) -> Self {
+        match refused {
+            Refused::Magic => ReplayError::Magic,
+            Refused::TooLarge(n) => ReplayError::TooLarge(n),
+            Refused::Decode(e) => ReplayError::Decode(e),
+        }
+    }
 }
 
 impl Replay {
     /// The file's bytes.
     pub fn encode(&self) -> Result<Vec<u8>, ReplayError> {
-        let mut bytes = REPLAY_MAGIC.to_vec();
-        bincode::serde::encode_into_std_write(self, &mut bytes, config())
-            .map_err(|e| ReplayError::Decode(e.to_string()))?;
-        Ok(bytes)
+        Ok(file::encode(REPLAY_MAGIC, self)?)
     }
 
     /// Reads a file's bytes, within the limits, and checks that its parts
     /// fit together (see [`Replay::check`]).
     pub fn decode(bytes: &[u8]) -> Result<Replay, ReplayError> {
-        if bytes.len() > MAX_REPLAY_BYTES {
-            return Err(ReplayError::TooLarge(bytes.len()));
-        }
-        let body = bytes
-            .strip_prefix(REPLAY_MAGIC.as_slice())
-            .ok_or(ReplayError::Magic)?;
-        let (replay, read): (Replay, usize) = bincode::serde::decode_from_slice(body, config())
-            .map_err(|e| ReplayError::Decode(e.to_string()))?;
-        if read != body.len() {
-            return Err(ReplayError::Decode("bytes after the replay".into()));
-        }
+        let replay: Replay = file::decode(REPLAY_MAGIC, bytes)?;
         replay.check()?;
         Ok(replay)
     }
