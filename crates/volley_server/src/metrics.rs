@@ -57,6 +57,9 @@ pub struct Metrics {
     pub seats_held: Gauge,
     /// Spectators watching (`?spectate`), waiting ones included.
     pub spectators: Gauge,
+    /// Public rooms left out of this node's room list
+    /// ([`crate::lobby::MAX_LISTED_ROOMS`]).
+    pub rooms_unlisted: Gauge,
 }
 
 impl Metrics {
@@ -90,7 +93,7 @@ impl Metrics {
             tls_handshakes,
             tls_reloads,
             cluster,
-            (resumes, seats_held, spectators),
+            (resumes, seats_held, spectators, rooms_unlisted),
         ) = metrics::with_local_recorder(&recorder, || {
             (
                 metrics::gauge!("volley_peers_connected"),
@@ -118,6 +121,7 @@ impl Metrics {
                     metrics::counter!("volley_resumes_total"),
                     metrics::gauge!("volley_seats_held"),
                     metrics::gauge!("volley_spectators"),
+                    metrics::gauge!("volley_rooms_unlisted"),
                 ),
             )
         });
@@ -154,6 +158,7 @@ impl Metrics {
             resumes,
             seats_held,
             spectators,
+            rooms_unlisted,
         }
     }
 

@@ -22,6 +22,14 @@ const EARLY_CANDIDATES: usize = 64;
 /// replaced it): not a failure to report.
 const CLOSED_WHILE_NEGOTIATING: &str = "closed while negotiating";
 
+/// Asking for the selected candidate pair again when the connection does
+/// not name one yet (a loaded browser's stats can lag the channels'
+/// opening): this often, at most [`LINK_TRIES`] times.
+const LINK_RETRY: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// See [`LINK_RETRY`].
+const LINK_TRIES: u32 = 20;
+
 /// What a connection's event handlers tell its task.
 pub(super) enum Health {
     /// One data channel opened.
@@ -92,11 +100,16 @@ pub(super) async fn drive<C: Connection>(
             return false;
         }
     }
-    let report_link = async || {
-        if let Some(link) = connection.link().await {
+    // Whether the pair was reported.
+    let report_link = async || match connection.link().await {
+        Some(link) => {
             let _ = cx.incoming.unbounded_send(Incoming::Link(peer, link));
+            true
         }
+        None => false,
     };
+    let mut retry = futures_util::future::Fuse::terminated();
+    let mut tries = 0;
     let mut open = 0;
     loop {
         futures_util::select! {
@@ -111,19 +124,29 @@ pub(super) async fn drive<C: Connection>(
                     if open == Channel::COUNT {
                         let up = Incoming::Up(peer, connection.channels());
                         let _ = cx.incoming.unbounded_send(up);
-                        report_link().await;
+                        if !report_link().await {
+                            retry = futures_timer::Delay::new(LINK_RETRY).fuse();
+                        }
                     }
                 }
                 // ICE connects before the channels open: until they are,
                 // the session does not know the peer, and the pair is
                 // reported with `Up` instead.
-                Some(Health::Connected) if open == Channel::COUNT => report_link().await,
+                Some(Health::Connected) if open == Channel::COUNT => {
+                    report_link().await;
+                }
                 Some(Health::Connected) => {}
                 Some(Health::Gone) | None if open < Channel::COUNT => {
                     fail(format!("ICE found no path: {}", hint(&cx.config)));
                     return false;
                 }
                 Some(Health::Gone) | None => return true,
+            },
+            () = retry => {
+                tries += 1;
+                if !report_link().await && tries < LINK_TRIES {
+                    retry = futures_timer::Delay::new(LINK_RETRY).fuse();
+                }
             },
             () = deadline => if open < Channel::COUNT {
                 let after = cx.config.timing.setup_timeout;

@@ -488,7 +488,8 @@ async fn beat(
                 .await?;
         }
     }
-    rooms.sort_by(|a, b| a.id.cmp(&b.id));
+    // Each node's list is within MAX_LISTED_ROOMS; so is their sum.
+    let (rooms, _) = crate::lobby::listed(rooms);
     Ok(Beat {
         evicted,
         live,

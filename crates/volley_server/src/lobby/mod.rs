@@ -197,6 +197,25 @@ pub enum Command {
     },
 }
 
+/// Rooms a room list holds at most: `GET /api/rooms`, a cluster node's
+/// list in Redis, and the cluster's merged list. A lobby page shows no
+/// more, and the list is rebuilt and sent whole: 30,000 rooms would be
+/// 4 MiB a time (over the cluster's `MAX_NODE_ENTRY`). The rest are
+/// counted (`volley_rooms_unlisted`).
+pub const MAX_LISTED_ROOMS: usize = 500;
+
+/// The rooms a list shows, and how many it leaves out: those with a free
+/// seat first, then the full ones and the matches in play, each by id.
+pub fn listed(mut rooms: Vec<RoomInfo>) -> (Vec<RoomInfo>, usize) {
+    rooms.sort_by(|a, b| {
+        let key = |r: &RoomInfo| (r.players >= r.capacity, r.id.clone(), r.watch.clone());
+        key(a).cmp(&key(b))
+    });
+    let unlisted = rooms.len().saturating_sub(MAX_LISTED_ROOMS);
+    rooms.truncate(MAX_LISTED_ROOMS);
+    (rooms, unlisted)
+}
+
 /// A public room as listed by `GET /api/rooms`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RoomInfo {

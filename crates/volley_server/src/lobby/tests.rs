@@ -602,3 +602,35 @@ fn private_rooms_are_unlisted_and_expire() {
         Err(PrivateRoomError::CodeTaken)
     );
 }
+
+#[test]
+fn a_room_list_holds_at_most_max_listed_rooms_open_ones_first() {
+    let room = |n: usize, full: bool| RoomInfo {
+        id: format!("room-{n:04}"),
+        players: if full { 2 } else { 1 },
+        capacity: 2,
+        age_secs: 0,
+        spectators: 0,
+        watch: None,
+    };
+    // Every other room full: the open ones come first, each half by id.
+    let rooms: Vec<RoomInfo> = (0..MAX_LISTED_ROOMS + 100)
+        .rev()
+        .map(|n| room(n, n % 2 == 0))
+        .collect();
+    let (list, unlisted) = listed(rooms);
+    assert_eq!((list.len(), unlisted), (MAX_LISTED_ROOMS, 100));
+    let open = (MAX_LISTED_ROOMS + 100) / 2;
+    assert!(list[..open].iter().all(|r| r.players < r.capacity));
+    assert!(list[open..].iter().all(|r| r.players >= r.capacity));
+    assert!(list[..open].windows(2).all(|w| w[0].id < w[1].id));
+    assert!(list[open..].windows(2).all(|w| w[0].id < w[1].id));
+    assert_eq!(list[open].id, "room-0000");
+    // A short list is only sorted.
+    let (few, none) = listed(vec![room(2, true), room(1, false)]);
+    assert_eq!(none, 0);
+    assert_eq!(
+        few.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+        ["room-0001", "room-0002"]
+    );
+}

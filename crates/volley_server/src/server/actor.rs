@@ -151,7 +151,7 @@ pub(super) async fn run(
             _ = refresh.tick() => {
                 let now = Instant::now();
                 if rooms_changed || now.duration_since(published) >= ROOMS_MAX_AGE {
-                    publish(actor.router.lobby(), &rooms, now);
+                    publish(actor.router.lobby(), &rooms, &actor.metrics, now);
                     rooms_changed = false;
                     published = now;
                 }
@@ -352,9 +352,17 @@ impl Actor {
     }
 }
 
-/// Serialises the public room list once, for every request until the next.
-fn publish(lobby: &Lobby, rooms: &watch::Sender<Bytes>, now: Instant) {
-    match serde_json::to_vec(&lobby.public_rooms(now)) {
+/// Serialises the public room list (at most `MAX_LISTED_ROOMS`) once, for
+/// every request until the next.
+fn publish(
+    lobby: &Lobby,
+    rooms: &watch::Sender<Bytes>,
+    metrics: &crate::metrics::Metrics,
+    now: Instant,
+) {
+    let (list, unlisted) = crate::lobby::listed(lobby.public_rooms(now));
+    metrics.rooms_unlisted.set(unlisted as f64);
+    match serde_json::to_vec(&list) {
         Ok(json) => {
             rooms.send_replace(Bytes::from(json));
         }
