@@ -2,8 +2,7 @@
 //! loads the web bundle from an in-process volley-server and plays box_game
 //! against a native headless bot and against another browser, and comes
 //! back to its seat after a reload of its tab, and plays on while its
-//! tab is hidden for 30 s (and is back in its seat after 30 s frozen),
-//! and watches a match of
+//! tab is hidden for 30 s, and watches a match of
 //! bots as a spectator; and the
 //! lobby's "new private room" link opens the game in that room. Inside a
 //! private network namespace (see `volley_testkit::netns`), like every WebRTC test.
@@ -170,30 +169,19 @@ fn a_browser_player_reloads_its_tab_and_is_seated_again() {
     );
 }
 
-/// The frame at which a browser player's tab is hidden (or frozen).
+/// The frame at which a browser player's window is minimised.
 const AWAY_AT: i64 = 200;
 
-/// How long it stays hidden (or frozen).
+/// How long it stays hidden.
 const AWAY_FOR: Duration = Duration::from_secs(30);
 
 /// The frame whose checksums are compared after it was away (the tab is
 /// away from about frame 200 to 2000, at 60 frames/s).
 const AFTER_AWAY: i32 = 2400;
 
-/// How a browser player is away.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Away {
-    /// Its window minimised: the page is hidden (it runs, throttled).
-    Hidden,
-    /// Its window minimised and its page frozen (no code runs in it at
-    /// all), then thawed.
-    Frozen,
-}
-
 /// What a match with a browser player away for [`AWAY_FOR`] came to.
 struct Returned {
-    /// The browser's status before it went away, and at [`AFTER_AWAY`].
-    before: Value,
+    /// The browser's status at [`AFTER_AWAY`].
     after: Value,
     /// Frames the browser played while it was away.
     played: i64,
@@ -208,7 +196,6 @@ fn away_for_30_s(
     server: &volley::server::ServerHandle,
     driver: &volley_testkit::browser::Driver,
     room: &str,
-    away: Away,
 ) -> Returned {
     // A browser that throttles hidden pages as a desktop one does.
     let browser = driver.browser_throttled();
@@ -232,29 +219,17 @@ fn away_for_30_s(
     );
     let left = std::time::Instant::now();
     let mut during = Value::Null;
-    match away {
-        Away::Hidden => {
-            browser.hide();
-            assert_eq!(browser.visibility(), "hidden");
-            // Polled while hidden (a script still runs in a hidden page):
-            // the game goes on, no restart, never dropped.
-            while left.elapsed() < AWAY_FOR {
-                std::thread::sleep(Duration::from_secs(10));
-                during = browser.game_status().unwrap_or(Value::Null);
-                assert_eq!(during["epoch"], 0, "restarted while hidden: {during}");
-                assert_eq!(during["state"], "InGame", "{during}");
-            }
-            assert_eq!(browser.visibility(), "hidden", "shown again too early");
-        }
-        Away::Frozen => {
-            // As a browser freezes a tab: one that is hidden already.
-            browser.hide();
-            browser.freeze(true);
-            std::thread::sleep(AWAY_FOR);
-            browser.freeze(false);
-            during = browser.game_status().unwrap_or(Value::Null);
-        }
+    browser.hide();
+    assert_eq!(browser.visibility(), "hidden");
+    // Polled while hidden (a script still runs in a hidden page):
+    // the game goes on, no restart, never dropped.
+    while left.elapsed() < AWAY_FOR {
+        std::thread::sleep(Duration::from_secs(10));
+        during = browser.game_status().unwrap_or(Value::Null);
+        assert_eq!(during["epoch"], 0, "restarted while hidden: {during}");
+        assert_eq!(during["state"], "InGame", "{during}");
     }
+    assert_eq!(browser.visibility(), "hidden", "shown again too early");
     let played = during["frame"].as_i64().unwrap_or(0) - before["frame"].as_i64().unwrap_or(0);
     println!("away for {AWAY_FOR:?}: {played} frames played: {during}");
     // Shown again, it draws again (a screenshot of the match).
@@ -280,7 +255,6 @@ fn away_for_30_s(
         "browser and bot disagree at frame {AFTER_AWAY}"
     );
     Returned {
-        before,
         after,
         played,
         room,
@@ -292,7 +266,7 @@ fn a_browser_tab_hidden_for_30_s_is_not_dropped() {
     browser_test(
         "a_browser_tab_hidden_for_30_s_is_not_dropped",
         |server, driver| {
-            let back = away_for_30_s(server, driver, "e2e-hidden", Away::Hidden);
+            let back = away_for_30_s(server, driver, "e2e-hidden");
             assert_eq!(
                 back.room.bots[0].rejoins, 0,
                 "the hidden player was dropped: {}",
@@ -305,21 +279,6 @@ fn a_browser_tab_hidden_for_30_s_is_not_dropped() {
                 "{} frames in {AWAY_FOR:?}",
                 back.played
             );
-        },
-    );
-}
-
-#[test]
-fn a_browser_tab_frozen_for_30_s_is_back_in_its_seat() {
-    browser_test(
-        "a_browser_tab_frozen_for_30_s_is_back_in_its_seat",
-        |server, driver| {
-            // A frozen page runs nothing: the bot lets it go, keeps its
-            // seat, and seats it again when it is thawed.
-            let back = away_for_30_s(server, driver, "e2e-frozen", Away::Frozen);
-            assert_eq!(back.room.bots[0].rejoins, 1, "{}", back.room);
-            assert_eq!(back.after["epoch"], 1, "seated again once: {}", back.after);
-            assert_eq!(back.before["epoch"], 0);
         },
     );
 }

@@ -205,17 +205,6 @@ impl Browser<'_> {
         self.call("POST", "/window/minimize", Some(json!({})));
     }
 
-    /// Freezes (`true`) or thaws the page (Page Lifecycle `frozen`: no code
-    /// runs in it, workers included) through the DevTools protocol.
-    pub fn freeze(&self, frozen: bool) {
-        let state = if frozen { "frozen" } else { "active" };
-        self.call(
-            "POST",
-            "/goog/cdp/execute",
-            Some(json!({ "cmd": "Page.setWebLifecycleState", "params": { "state": state } })),
-        );
-    }
-
     /// Shows a minimised window again.
     pub fn show(&self) {
         self.call("POST", "/window/maximize", Some(json!({})));
