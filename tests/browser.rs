@@ -170,115 +170,85 @@ fn a_browser_player_reloads_its_tab_and_is_seated_again() {
 }
 
 /// The frame at which a browser player's window is minimised.
-const AWAY_AT: i64 = 200;
+const HIDE_AT: i64 = 200;
 
 /// How long it stays hidden.
-const AWAY_FOR: Duration = Duration::from_secs(30);
+const HIDDEN_FOR: Duration = Duration::from_secs(30);
 
-/// The frame whose checksums are compared after it was away (the tab is
-/// away from about frame 200 to 2000, at 60 frames/s).
-const AFTER_AWAY: i32 = 2400;
-
-/// What a match with a browser player away for [`AWAY_FOR`] came to.
-struct Returned {
-    /// The browser's status at [`AFTER_AWAY`].
-    after: Value,
-    /// Frames the browser played while it was away.
-    played: i64,
-    /// The bot's room.
-    room: volley_bots::RoomReport,
-}
-
-/// A browser plays a bot in `room`, and is away from frame [`AWAY_AT`]
-/// for [`AWAY_FOR`]; shown again, both play on to [`AFTER_AWAY`] and
-/// agree on its checksum, the browser in the seat it had.
-fn away_for_30_s(
-    server: &volley::server::ServerHandle,
-    driver: &volley_testkit::browser::Driver,
-    room: &str,
-) -> Returned {
-    // A browser that throttles hidden pages as a desktop one does.
-    let browser = driver.browser_throttled();
-    let mut run = BotRun::new(&format!("ws://{}", server.addr()), 1, 2, AFTER_AWAY);
-    run.bots_per_room = 1;
-    run.room_prefix = room.into();
-    run.linger = Duration::from_secs(10);
-    run.timeout = Duration::from_secs(240);
-    browser.goto(&format!(
-        "http://{}/play/box_game?room={room}&players=2",
-        server.addr()
-    ));
-    let bot = std::thread::spawn(move || volley_bots::run_rooms(&run));
-    let before = wait_for(
-        "the browser to reach the frame it goes away at",
-        Duration::from_secs(120),
-        || {
-            let status = browser.game_status()?;
-            (status["frame"].as_i64() >= Some(AWAY_AT)).then_some(status)
-        },
-    );
-    let left = std::time::Instant::now();
-    let mut during = Value::Null;
-    browser.hide();
-    assert_eq!(browser.visibility(), "hidden");
-    // Polled while hidden (a script still runs in a hidden page):
-    // the game goes on, no restart, never dropped.
-    while left.elapsed() < AWAY_FOR {
-        std::thread::sleep(Duration::from_secs(10));
-        during = browser.game_status().unwrap_or(Value::Null);
-        assert_eq!(during["epoch"], 0, "restarted while hidden: {during}");
-        assert_eq!(during["state"], "InGame", "{during}");
-    }
-    assert_eq!(browser.visibility(), "hidden", "shown again too early");
-    let played = during["frame"].as_i64().unwrap_or(0) - before["frame"].as_i64().unwrap_or(0);
-    println!("away for {AWAY_FOR:?}: {played} frames played: {during}");
-    // Shown again, it draws again (a screenshot of the match).
-    browser.show();
-    assert_eq!(browser.visibility(), "visible");
-    let mut after = Value::Null;
-    let ours = wait_for(
-        "the browser to confirm the frame after it was away",
-        Duration::from_secs(150),
-        || checkpoint_at(&browser, AFTER_AWAY, &mut after),
-    );
-    browser.screenshot(&target_dir().join("e2e").join(format!("{room}.png")));
-    let reports = bot.join().expect("the bot ran");
-    let room = reports.into_iter().next().expect("one room");
-    print!("{room}");
-    println!("browser: {after}");
-    assert!(room.ok(), "{room}");
-    assert_eq!(after["local_handle"], before["local_handle"], "{after}");
-    let theirs = room.bots[0].checksum.map(|c| format!("{c:032x}"));
-    assert_eq!(
-        Some(&ours),
-        theirs.as_ref(),
-        "browser and bot disagree at frame {AFTER_AWAY}"
-    );
-    Returned {
-        after,
-        played,
-        room,
-    }
-}
+/// The frame whose checksums are compared after it was hidden (from about
+/// frame 200 to 2000, at 60 frames/s).
+const AFTER_HIDDEN: i32 = 2400;
 
 #[test]
 fn a_browser_tab_hidden_for_30_s_is_not_dropped() {
     browser_test(
         "a_browser_tab_hidden_for_30_s_is_not_dropped",
         |server, driver| {
-            let back = away_for_30_s(server, driver, "e2e-hidden");
+            // A browser that throttles hidden pages as a desktop one does.
+            let browser = driver.browser_throttled();
+            let mut run = BotRun::new(&format!("ws://{}", server.addr()), 1, 2, AFTER_HIDDEN);
+            run.bots_per_room = 1;
+            run.room_prefix = "e2e-hidden".into();
+            run.linger = Duration::from_secs(10);
+            run.timeout = Duration::from_secs(240);
+            browser.goto(&format!(
+                "http://{}/play/box_game?room=e2e-hidden&players=2",
+                server.addr()
+            ));
+            let bot = std::thread::spawn(move || volley_bots::run_rooms(&run));
+            let before = wait_for(
+                "the browser to reach the frame it is hidden at",
+                Duration::from_secs(120),
+                || {
+                    let status = browser.game_status()?;
+                    (status["frame"].as_i64() >= Some(HIDE_AT)).then_some(status)
+                },
+            );
+            let hidden = std::time::Instant::now();
+            let mut during = Value::Null;
+            browser.hide();
+            assert_eq!(browser.visibility(), "hidden");
+            // Polled while hidden (a script still runs in a hidden page):
+            // the game goes on, no restart, never dropped.
+            while hidden.elapsed() < HIDDEN_FOR {
+                std::thread::sleep(Duration::from_secs(10));
+                during = browser.game_status().unwrap_or(Value::Null);
+                assert_eq!(during["epoch"], 0, "restarted while hidden: {during}");
+                assert_eq!(during["state"], "InGame", "{during}");
+            }
+            assert_eq!(browser.visibility(), "hidden", "shown again too early");
+            let played =
+                during["frame"].as_i64().unwrap_or(0) - before["frame"].as_i64().unwrap_or(0);
+            println!("hidden for {HIDDEN_FOR:?}: {played} frames played: {during}");
+            // Shown again, it draws again (a screenshot of the match).
+            browser.show();
+            assert_eq!(browser.visibility(), "visible");
+            let mut after = Value::Null;
+            let ours = wait_for(
+                "the browser to confirm the frame after it was hidden",
+                Duration::from_secs(150),
+                || checkpoint_at(&browser, AFTER_HIDDEN, &mut after),
+            );
+            browser.screenshot(&target_dir().join("e2e").join("e2e-hidden.png"));
+            let reports = bot.join().expect("the bot ran");
+            let room = &reports[0];
+            print!("{room}");
+            println!("browser: {after}");
+            assert!(room.ok(), "{room}");
+            assert_eq!(after["local_handle"], before["local_handle"], "{after}");
+            let theirs = room.bots[0].checksum.map(|c| format!("{c:032x}"));
             assert_eq!(
-                back.room.bots[0].rejoins, 0,
-                "the hidden player was dropped: {}",
-                back.room
+                Some(&ours),
+                theirs.as_ref(),
+                "browser and bot disagree at frame {AFTER_HIDDEN}"
             );
-            assert_eq!(back.after["epoch"], 0, "seated again: {}", back.after);
+            assert_eq!(
+                room.bots[0].rejoins, 0,
+                "the hidden player was dropped: {room}"
+            );
+            assert_eq!(after["epoch"], 0, "seated again: {after}");
             // It played on at the game's rate while hidden.
-            assert!(
-                back.played >= 60 * 25,
-                "{} frames in {AWAY_FOR:?}",
-                back.played
-            );
+            assert!(played >= 60 * 25, "{played} frames in {HIDDEN_FOR:?}");
         },
     );
 }

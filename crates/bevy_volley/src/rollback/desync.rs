@@ -111,26 +111,22 @@ pub(super) fn dump_desyncs<I: 'static>(
             continue;
         }
         let dir = dumps.dir.clone();
-        let kept = world.resource::<KeptWorlds>().0.iter();
-        let Some(state) = kept
-            .rev()
-            .find(|(f, _)| *f == desync.frame)
-            .map(|k| k.1.clone())
-        else {
+        let mut kept = world.resource::<KeptWorlds>().0.iter();
+        let Some(state) = kept.find(|(f, _)| *f == desync.frame).map(|k| k.1.clone()) else {
             warn!(
                 "volley: the world of desynced frame {} is no longer kept",
                 desync.frame
             );
             continue;
         };
-        let bytes = match dump(world, &desync, &state, std::any::type_name::<I>()) {
+        let ours = local_peer(world);
+        let bytes = match dump(world, &desync, ours, &state, std::any::type_name::<I>()) {
             Ok(bytes) => bytes,
             Err(e) => {
                 warn!("volley: no desync dump of frame {}: {e}", desync.frame);
                 continue;
             }
         };
-        let ours = local_peer(world);
         let path = dir.and_then(|dir| write(&dir, desync.frame, ours, &bytes));
         world.resource_mut::<DesyncDumps>().dumps.push(DesyncDump {
             frame: desync.frame,
@@ -151,6 +147,7 @@ fn local_peer(world: &World) -> Option<PeerId> {
 fn dump(
     world: &mut World,
     desync: &DesyncDetected,
+    ours: Option<PeerId>,
     state: &[u8],
     app: &str,
 ) -> Result<Vec<u8>, String> {
@@ -158,7 +155,7 @@ fn dump(
     let dump = Dump {
         app: app.to_string(),
         frame: desync.frame,
-        peer: local_peer(world).map_or(0, |p| p.0.as_u128()),
+        peer: ours.map_or(0, |p| p.0.as_u128()),
         against: desync.peer.0.as_u128(),
         local_checksum: desync.local_checksum,
         remote_checksum: desync.remote_checksum,
