@@ -168,6 +168,10 @@ fn play_browser(home: &Home) -> Outcome {
         });
     let failure = if checksum.is_none() && unreachable.is_none() {
         Some(format!("no checkpoint; the page's last status: {seen}"))
+    } else if checksum.is_some() && path.is_none() {
+        Some(format!(
+            "played, but named no path; the page's last status: {seen}"
+        ))
     } else {
         (seen["desyncs"] != 0).then(|| format!("desyncs: {seen}"))
     };

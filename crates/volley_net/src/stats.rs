@@ -34,7 +34,9 @@ pub enum CandidateKind {
 pub struct Candidate {
     /// Its kind.
     pub kind: CandidateKind,
-    /// `ip:port` (or an mDNS name and port).
+    /// `ip:port` (or an mDNS name and port); empty where a browser
+    /// withholds it (a remote peer-reflexive candidate, which the peer never
+    /// signaled).
     pub address: String,
 }
 

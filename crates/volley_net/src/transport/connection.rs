@@ -22,13 +22,12 @@ const EARLY_CANDIDATES: usize = 64;
 /// replaced it): not a failure to report.
 const CLOSED_WHILE_NEGOTIATING: &str = "closed while negotiating";
 
-/// Asking for the selected candidate pair again when the connection does
-/// not name one yet (a loaded browser's stats can lag the channels'
-/// opening): this often, at most [`LINK_TRIES`] times.
-const LINK_RETRY: std::time::Duration = std::time::Duration::from_millis(250);
-
-/// See [`LINK_RETRY`].
-const LINK_TRIES: u32 = 20;
+/// How often the selected candidate pair is read again once the channels
+/// are open: ICE may move to a better pair later (a relayed start, then a
+/// direct pair), and a browser's stats can name no pair yet when the
+/// channels open (seen on a loaded machine). One `getStats()` per peer
+/// per period costs little.
+const LINK_REFRESH: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// What a connection's event handlers tell its task.
 pub(super) enum Health {
@@ -100,16 +99,14 @@ pub(super) async fn drive<C: Connection>(
             return false;
         }
     }
-    // Whether the pair was reported.
-    let report_link = async || match connection.link().await {
-        Some(link) => {
+    // Reported every time (the session keeps the latest): a report that
+    // reached the session before it knew the peer is made good later.
+    let report_link = async || {
+        if let Some(link) = connection.link().await {
             let _ = cx.incoming.unbounded_send(Incoming::Link(peer, link));
-            true
         }
-        None => false,
     };
-    let mut retry = futures_util::future::Fuse::terminated();
-    let mut tries = 0;
+    let mut refresh = futures_util::future::Fuse::terminated();
     let mut open = 0;
     loop {
         futures_util::select! {
@@ -124,9 +121,8 @@ pub(super) async fn drive<C: Connection>(
                     if open == Channel::COUNT {
                         let up = Incoming::Up(peer, connection.channels());
                         let _ = cx.incoming.unbounded_send(up);
-                        if !report_link().await {
-                            retry = futures_timer::Delay::new(LINK_RETRY).fuse();
-                        }
+                        report_link().await;
+                        refresh = futures_timer::Delay::new(LINK_REFRESH).fuse();
                     }
                 }
                 // ICE connects before the channels open: until they are,
@@ -142,11 +138,9 @@ pub(super) async fn drive<C: Connection>(
                 }
                 Some(Health::Gone) | None => return true,
             },
-            () = retry => {
-                tries += 1;
-                if !report_link().await && tries < LINK_TRIES {
-                    retry = futures_timer::Delay::new(LINK_RETRY).fuse();
-                }
+            () = refresh => {
+                report_link().await;
+                refresh = futures_timer::Delay::new(LINK_REFRESH).fuse();
             },
             () = deadline => if open < Channel::COUNT {
                 let after = cx.config.timing.setup_timeout;

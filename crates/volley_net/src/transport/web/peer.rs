@@ -243,12 +243,18 @@ impl WebConnection {
                 "relay" => CandidateKind::Relay,
                 _ => return None,
             };
-            let address = text(&candidate, "address").or_else(|| text(&candidate, "ip"))?;
-            let port = field(&candidate, "port").and_then(|p| p.as_f64())?;
-            Some(Candidate {
-                kind,
-                address: format!("{address}:{port}"),
-            })
+            // A remote peer-reflexive candidate's address is withheld (the
+            // peer never signaled it: webrtc-stats' privacy rule), and its
+            // kind is still the path's.
+            let address = text(&candidate, "address")
+                .or_else(|| text(&candidate, "ip"))
+                .filter(|a| !a.is_empty());
+            let port = field(&candidate, "port").and_then(|p| p.as_f64());
+            let address = match (address, port) {
+                (Some(address), Some(port)) => format!("{address}:{port}"),
+                _ => String::new(),
+            };
+            Some(Candidate { kind, address })
         };
         Some(Link {
             local: end("localCandidateId")?,
