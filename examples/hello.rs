@@ -7,6 +7,7 @@
 use bevy::prelude::*;
 use serde::{Deserialize, Serialize};
 use volley::bevy::prelude::*;
+use volley_games::hud::{Hud, HudPlugin};
 use volley_games::launch::{self, Launch};
 use volley_games::status::StatusPlugin;
 
@@ -24,7 +25,11 @@ fn main() {
     let launch = Launch::from_env("hello", None);
     App::new()
         .add_plugins(DefaultPlugins.set(launch::window("volley hello")))
-        .add_plugins((launch.plugin().app_version("hello-1"), StatusPlugin))
+        .add_plugins((
+            launch.plugin().app_version("hello-1"),
+            StatusPlugin,
+            HudPlugin,
+        ))
         .add_net_message::<Greeting>(Channel::Reliable)
         .init_resource::<Inbox>()
         .add_systems(Startup, setup)
@@ -39,17 +44,7 @@ fn setup(mut commands: Commands) {
     commands.spawn(Camera2d);
     commands.spawn((
         Panel,
-        Text::new("connecting…"),
-        TextFont {
-            font_size: FontSize::Px(18.0),
-            ..default()
-        },
-        Node {
-            position_type: PositionType::Absolute,
-            top: Val::Px(12.0),
-            left: Val::Px(12.0),
-            ..default()
-        },
+        Hud::top_left(18.0).at(12.0, 12.0).text("connecting…"),
     ));
 }
 
@@ -80,9 +75,9 @@ fn draw_panel(
     state: Res<State<ConnectionState>>,
     stats: Res<NetStats>,
     inbox: Res<Inbox>,
-    mut panel: Query<&mut Text, With<Panel>>,
+    mut panel: Query<&mut Hud, With<Panel>>,
 ) {
-    let Ok(mut text) = panel.single_mut() else {
+    let Ok(mut hud) = panel.single_mut() else {
         return;
     };
     // ASCII only: the default font has no dash or plus-minus glyphs.
@@ -111,7 +106,7 @@ fn draw_panel(
         ));
     }
     lines.extend(inbox.0.iter().rev().take(8).cloned());
-    text.0 = lines.join("\n");
+    hud.set(lines.join("\n"));
 }
 
 fn short(id: PeerId) -> String {

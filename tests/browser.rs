@@ -75,6 +75,14 @@ fn a_browser_plays_box_game_against_a_native_bot() {
                     .join("e2e")
                     .join("box_game_browser_vs_native.png"),
             );
+            // The scoreboard and the overlay are the page's own text
+            // (volley_games::hud), not drawn by Bevy.
+            let hud = browser.eval(
+                "return Array.from(document.querySelectorAll('.volley-hud'))\
+                 .map(e => e.textContent).join('\\n');",
+            );
+            let hud = hud.as_str().unwrap_or_default();
+            assert!(hud.contains("(you)") && hud.contains(" rtt "), "{hud}");
             let reports = bot.join().expect("the bot ran");
             let room = &reports[0];
             print!("{room}");

@@ -5,6 +5,12 @@
 #![warn(missing_docs)]
 
 pub mod box_game;
+#[cfg(feature = "render")]
+pub mod hud;
+#[cfg(all(feature = "render", target_arch = "wasm32", not(feature = "ui")))]
+mod hud_dom;
+#[cfg(feature = "ui")]
+mod hud_ui;
 pub mod launch;
 pub mod status;
 pub mod whiteboard;

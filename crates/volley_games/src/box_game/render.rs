@@ -11,6 +11,8 @@ use bevy_volley::rollback::RollbackStatus;
 use bevy_volley::rollback::bevy_ggrs::{LocalInputs, LocalPlayers, ReadInputs};
 use bevy_volley::{ConnectionState, NetStats};
 
+use crate::hud::{Hud, HudBars, HudPlugin};
+
 use super::{
     ARENA_H, ARENA_W, Body, BoxInput, COIN_SIZE, Coin, Config, ONE, PLAYER_SIZE, Player, Round,
     Score, WIN_SCORE,
@@ -37,6 +39,9 @@ pub struct BoxGameRenderPlugin;
 
 impl Plugin for BoxGameRenderPlugin {
     fn build(&self, app: &mut App) {
+        if !app.is_plugin_added::<HudPlugin>() {
+            app.add_plugins(HudPlugin);
+        }
         app.init_resource::<PingHistory>()
             .add_systems(Startup, setup)
             .add_systems(ReadInputs, keyboard_input)
@@ -61,7 +66,7 @@ struct ScoreText;
 struct OverlayText;
 
 #[derive(Component)]
-struct GraphBar(usize);
+struct PingGraph;
 
 fn setup(mut commands: Commands) {
     // The whole arena stays in view at any window size.
@@ -83,54 +88,28 @@ fn setup(mut commands: Commands) {
         Transform::from_xyz(0.0, 0.0, -1.0),
     ));
     commands.spawn((
-        Text::new("waiting for players..."),
-        TextFont::from_font_size(26.0),
-        Node {
-            position_type: PositionType::Absolute,
-            top: px(8.0),
-            left: px(12.0),
-            ..default()
-        },
+        Hud::top_left(26.0)
+            .at(12.0, 8.0)
+            .text("waiting for players..."),
         ScoreText,
     ));
-    commands
-        .spawn(Node {
-            position_type: PositionType::Absolute,
-            bottom: px(8.0),
-            left: px(12.0),
-            flex_direction: FlexDirection::Column,
-            row_gap: px(4.0),
-            ..default()
-        })
-        .with_children(|panel| {
-            panel.spawn((
-                Text::new(""),
-                TextFont::from_font_size(14.0),
-                TextColor(Color::srgb(0.8, 0.85, 0.9)),
-                OverlayText,
-            ));
-            panel
-                .spawn(Node {
-                    height: px(GRAPH_HEIGHT),
-                    align_self: AlignSelf::Start,
-                    align_items: AlignItems::End,
-                    column_gap: px(1.0),
-                    ..default()
-                })
-                .with_children(|graph| {
-                    for i in 0..PING_SAMPLES {
-                        graph.spawn((
-                            Node {
-                                width: px(3.0),
-                                height: px(0.0),
-                                ..default()
-                            },
-                            BackgroundColor(Color::srgb(0.45, 0.8, 0.5)),
-                            GraphBar(i),
-                        ));
-                    }
-                });
-        });
+    commands.spawn((
+        Hud::bottom_left(14.0)
+            .at(12.0, 8.0 + GRAPH_HEIGHT + 4.0)
+            .color(Color::srgb(0.8, 0.85, 0.9)),
+        OverlayText,
+    ));
+    commands.spawn((
+        HudBars {
+            values: vec![0.0; PING_SAMPLES],
+            corner: crate::hud::Corner::BottomLeft,
+            offset: Vec2::new(12.0, 8.0),
+            bar_width: 3.0,
+            height: GRAPH_HEIGHT,
+            color: Color::srgb(0.45, 0.8, 0.5),
+        },
+        PingGraph,
+    ));
 }
 
 /// Gives newly spawned boxes and coins their sprites.
@@ -168,16 +147,16 @@ fn scoreboard(
     round: Res<Round>,
     status: Res<RollbackStatus>,
     state: Res<State<ConnectionState>>,
-    mut text: Query<&mut Text, With<ScoreText>>,
+    mut hud: Query<&mut Hud, With<ScoreText>>,
 ) {
-    let Ok(mut text) = text.single_mut() else {
+    let Ok(mut hud) = hud.single_mut() else {
         return;
     };
     if status.local_handle.is_none() && !status.spectating {
-        text.0 = format!(
+        hud.set(format!(
             "{:?}: waiting for players... (WASD or arrows to move)",
             state.get()
-        );
+        ));
         return;
     }
     let mut scores: Vec<(usize, u32)> = players.iter().map(|(p, s)| (p.handle, s.0)).collect();
@@ -193,7 +172,7 @@ fn scoreboard(
             format!("P{}{you}: {s}", h + 1)
         })
         .collect();
-    text.0 = match round.winner {
+    let mut text = match round.winner {
         Some(w) => format!(
             "Player {} wins round {}!  {}",
             w + 1,
@@ -207,16 +186,17 @@ fn scoreboard(
         ),
     };
     if status.spectating {
-        text.0.insert_str(0, "Watching - ");
+        text.insert_str(0, "Watching - ");
     }
+    hud.set(text);
 }
 
 fn overlay(
     stats: Res<NetStats>,
     status: Res<RollbackStatus>,
-    mut text: Query<&mut Text, With<OverlayText>>,
+    mut hud: Query<&mut Hud, With<OverlayText>>,
 ) {
-    let Ok(mut text) = text.single_mut() else {
+    let Ok(mut hud) = hud.single_mut() else {
         return;
     };
     let mut lines = vec![format!(
@@ -240,7 +220,7 @@ fn overlay(
             s.loss() * 100.0
         ));
     }
-    text.0 = lines.join("\n");
+    hud.set(lines.join("\n"));
 }
 
 fn sample_ping(time: Res<Time>, stats: Res<NetStats>, mut history: ResMut<PingHistory>) {
@@ -261,20 +241,23 @@ fn sample_ping(time: Res<Time>, stats: Res<NetStats>, mut history: ResMut<PingHi
     }
 }
 
-fn ping_graph(history: Res<PingHistory>, mut bars: Query<(&GraphBar, &mut Node)>) {
+fn ping_graph(history: Res<PingHistory>, mut graph: Query<&mut HudBars, With<PingGraph>>) {
+    let Ok(mut graph) = graph.single_mut() else {
+        return;
+    };
     if !history.is_changed() {
         return;
     }
     let offset = PING_SAMPLES - history.samples.len();
     // The top of the graph: 100 ms, or the worst sample shown.
     let top = history.samples.iter().copied().fold(GRAPH_MAX_MS, f32::max);
-    for (GraphBar(i), mut node) in &mut bars {
+    for (i, value) in graph.values.iter_mut().enumerate() {
         let ms = i
             .checked_sub(offset)
             .and_then(|k| history.samples.get(k))
             .copied()
             .unwrap_or(0.0);
-        node.height = px((ms / top).min(1.0) * GRAPH_HEIGHT);
+        *value = (ms / top).min(1.0);
     }
 }
 

@@ -6,6 +6,7 @@ use bevy_volley::prelude::*;
 use bevy_volley::replication::ReplicationStatus;
 
 use super::{Cursor, LocalPen, Pen, Point, Stroke, color_of};
+use crate::hud::{Hud, HudPlugin};
 
 /// The palette, by colour index.
 pub const PALETTE: [Color; 8] = [
@@ -24,6 +25,9 @@ pub struct WhiteboardRenderPlugin;
 
 impl Plugin for WhiteboardRenderPlugin {
     fn build(&self, app: &mut App) {
+        if !app.is_plugin_added::<HudPlugin>() {
+            app.add_plugins(HudPlugin);
+        }
         app.init_resource::<PenState>()
             .add_systems(Startup, setup)
             .add_systems(Update, (mouse, draw, status_line));
@@ -43,14 +47,7 @@ struct StatusLine;
 fn setup(mut commands: Commands) {
     commands.spawn(Camera2d);
     commands.spawn((
-        Text::new("connecting..."),
-        TextFont::from_font_size(16.0),
-        Node {
-            position_type: PositionType::Absolute,
-            top: px(8.0),
-            left: px(12.0),
-            ..default()
-        },
+        Hud::top_left(16.0).at(12.0, 8.0).text("connecting..."),
         StatusLine,
     ));
 }
@@ -133,9 +130,9 @@ fn status_line(
     status: Res<ReplicationStatus>,
     stats: Res<NetStats>,
     strokes: Query<(), With<Stroke>>,
-    mut text: Query<&mut Text, With<StatusLine>>,
+    mut hud: Query<&mut Hud, With<StatusLine>>,
 ) {
-    let Ok(mut text) = text.single_mut() else {
+    let Ok(mut hud) = hud.single_mut() else {
         return;
     };
     let authority = match (status.authority, status.is_authority) {
@@ -143,10 +140,10 @@ fn status_line(
         (Some(a), false) => a.0.to_string()[..8].to_string(),
         (None, _) => "-".to_string(),
     };
-    text.0 = format!(
+    hud.set(format!(
         "whiteboard - {:?} - {} peers - authority {authority} - {} strokes - draw with the left mouse button",
         state.get(),
         stats.peers.len() + 1,
         strokes.iter().count()
-    );
+    ));
 }
