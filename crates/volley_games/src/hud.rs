@@ -137,9 +137,3 @@ impl Plugin for HudPlugin {
         });
     }
 }
-
-/// `color` as CSS (`#rrggbb`).
-#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
-pub(crate) fn css(color: Color) -> String {
-    color.to_srgba().to_hex()
-}

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use bevy::prelude::*;
 use web_sys::{Document, Element};
 
-use crate::hud::{Corner, Hud, HudBars, css};
+use crate::hud::{Corner, Hud, HudBars};
 
 pub(crate) fn build(app: &mut App) {
     app.insert_non_send(Elements::default())
@@ -18,10 +18,6 @@ pub(crate) fn build(app: &mut App) {
 /// page's one thread, hence a non-send resource).
 #[derive(Default)]
 struct Elements(HashMap<Entity, Element>);
-
-fn document() -> Option<Document> {
-    web_sys::window()?.document()
-}
 
 /// The placement part of an element's style.
 fn placement(corner: Corner, offset: Vec2) -> String {
@@ -35,37 +31,51 @@ fn placement(corner: Corner, offset: Vec2) -> String {
     )
 }
 
-/// A new element in the page's body, styled (class `volley-hud`).
-fn element(document: &Document, style: &str) -> Option<Element> {
+/// `color` as CSS (`#rrggbb`).
+fn css(color: Color) -> String {
+    color.to_srgba().to_hex()
+}
+
+/// The element shown for `entity`, made with `style` (and `fill`ed) the
+/// first time; `None` when the page refuses.
+fn element_of(
+    elements: &mut Elements,
+    entity: Entity,
+    style: &str,
+    fill: impl FnOnce(&Document, &Element) -> Option<()>,
+) -> Option<Element> {
+    if let Some(element) = elements.0.get(&entity) {
+        return Some(element.clone());
+    }
+    let document = web_sys::window()?.document()?;
     let element = document.create_element("div").ok()?;
     element.set_attribute("class", "volley-hud").ok()?;
     element.set_attribute("style", style).ok()?;
+    fill(&document, &element)?;
     document.body()?.append_child(&element).ok()?;
+    elements.0.insert(entity, element.clone());
     Some(element)
 }
 
+/// Sets an element's style only when it differs (no restyle otherwise).
+fn set_style(element: &Element, style: &str) {
+    if element.get_attribute("style").as_deref() != Some(style) {
+        let _ = element.set_attribute("style", style);
+    }
+}
+
 fn show_text(mut elements: NonSendMut<Elements>, changed: Query<(Entity, &Hud), Changed<Hud>>) {
-    let Some(document) = document() else { return };
     for (entity, hud) in &changed {
-        let style = || {
-            format!(
-                "{}font:{}px ui-monospace,monospace;color:{};white-space:pre;",
-                placement(hud.corner, hud.offset),
-                hud.size,
-                css(hud.color)
-            )
-        };
-        let Some(element) = elements.0.get(&entity).cloned().or_else(|| {
-            let element = element(&document, &style())?;
-            elements.0.insert(entity, element.clone());
-            Some(element)
-        }) else {
+        let style = format!(
+            "{}font:{}px ui-monospace,monospace;color:{};white-space:pre;",
+            placement(hud.corner, hud.offset),
+            hud.size,
+            css(hud.color)
+        );
+        let Some(element) = element_of(&mut elements, entity, &style, |_, _| Some(())) else {
             continue;
         };
-        let style = style();
-        if element.get_attribute("style").as_deref() != Some(style.as_str()) {
-            let _ = element.set_attribute("style", &style);
-        }
+        set_style(&element, &style);
         if element.text_content().as_deref() != Some(hud.text.as_str()) {
             element.set_text_content(Some(&hud.text));
         }
@@ -76,24 +86,23 @@ fn show_bars(
     mut elements: NonSendMut<Elements>,
     changed: Query<(Entity, &HudBars), Changed<HudBars>>,
 ) {
-    let Some(document) = document() else { return };
     for (entity, bars) in &changed {
-        let Some(row) = elements.0.get(&entity).cloned().or_else(|| {
-            let style = format!(
-                "{}display:flex;align-items:flex-end;gap:1px;height:{}px;",
-                placement(bars.corner, bars.offset),
-                bars.height
-            );
-            let row = element(&document, &style)?;
+        let style = format!(
+            "{}display:flex;align-items:flex-end;gap:1px;height:{}px;",
+            placement(bars.corner, bars.offset),
+            bars.height
+        );
+        let add_bars = |document: &Document, row: &Element| {
             for _ in &bars.values {
                 let bar = document.create_element("div").ok()?;
                 row.append_child(&bar).ok()?;
             }
-            elements.0.insert(entity, row.clone());
-            Some(row)
-        }) else {
+            Some(())
+        };
+        let Some(row) = element_of(&mut elements, entity, &style, add_bars) else {
             continue;
         };
+        set_style(&row, &style);
         let children = row.children();
         for (i, value) in bars.values.iter().enumerate() {
             let Some(bar) = u32::try_from(i).ok().and_then(|i| children.item(i)) else {
@@ -105,7 +114,7 @@ fn show_bars(
                 value.clamp(0.0, 1.0) * bars.height,
                 css(bars.color)
             );
-            let _ = bar.set_attribute("style", &style);
+            set_style(&bar, &style);
         }
     }
 }

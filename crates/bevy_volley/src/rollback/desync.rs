@@ -111,8 +111,12 @@ pub(super) fn dump_desyncs<I: 'static>(
             continue;
         }
         let dir = dumps.dir.clone();
-        let mut kept = world.resource::<KeptWorlds>().0.iter();
-        let Some(state) = kept.find(|(f, _)| *f == desync.frame).map(|k| k.1.clone()) else {
+        let kept = &world.resource::<KeptWorlds>().0;
+        let Some(state) = kept
+            .iter()
+            .find(|(f, _)| *f == desync.frame)
+            .map(|k| k.1.clone())
+        else {
             warn!(
                 "volley: the world of desynced frame {} is no longer kept",
                 desync.frame

@@ -242,12 +242,12 @@ fn sample_ping(time: Res<Time>, stats: Res<NetStats>, mut history: ResMut<PingHi
 }
 
 fn ping_graph(history: Res<PingHistory>, mut graph: Query<&mut HudBars, With<PingGraph>>) {
-    let Ok(mut graph) = graph.single_mut() else {
-        return;
-    };
     if !history.is_changed() {
         return;
     }
+    let Ok(mut graph) = graph.single_mut() else {
+        return;
+    };
     let offset = PING_SAMPLES - history.samples.len();
     // The top of the graph: 100 ms, or the worst sample shown.
     let top = history.samples.iter().copied().fold(GRAPH_MAX_MS, f32::max);
