@@ -30,22 +30,44 @@ const HOLD: Duration = Duration::from_secs(1);
 
 struct Node {
     handle: ServerHandle,
-    runtime: tokio::runtime::Runtime,
+    runtime: Option<tokio::runtime::Runtime>,
 }
 
 impl Node {
     /// Dies as a process would: no goodbye, its entry expires after the TTL.
     fn kill(self) {
-        drop(self.handle);
-        self.runtime.shutdown_background();
+        drop(self);
     }
+}
+
+impl Drop for Node {
+    /// Without waiting: a test that fails inside `run_async` drops its
+    /// nodes there, where a blocking drop would hide the failure.
+    fn drop(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+/// The nodes' logs (info and up), named by node, in the output of a test
+/// that fails.
+fn show_logs() {
+    let _ = tracing_subscriber::fmt()
+        .with_test_writer()
+        .with_thread_names(true)
+        .with_ansi(false)
+        .with_env_filter("volley_server=info")
+        .try_init();
 }
 
 /// A node of the cluster on `redis`, with the per-address limits off (all
 /// test clients share 127.0.0.1).
 fn node(redis: &Redis, id: &str) -> Node {
+    show_logs();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
+        .thread_name(id)
         .enable_all()
         .build()
         .unwrap();
@@ -71,7 +93,10 @@ fn node(redis: &Redis, id: &str) -> Node {
         ..ServerConfig::default()
     };
     let handle = runtime.block_on(async { Server::bind(config).await.unwrap().spawn() });
-    Node { handle, runtime }
+    Node {
+        handle,
+        runtime: Some(runtime),
+    }
 }
 
 /// Polls `GET path` on a node until the body satisfies `done` (bounded).

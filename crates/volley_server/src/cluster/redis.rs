@@ -153,8 +153,14 @@ pub enum ClusterEvent {
         /// The message.
         message: NodeMessage,
     },
-    /// A node's entry expired.
-    NodeDown(NodeId),
+    /// The other live nodes, read by a heartbeat that began at `asked`
+    /// (sent after every successful heartbeat).
+    Live {
+        /// The live nodes.
+        nodes: BTreeSet<NodeId>,
+        /// When the read began.
+        asked: Instant,
+    },
     /// Redis became reachable or unreachable.
     Directory {
         /// Reachable.
@@ -557,8 +563,14 @@ async fn heartbeat(
         }
         for gone in known.keys().filter(|n| !beat.live.contains_key(*n)) {
             info!("cluster: node {gone} is gone");
-            let _ = events.send(ClusterEvent::NodeDown(gone.clone())).await;
         }
+        let live = beat.live.keys().cloned().collect();
+        let _ = events
+            .send(ClusterEvent::Live {
+                nodes: live,
+                asked: started,
+            })
+            .await;
         metrics.cluster_nodes.set((beat.live.len() + 1) as f64);
         let mut listed: Vec<serde_json::Value> = vec![serde_json::json!({
             "id": config.node.as_str(), "url": config.advertise,

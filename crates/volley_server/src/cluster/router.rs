@@ -16,7 +16,7 @@
 //! No I/O and no clock: the driver passes time in, carries out the
 //! [`Action`]s and answers claims with [`Input::Claimed`].
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
@@ -113,12 +113,17 @@ pub enum Input {
         /// When it arrived.
         at: Instant,
     },
-    /// Another node stopped answering (its directory entry expired).
-    NodeDown {
-        /// The node.
-        node: NodeId,
-        /// When it was noticed.
-        at: Instant,
+    /// The directory's live nodes other than this one, as a heartbeat read
+    /// them. A node missing from it is dead to this node if an earlier list
+    /// showed it, or if this node heard of it (a claim naming it, a join it
+    /// sent) before the read began: heard of by then, gone by the read.
+    Live {
+        /// The live nodes.
+        nodes: BTreeSet<NodeId>,
+        /// When the read began.
+        asked: Instant,
+        /// Now.
+        now: Instant,
     },
     /// The directory became reachable (`true`) or unreachable.
     Directory {
@@ -267,6 +272,13 @@ pub struct Router {
     pending: HashMap<u64, Pending>,
     next_claim: u64,
     lobby_out: Vec<Command>,
+    /// The other nodes the last live list showed.
+    listed: BTreeSet<NodeId>,
+    /// Nodes this node's peers depend on (as their rooms' home, or as
+    /// their sockets' origin) that no live list has shown yet, with when
+    /// this node first heard of each: one that died before a heartbeat saw
+    /// it is still found dead.
+    unlisted: HashMap<NodeId, Instant>,
 }
 
 impl Router {
@@ -283,6 +295,8 @@ impl Router {
             pending: HashMap::new(),
             next_claim: 0,
             lobby_out: Vec::new(),
+            listed: BTreeSet::new(),
+            unlisted: HashMap::new(),
         }
     }
 
@@ -344,7 +358,7 @@ impl Router {
             }
             Input::Claimed { claim, home, now } => self.claimed(claim, home, now, out),
             Input::FromNode { node, message, at } => self.node_message(node, message, at, out),
-            Input::NodeDown { node, at } => self.node_down(&node, at, out),
+            Input::Live { nodes, asked, now } => self.live(nodes, asked, now, out),
             Input::Directory { up } => self.directory_up = up,
             Input::Evicted { at } => self.evicted(at, out),
         }
@@ -420,6 +434,7 @@ impl Router {
         out: &mut Vec<Action>,
     ) {
         let name = room.name.clone();
+        self.depend_on(&node, at);
         self.remote.insert(
             peer,
             Remote {
@@ -462,6 +477,7 @@ impl Router {
                     }
                     Some(_) if mine => self.admit_local(peer, room, at, out),
                     Some(home) => {
+                        self.depend_on(&home, now);
                         self.local
                             .insert(peer, Seat::At(home.clone(), room.name.clone()));
                         out.push(Action::Publish {
@@ -632,6 +648,37 @@ impl Router {
                 peer,
                 reason: Refusal::Replaced,
             });
+        }
+    }
+
+    /// Peers of this node now depend on `node`, heard of at `at`.
+    fn depend_on(&mut self, node: &NodeId, at: Instant) {
+        if !self.listed.contains(node) {
+            self.unlisted.entry(node.clone()).or_insert(at);
+        }
+    }
+
+    /// A heartbeat's list of live nodes: those it no longer shows, and
+    /// those heard of before it was asked for and not in it, are dead.
+    fn live(
+        &mut self,
+        nodes: BTreeSet<NodeId>,
+        asked: Instant,
+        now: Instant,
+        out: &mut Vec<Action>,
+    ) {
+        let mut down: BTreeSet<NodeId> = self.listed.difference(&nodes).cloned().collect();
+        down.extend(
+            self.unlisted
+                .iter()
+                .filter(|(node, heard)| **heard <= asked && !nodes.contains(*node))
+                .map(|(node, _)| node.clone()),
+        );
+        self.unlisted
+            .retain(|node, _| !nodes.contains(node) && !down.contains(node));
+        self.listed = nodes;
+        for node in down {
+            self.node_down(&node, now, out);
         }
     }
 

@@ -154,20 +154,23 @@ impl Cluster {
         }
     }
 
-    fn kill(&mut self, dead: usize, now: Instant) {
-        self.alive[dead] = false;
+    /// Each live node reads the live nodes from the directory, asked at `asked`.
+    fn heartbeat(&mut self, asked: Instant, now: Instant) {
         for i in 0..self.nodes.len() {
             if self.alive[i] {
-                self.input(
-                    i,
-                    Input::NodeDown {
-                        node: node(dead),
-                        at: now,
-                    },
-                    now,
-                );
+                let nodes = (0..self.nodes.len())
+                    .filter(|&j| j != i && self.alive[j])
+                    .map(node)
+                    .collect();
+                self.input(i, Input::Live { nodes, asked, now }, now);
             }
         }
+    }
+
+    /// `dead` dies; the others' next heartbeat finds it gone.
+    fn kill(&mut self, dead: usize, now: Instant) {
+        self.alive[dead] = false;
+        self.heartbeat(now, now);
     }
 }
 
@@ -465,6 +468,53 @@ fn a_dead_node_leaves_the_others_working() {
     join(&mut cluster, 8, 1, "a");
     assert_eq!(cluster.directory.get("a"), Some(&1));
     assert_eq!(cluster.nodes[1].lobby().room_of(id(8)).unwrap(), [id(8)]);
+}
+
+/// A node is found dead by the first live list that misses it and was read
+/// after this node heard of it, or after a list showed it: one that dies
+/// before any heartbeat of this node saw it is not missed (CI once waited 60 s
+/// for such a node's players to be told).
+#[test]
+fn a_node_is_dead_once_a_list_read_after_it_was_heard_of_misses_it() {
+    let t0 = Instant::now();
+    let ms = |n: u64| t0 + Duration::from_millis(n);
+    let join = |cluster: &mut Cluster, peer: u128, node: usize, at: Instant| {
+        let room = RoomRequest::parse("a", None, 16).unwrap();
+        let input = Input::Joined {
+            peer: id(peer),
+            room,
+            at,
+        };
+        cluster.input(node, input, at);
+    };
+    // Never listed: n1 hears of n0 (its room's home) at 1 ms.
+    let mut cluster = Cluster::new(2, LobbyConfig::default(), Duration::from_secs(10));
+    join(&mut cluster, 1, 0, ms(1));
+    join(&mut cluster, 2, 1, ms(1));
+    cluster.alive[0] = false;
+    // A read begun before that proves nothing...
+    cluster.heartbeat(t0, ms(2));
+    assert!(cluster.heard.closed.is_empty());
+    // ...the next one does.
+    cluster.heartbeat(ms(3), ms(3));
+    assert_eq!(cluster.heard.closed.get(&id(2)), Some(&Refusal::NodeLost));
+    assert_eq!(cluster.heard.closed.len(), 1);
+    // Listed, then missing: dead, whenever the read began.
+    let mut cluster = Cluster::new(2, LobbyConfig::default(), Duration::from_secs(10));
+    cluster.heartbeat(t0, t0);
+    join(&mut cluster, 1, 0, ms(5));
+    join(&mut cluster, 2, 1, ms(5));
+    cluster.alive[0] = false;
+    cluster.heartbeat(ms(4), ms(6));
+    assert_eq!(cluster.heard.closed.get(&id(2)), Some(&Refusal::NodeLost));
+    // And the home drops a dead origin's peer the same way (its seat held).
+    let mut cluster = Cluster::new(2, LobbyConfig::default(), Duration::from_secs(10));
+    join(&mut cluster, 1, 0, ms(1));
+    join(&mut cluster, 2, 1, ms(1));
+    cluster.alive[1] = false;
+    cluster.heartbeat(ms(2), ms(2));
+    assert_eq!(cluster.nodes[0].lobby().away_count(), 1);
+    assert!(cluster.heard.closed.is_empty());
 }
 
 /// Without the directory a node keeps serving the names it is home to and

@@ -271,7 +271,7 @@ impl Actor {
                 message,
                 at: now,
             },
-            ClusterEvent::NodeDown(node) => Input::NodeDown { node, at: now },
+            ClusterEvent::Live { nodes, asked } => Input::Live { nodes, asked, now },
             ClusterEvent::Directory { up } => Input::Directory { up },
             ClusterEvent::Evicted => Input::Evicted { at: now },
         };

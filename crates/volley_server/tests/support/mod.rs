@@ -82,18 +82,21 @@ pub async fn closed(ws: &mut Ws) -> (u16, String) {
     closed_within(ws, WAIT).await
 }
 
-/// [`closed`], waiting up to `wait` for each message.
+/// [`closed`] within `wait` in all (pings and events before the close
+/// frame are skipped, and listed if it never comes).
 pub async fn closed_within(ws: &mut Ws, wait: Duration) -> (u16, String) {
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut skipped = Vec::new();
     loop {
-        let message = tokio::time::timeout(wait, ws.next())
-            .await
-            .expect("closed in time");
+        let Ok(message) = tokio::time::timeout_at(deadline, ws.next()).await else {
+            panic!("not closed within {wait:?}; heard meanwhile: {skipped:?}");
+        };
         match message {
             Some(Ok(Message::Close(Some(frame)))) => {
                 return (u16::from(frame.code), frame.reason.to_string());
             }
             Some(Ok(Message::Close(None))) | None => panic!("closed without a reason"),
-            Some(Ok(_)) => continue,
+            Some(Ok(other)) => skipped.push(other),
             Some(Err(e)) => panic!("socket error before the close frame: {e}"),
         }
     }
