@@ -21,6 +21,20 @@ pub(crate) fn ci() -> Result<(), String> {
         "warnings",
     ]);
     step("cargo clippy", clippy)?;
+    // The browser crates on stable (the release bundles below build on
+    // nightly for size).
+    let mut clippy_wasm = cargo();
+    clippy_wasm.args(["clippy", "--target", crate::WASM]);
+    for package in [
+        "volley_net",
+        "bevy_volley",
+        "volley_games",
+        "volley_examples",
+    ] {
+        clippy_wasm.args(["-p", package]);
+    }
+    clippy_wasm.args(["--", "-D", "warnings"]);
+    step("cargo clippy (wasm32)", clippy_wasm)?;
     // Every sample game for wasm32, and the browser bundles the browser
     // tests load: the release ones players get (`cargo xtask play` serves
     // them too), so that CI proves what ships (`setup` added the wasm

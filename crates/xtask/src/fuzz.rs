@@ -15,7 +15,7 @@ use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use crate::tools::cargo_install;
-use crate::{cargo, root, step, succeeds, target_dir};
+use crate::{cargo, root, step, target_dir};
 
 /// Every fuzz target (`fuzz/fuzz_targets/<name>.rs`).
 pub const TARGETS: [&str; 12] = [
@@ -104,21 +104,7 @@ fn fuzz_targets(only: Option<&'static str>, seconds: u64) -> Result<(), String> 
 /// nightly toolchain (installed when missing). Returns cargo-fuzz.
 fn setup() -> Result<PathBuf, String> {
     let cargo_fuzz = cargo_install("cargo-fuzz", CARGO_FUZZ, "cargo-fuzz")?;
-    let mut nightly = Command::new("rustup");
-    nightly
-        .current_dir(root())
-        .args(["run", "nightly", "rustc", "--version"]);
-    if !succeeds(&mut nightly) {
-        let mut install = Command::new("rustup");
-        install.current_dir(root()).args([
-            "toolchain",
-            "install",
-            "nightly",
-            "--profile",
-            "minimal",
-        ]);
-        step("rustup toolchain install nightly", install)?;
-    }
+    crate::tools::nightly()?;
     Ok(cargo_fuzz)
 }
 

@@ -1,15 +1,17 @@
 //! `cargo xtask <task>`: the project's scripted jobs.
 //!
 //! - `ci`: everything CI runs, in order; `.ci/run` calls exactly this:
-//!   set-up (apt packages, wasm32 target, wasm-bindgen-cli), fmt, clippy,
-//!   the wasm32 build and release web bundles of the games, every test
+//!   set-up (apt packages, wasm32 target, nightly with rust-src,
+//!   wasm-bindgen-cli), fmt, clippy (native, and the browser crates for
+//!   wasm32), the release web bundles of the games, every test
 //!   (including the browser ones, which load those bundles), then the fuzz
 //!   targets' regression inputs and a few seconds of fuzzing each.
 //! - `bench [--quick]`: every benchmark, release builds, against the
 //!   references (installs `matchbox_server` into `target/tools` when
 //!   missing); writes `target/bench/report.md`, `report.json`, SVG plots.
 //! - `web [--release]`: the browser bundles of the games under
-//!   `target/web/<debug|release>/<game>/` (content-hashed, precompressed), and
+//!   `target/web/<debug|release>/<game>/` (content-hashed, precompressed;
+//!   release ones built on nightly for size and put through wasm-opt), and
 //!   the lobby page at `target/web/<profile>/index.html`.
 //! - `play`: the release web bundles (remade when their example changed)
 //!   served by `volley-server` on 127.0.0.1:3536, with the URLs and the

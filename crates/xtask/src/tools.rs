@@ -1,15 +1,22 @@
 //! What a fresh machine lacks: apt packages for the tests, the wasm32
-//! target, rustfmt and clippy, and tools built from crates.io into
-//! `<target dir>/tools` (wasm-bindgen-cli of the locked version,
-//! matchbox_server for the benchmarks).
+//! target, rustfmt and clippy, the nightly toolchain with its sources (the
+//! fuzzers, and the release web build's `-Zbuild-std`), wasm-opt (Debian's
+//! binaryen), and tools built from crates.io into `<target dir>/tools`
+//! (wasm-bindgen-cli of the locked version, matchbox_server for the
+//! benchmarks).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::{WASM, cargo, root, step, succeeds, target_dir};
 
-/// The wasm32 target, for the browser builds.
-pub(crate) fn setup_wasm() -> Result<(), String> {
+/// The wasm32 target, for the browser builds; for release bundles also
+/// the nightly toolchain and wasm-opt.
+pub(crate) fn setup_wasm(release: bool) -> Result<(), String> {
+    if release {
+        nightly()?;
+        wasm_opt()?;
+    }
     let targets = Command::new("rustup")
         .args(["target", "list", "--installed"])
         .current_dir(root())
@@ -53,7 +60,7 @@ pub(crate) fn setup() -> Result<(), String> {
     if !missing.is_empty() {
         apt_install(&missing)?;
     }
-    setup_wasm()?;
+    setup_wasm(true)?;
     let has_fmt = succeeds(cargo().args(["fmt", "--version"]));
     let has_clippy = succeeds(cargo().args(["clippy", "--version"]));
     if !(has_fmt && has_clippy) {
@@ -65,6 +72,49 @@ pub(crate) fn setup() -> Result<(), String> {
     }
     Ok(())
 }
+/// The nightly toolchain with `rust-src`, installed (minimal profile)
+/// when missing: `cargo fuzz` and the release web build run on it.
+pub(crate) fn nightly() -> Result<(), String> {
+    let components = Command::new("rustup")
+        .current_dir(root())
+        .args(["component", "list", "--installed", "--toolchain", "nightly"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned());
+    let mut rustup = Command::new("rustup");
+    rustup.current_dir(root());
+    match components {
+        Some(installed) if installed.lines().any(|c| c.starts_with("rust-src")) => Ok(()),
+        Some(_) => {
+            rustup.args(["component", "add", "rust-src", "--toolchain", "nightly"]);
+            step("rustup component add rust-src --toolchain nightly", rustup)
+        }
+        None => {
+            rustup.args([
+                "toolchain",
+                "install",
+                "nightly",
+                "--profile",
+                "minimal",
+                "--component",
+                "rust-src",
+            ]);
+            step("rustup toolchain install nightly", rustup)
+        }
+    }
+}
+
+/// `wasm-opt`, from Debian's binaryen when missing (version 108 or later
+/// reads everything rustc's wasm32 output uses).
+pub(crate) fn wasm_opt() -> Result<PathBuf, String> {
+    let binary = PathBuf::from("wasm-opt");
+    if !succeeds(Command::new(&binary).arg("--version")) {
+        apt_install(&["binaryen"])?;
+    }
+    Ok(binary)
+}
+
 /// Debian packages, without their recommendations.
 fn apt_install(packages: &[&str]) -> Result<(), String> {
     let mut update = Command::new("apt-get");

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::tools::{setup_wasm, wasm_bindgen};
+use crate::tools::{setup_wasm, wasm_bindgen, wasm_opt};
 use crate::{WASM, cargo, root, step, target_dir, write};
 
 /// The examples with a web bundle: (name, most players, description).
@@ -76,7 +76,7 @@ fn content_hash(parts: &[&[u8]]) -> String {
 
 /// Bumped when the way bundles are made changes, so that old ones are
 /// remade.
-const BUNDLE_FORMAT: u32 = 2;
+const BUNDLE_FORMAT: u32 = 3;
 
 /// What a bundle was made from: the size and modification time of the
 /// game's `.wasm`, and [`BUNDLE_FORMAT`] (a bundle is remade only when they
@@ -96,7 +96,7 @@ fn source_stamp(input: &Path) -> Result<String, String> {
 /// `<target dir>/web/<profile>` (the two profiles' bundles apart). Returns
 /// that directory.
 pub(crate) fn web(release: bool) -> Result<PathBuf, String> {
-    setup_wasm()?;
+    setup_wasm(release)?;
     build_web(release)
 }
 
@@ -104,6 +104,7 @@ pub(crate) fn web(release: bool) -> Result<PathBuf, String> {
 /// its bundle was made keeps its bundle.
 pub(crate) fn build_web(release: bool) -> Result<PathBuf, String> {
     let bindgen = wasm_bindgen()?;
+    let optimiser = if release { Some(wasm_opt()?) } else { None };
     // Every sample game (so each keeps building for the browser); the
     // bundles are made for WEB_GAMES. Release bundles use the size-tuned
     // `web` profile (the workspace's Cargo.toml).
@@ -113,7 +114,11 @@ pub(crate) fn build_web(release: bool) -> Result<PathBuf, String> {
     } else {
         ("debug", "dev", "debug")
     };
-    let mut build = cargo();
+    let mut build = if release {
+        nightly_size_build()
+    } else {
+        cargo()
+    };
     build.args(["build", "--target", WASM, "-p", "volley_examples", "--bins"]);
     build.args(["--profile", cargo_profile]);
     step(
@@ -131,7 +136,7 @@ pub(crate) fn build_web(release: bool) -> Result<PathBuf, String> {
             .iter()
             .map(|(game, _, _)| {
                 let (out, input) = (web.join(game), wasm_dir.join(format!("{game}.wasm")));
-                let bindgen = &bindgen;
+                let (bindgen, optimiser) = (&bindgen, optimiser.as_deref());
                 scope.spawn(move || -> Result<String, String> {
                     let stamp = source_stamp(&input)?;
                     match current_manifest(&out, &stamp) {
@@ -139,7 +144,10 @@ pub(crate) fn build_web(release: bool) -> Result<PathBuf, String> {
                             println!("    {game}: up to date ({profile})");
                             Ok(manifest.to_string())
                         }
-                        None => bundle(bindgen, game, &input, &out, profile, &stamp),
+                        None => {
+                            let tools = (bindgen.as_path(), optimiser);
+                            bundle(tools, game, &input, &out, profile, &stamp)
+                        }
                     }
                 })
             })
@@ -172,6 +180,42 @@ pub(crate) fn build_web(release: bool) -> Result<PathBuf, String> {
     Ok(web)
 }
 
+/// `cargo build` for what players download, on nightly Rust: the standard
+/// library rebuilt for size (`-Zbuild-std`, `optimize_for_size`), panics
+/// without file and line (`-Zlocation-detail=none`; the message stays),
+/// `{:?}` of a struct as its name only (`-Zfmt-debug=shallow`; enum
+/// variants keep their names): box_game 14.9 -> 14.0 MB before wasm-opt.
+/// Without reference types, which Debian's wasm-opt (binaryen 108) breaks
+/// in wasm-bindgen's output. The games themselves build on stable.
+fn nightly_size_build() -> Command {
+    let mut build = Command::new("rustup");
+    build.current_dir(root()).args([
+        "run",
+        "nightly",
+        "cargo",
+        "-Zbuild-std=std,panic_abort",
+        "-Zbuild-std-features=optimize_for_size",
+        "--config",
+        concat!(
+            "target.wasm32-unknown-unknown.rustflags=[",
+            r#""-Zlocation-detail=none","-Zfmt-debug=shallow","#,
+            r#""-Ctarget-feature=-reference-types"]"#
+        ),
+    ]);
+    // The stable toolchain's compiler, if this process was given one.
+    build.env_remove("RUSTC");
+    build
+}
+
+/// The wasm features of [`nightly_size_build`]'s output, for wasm-opt to keep.
+const WASM_FEATURES: &[&str] = &[
+    "--enable-bulk-memory",
+    "--enable-sign-ext",
+    "--enable-mutable-globals",
+    "--enable-nontrapping-float-to-int",
+    "--enable-multivalue",
+];
+
 /// The manifest of the bundle in `out` if it was made from `stamp` and its
 /// files are there.
 fn current_manifest(out: &Path, stamp: &str) -> Option<serde_json::Value> {
@@ -186,11 +230,11 @@ fn current_manifest(out: &Path, stamp: &str) -> Option<serde_json::Value> {
         })
 }
 
-/// One game's bundle in `out` (replaced): wasm-bindgen's output with
-/// content-hashed names (served as immutable), compressed; returns its
-/// manifest.
+/// One game's bundle in `out` (replaced): wasm-bindgen's output (optimised
+/// for size by wasm-opt if given) with content-hashed names (served as
+/// immutable), compressed; returns its manifest.
 fn bundle(
-    bindgen: &Path,
+    (bindgen, optimiser): (&Path, Option<&Path>),
     game: &str,
     input: &Path,
     out: &Path,
@@ -213,6 +257,14 @@ fn bundle(
         std::fs::read(out.join(name)).map_err(|e| format!("{}: {e}", out.join(name).display()))
     };
     let (js, wasm) = (format!("{game}.js"), format!("{game}_bg.wasm"));
+    if let Some(optimiser) = optimiser {
+        // Binaryen's size passes after rustc's and wasm-bindgen's: about
+        // 15% off, for a minute per game.
+        let mut opt = Command::new(optimiser);
+        opt.arg("-Oz").args(WASM_FEATURES);
+        opt.arg(out.join(&wasm)).arg("-o").arg(out.join(&wasm));
+        step(&format!("wasm-opt {game}"), opt)?;
+    }
     let hash = content_hash(&[&read(&js)?, &read(&wasm)?]);
     let hashed_js = format!("{game}-{hash}.js");
     let hashed_wasm = format!("{game}-{hash}_bg.wasm");
