@@ -9,7 +9,9 @@
 //! byte, room byte, next byte, resume byte), a leave (peer byte), a
 //! connection lost (peer byte), a signal (two peer
 //! bytes), a node message (sender byte, then a packet: u16 LE length and
-//! the message bytes), a node down (node byte), a tick (u8 milliseconds).
+//! the message bytes), a heartbeat's live list (a byte whose bits 1 and 2
+//! say which other nodes it shows, and how many milliseconds before now it
+//! was read), a tick (u8 milliseconds).
 
 #![no_main]
 
@@ -104,10 +106,17 @@ fuzz_target!(|data: &[u8]| {
                     at: now,
                 }
             }
-            4 => Input::NodeDown {
-                node: node(input.u8()),
-                at: now,
-            },
+            4 => {
+                let (shown, ago) = (input.u8(), input.u8());
+                let nodes = (1..3u8)
+                    .filter(|n| shown & (1 << n) != 0)
+                    .map(node)
+                    .collect();
+                let asked = now
+                    .checked_sub(Duration::from_millis(u64::from(ago)))
+                    .map_or(t0, |asked| asked.max(t0));
+                Input::Live { nodes, asked, now }
+            }
             _ => {
                 now += Duration::from_millis(u64::from(input.u8()));
                 Input::Tick { now }
