@@ -11,11 +11,10 @@ use std::process::Command;
 use crate::{WASM, cargo, root, step, succeeds, target_dir};
 
 /// The wasm32 target, for the browser builds; for release bundles also
-/// the nightly toolchain and wasm-opt.
+/// the nightly toolchain (the release build finds wasm-opt itself).
 pub(crate) fn setup_wasm(release: bool) -> Result<(), String> {
     if release {
         nightly()?;
-        wasm_opt()?;
     }
     let targets = Command::new("rustup")
         .args(["target", "list", "--installed"])
